@@ -1,0 +1,61 @@
+//! The `wasmq` command line.
+
+mod parse;
+mod run;
+mod signals;
+mod worker;
+
+pub use parse::{parse_duration, parse_size};
+
+use clap::{Parser, Subcommand};
+
+/// wasmq: a durable job queue whose jobs are WebAssembly.
+#[derive(Debug, Parser)]
+#[command(name = "wasmq", version, about)]
+pub struct Cli {
+    /// Log format for the process's own logs.
+    #[arg(long, global = true, env = "WASMQ_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one job locally in the sandbox, without a server, and report the outcome.
+    Run(run::RunArgs),
+    /// Run workers only (no API), against a shared PostgreSQL.
+    Worker(worker::WorkerArgs),
+}
+
+/// Sets up `tracing` (RUST_LOG filters; default `info`) to stderr.
+pub fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the parsed command line; the process exit code is the result.
+pub fn main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Worker(args) => tokio_main(worker::run(args)),
+    }
+}
+
+fn tokio_main<F: std::future::Future<Output = anyhow::Result<std::process::ExitCode>>>(
+    f: F,
+) -> anyhow::Result<std::process::ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}

@@ -1,0 +1,166 @@
+//! `wasmq run FILE.wasm --input …`: one job, locally, with the server's limits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use base64::Engine as _;
+use clap::Args;
+
+use crate::runtime::{AttemptReport, JobInfo, Limits, Outcome, RunRequest, Runtime, RuntimeConfig};
+
+/// Arguments of `wasmq run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The module: a wasmq:task component or a WASI command module.
+    pub file: PathBuf,
+    /// The job's input: JSON text, or `@path` to read it from a file.
+    #[arg(long, default_value = "null")]
+    pub input: String,
+    /// Fuel limit (Wasm instructions).
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Memory limit, e.g. 64MiB.
+    #[arg(long, value_parser = super::parse_size)]
+    pub memory: Option<u64>,
+    /// Wall-clock limit, e.g. 30s.
+    #[arg(long, value_parser = super::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Output (result) limit, e.g. 1MiB.
+    #[arg(long, value_parser = super::parse_size)]
+    pub output: Option<u64>,
+    /// Print one JSON object (outcome, result, usage, log) instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let input = match args.input.strip_prefix('@') {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading input file {path}"))?,
+        None => args.input.clone().into_bytes(),
+    };
+    let mut max = Limits::default_max();
+    // The command line is the operator: let it raise the maxima it asks for.
+    if let Some(f) = args.fuel {
+        max.fuel = f;
+    }
+    if let Some(m) = args.memory {
+        max.memory_bytes = m;
+    }
+    if let Some(t) = args.timeout {
+        max.timeout_ms = t.as_millis() as u64;
+    }
+    if let Some(o) = args.output {
+        max.output_bytes = o;
+    }
+    let runtime = Runtime::new(RuntimeConfig {
+        slots: 1,
+        max_limits: max,
+        ..RuntimeConfig::default()
+    })?;
+    let prepared = runtime.load_bytes_blocking(&bytes)?;
+    let name = args
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let report = runtime.run_blocking(
+        &prepared,
+        RunRequest {
+            input,
+            limits: max,
+            job: JobInfo {
+                id: "local".into(),
+                module: name,
+                attempt: 1,
+                max_attempts: 1,
+            },
+            ..RunRequest::default()
+        },
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
+    } else {
+        print_human(&report);
+    }
+    Ok(match report.outcome {
+        Outcome::Success { .. } => ExitCode::SUCCESS,
+        Outcome::Failure(_) => ExitCode::FAILURE,
+    })
+}
+
+/// The report as JSON: a UTF-8 JSON result as `result`, anything else as `result_base64`.
+pub fn report_json(report: &AttemptReport) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "usage": report.usage,
+        "log": report.log_text(),
+        "log_dropped": report.log_dropped,
+        "progress": report.progress,
+    });
+    match &report.outcome {
+        Outcome::Success { result } => {
+            v["outcome"] = "success".into();
+            match serde_json::from_slice::<serde_json::Value>(result) {
+                Ok(json) => v["result"] = json,
+                Err(_) => {
+                    v["result_base64"] = base64::engine::general_purpose::STANDARD
+                        .encode(result)
+                        .into()
+                }
+            }
+        }
+        Outcome::Failure(f) => {
+            v["outcome"] = "failure".into();
+            v["error"] = serde_json::json!({ "kind": f.kind.as_str(), "message": f.message, "retryable": f.is_retryable() });
+        }
+    }
+    v
+}
+
+fn print_human(report: &AttemptReport) {
+    match &report.outcome {
+        Outcome::Success { result } => {
+            println!("{}", String::from_utf8_lossy(result));
+            eprintln!("outcome: success ({} bytes of result)", result.len());
+        }
+        Outcome::Failure(f) => {
+            eprintln!(
+                "outcome: failed: {} ({})",
+                f.kind,
+                if f.is_retryable() {
+                    "retryable"
+                } else {
+                    "not retryable"
+                }
+            );
+            eprintln!("message: {}", f.message);
+        }
+    }
+    let u = &report.usage;
+    eprintln!(
+        "usage: fuel {}, memory peak {:.1} MiB, {:.3} ms",
+        u.fuel,
+        u.memory_peak_bytes as f64 / (1 << 20) as f64,
+        u.duration_us as f64 / 1000.0
+    );
+    if let Some(p) = &report.progress {
+        eprintln!(
+            "progress: {}%{}",
+            p.percent,
+            p.note
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        );
+    }
+    eprintln!(
+        "log: {} bytes kept, {} dropped",
+        report.log.len(),
+        report.log_dropped
+    );
+    for line in report.log_text().lines() {
+        eprintln!("  | {line}");
+    }
+}

@@ -1,0 +1,13 @@
+//! wasmq: a durable job queue whose jobs are WebAssembly.
+//!
+//! - [`runtime`]: the sandbox that runs one attempt in a fresh wasmtime instance.
+//! - [`queue`]: the durable job store (PostgreSQL), behind the [`queue::Store`] trait.
+//! - [`worker`]: the pool that claims jobs, runs them in the sandbox and reports back.
+//! - [`cli`]: the `wasmq` command line.
+//!
+//! See ARCHITECTURE.md for the code map and the invariants between these modules.
+
+pub mod cli;
+pub mod queue;
+pub mod runtime;
+pub mod worker;

@@ -1,0 +1,15 @@
+//! The `wasmq` binary.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = wasmq_host::cli::Cli::parse();
+    wasmq_host::cli::init_tracing(&cli.log_format);
+    match wasmq_host::cli::main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,805 @@
+//! The job store: enqueue, claim, heartbeat, finish, rescue, cancel, list, prune, and the
+//! module registry the jobs run.
+//!
+//! Everything durable goes through the [`Store`] trait, a narrow, backend-neutral interface
+//! (River's driver interface is the model). [`postgres::PgStore`] implements it on
+//! PostgreSQL; every implementation must pass the conformance suite in
+//! `tests/src/conformance.rs`, which is the executable definition of the semantics written
+//! down here.
+//!
+//! Nothing in this module knows about WebAssembly execution: a job is bytes in, bytes out,
+//! plus the bookkeeping a user sees (state, attempts, error, usage, log, history).
+//!
+//! # A job's life
+//!
+//! ```text
+//!  enqueue ──► scheduled ──(run_at passes)──► available ──claim──► running
+//!                                               ▲                    │
+//!       retryable ◄──── Retry / lost lease ─────┼────────────────────┤
+//!           └──────(run_at passes)──────────────┘                    │
+//!                                   completed ◄── Complete ──────────┤
+//!                                   failed    ◄── Fail / exhausted ──┤
+//!                                   cancelled ◄── Cancelled ─────────┘
+//! ```
+//!
+//! Waiting jobs (`scheduled`, `available`, `retryable`) can be cancelled at once; a running
+//! job's cancellation is *requested* and reported to its worker by [`Store::heartbeat`] and
+//! [`StoreEvent::CancelRequested`].
+
+pub mod postgres;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The tenant used when none is given.
+pub const DEFAULT_TENANT: &str = "default";
+/// The queue used when none is given.
+pub const DEFAULT_QUEUE: &str = "default";
+/// The number of attempts a job gets when none is given.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// Where a job is in its life. Stored as the lower-case name ([`JobState::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its `run_at`, which is in the future.
+    Scheduled,
+    /// Ready to be claimed by a worker.
+    Available,
+    /// Claimed by a worker, which holds a lease on it.
+    Running,
+    /// An attempt failed and attempts remain; waiting for its backoff (`run_at`).
+    Retryable,
+    /// Finished successfully. Happens at most once per job.
+    Completed,
+    /// Failed fatally, or every attempt failed.
+    Failed,
+    /// Cancelled by a user before or while it ran.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in life order.
+    pub const ALL: [JobState; 7] = [
+        JobState::Scheduled,
+        JobState::Available,
+        JobState::Running,
+        JobState::Retryable,
+        JobState::Completed,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    /// The stored and displayed name: `scheduled`, `available`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Scheduled => "scheduled",
+            JobState::Available => "available",
+            JobState::Running => "running",
+            JobState::Retryable => "retryable",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the job is finished for good (`completed`, `failed` or `cancelled`).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::Cancelled
+        )
+    }
+
+    /// Whether the job waits to be claimed (`scheduled`, `available` or `retryable`).
+    pub fn is_waiting(self) -> bool {
+        matches!(
+            self,
+            JobState::Scheduled | JobState::Available | JobState::Retryable
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| StoreError::Invalid(format!("`{s}` is not a job state")))
+    }
+}
+
+/// Why an attempt or a job failed. Serialized as the snake_case name (`out_of_fuel`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The fuel limit (Wasm instructions) was used up.
+    OutOfFuel,
+    /// The attempt ran longer than its wall-clock timeout.
+    Timeout,
+    /// The instance needed more linear memory than allowed.
+    MemoryLimit,
+    /// The result was larger than allowed.
+    OutputLimit,
+    /// The guest trapped (panic, `unreachable`, …).
+    Trap,
+    /// The guest returned an error (`retry` or `fatal`).
+    TaskError,
+    /// The worker holding the job vanished; set by [`Store::rescue`].
+    Lost,
+    /// The job's pinned module bytes are gone.
+    ModuleMissing,
+    /// The job was cancelled.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// The stored name: `out_of_fuel`, `timeout`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::OutOfFuel => "out_of_fuel",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::MemoryLimit => "memory_limit",
+            ErrorKind::OutputLimit => "output_limit",
+            ErrorKind::Trap => "trap",
+            ErrorKind::TaskError => "task_error",
+            ErrorKind::Lost => "lost",
+            ErrorKind::ModuleMissing => "module_missing",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of a failed attempt or job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// What kind of failure it was.
+    pub kind: ErrorKind,
+    /// What happened, for a person.
+    pub message: String,
+}
+
+impl JobError {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        JobError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// One failed, lost or cancelled attempt, as kept in [`Job::history`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The attempt number (1 for the first).
+    pub attempt: u32,
+    /// When the failure was recorded.
+    pub at: DateTime<Utc>,
+    /// What kind of failure it was.
+    pub kind: ErrorKind,
+    /// What happened.
+    pub message: String,
+}
+
+/// Resource limits of an attempt. `None` means "not set here": the worker takes the
+/// module's default, then the server's maximum. Stored as JSON without the unset fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Wasm fuel (instructions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Wall clock of one attempt, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Linear memory of the instance, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Bytes of result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<u64>,
+    /// Bytes of log kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_bytes: Option<u64>,
+}
+
+/// What the last attempt reported about its progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// 0–100.
+    pub percent: u8,
+    /// A free-form note.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Resources the last attempt used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Fuel consumed.
+    pub fuel: u64,
+    /// Peak linear memory, in bytes.
+    pub memory_peak_bytes: u64,
+    /// Wall clock, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Unique, increasing with enqueue order.
+    pub id: i64,
+    /// The tenant that owns it; jobs are invisible across tenants.
+    pub tenant: String,
+    /// The module name it was enqueued for.
+    pub module: String,
+    /// The module version's digest (sha256, hex) pinned at enqueue; what the worker runs.
+    pub digest: String,
+    /// The queue it waits in.
+    pub queue: String,
+    /// Higher runs first.
+    pub priority: i16,
+    /// The input bytes.
+    pub input: Vec<u8>,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// When it may run (next).
+    pub run_at: DateTime<Utc>,
+    /// Attempts started so far (the current one while running).
+    pub attempt: u32,
+    /// Attempts it may have in total.
+    pub max_attempts: u32,
+    /// Per-job limit overrides.
+    pub limits: Limits,
+    /// The idempotency key it was enqueued with.
+    pub idempotency_key: Option<String>,
+    /// Progress reported by the current or last attempt.
+    pub progress: Option<Progress>,
+    /// The result of the completed job.
+    pub result: Option<Vec<u8>>,
+    /// The last error (kept while retryable; the final one once failed or cancelled).
+    pub error: Option<JobError>,
+    /// Resources used by the last finished attempt.
+    pub usage: Option<Usage>,
+    /// The log of the last finished attempt (truncated to its cap).
+    pub log: String,
+    /// Bytes of log dropped by the last finished attempt.
+    pub log_dropped: u64,
+    /// Every failed, lost or cancelled attempt, oldest first.
+    pub history: Vec<AttemptRecord>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When its last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished for good.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The worker holding it while running.
+    pub worker_id: Option<String>,
+    /// When the running worker's lease expires.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// A user asked to cancel it while it ran.
+    pub cancel_requested: bool,
+}
+
+/// A job to enqueue. Build with [`NewJob::new`] and set what differs from the defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// Owner [`DEFAULT_TENANT`].
+    pub tenant: String,
+    /// The module name to run.
+    pub module: String,
+    /// The module digest to pin. `None` pins the module's latest version at insert time,
+    /// and enqueueing fails with [`StoreError::ModuleNotFound`] if the module has none.
+    /// A given digest is taken as is (the caller resolved it).
+    pub digest: Option<String>,
+    /// [`DEFAULT_QUEUE`].
+    pub queue: String,
+    /// Higher runs first [0].
+    pub priority: i16,
+    /// The input bytes.
+    pub input: Vec<u8>,
+    /// When to run; `None` (or a past time) means now. A future time makes it `scheduled`.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Attempts it may have [`DEFAULT_MAX_ATTEMPTS`]; at least 1.
+    pub max_attempts: u32,
+    /// Per-job limit overrides (validated by the caller against the server maximums).
+    pub limits: Limits,
+    /// Enqueueing a key that a stored job of the same tenant already has returns that job
+    /// instead (see [`Enqueued::duplicate`]); the first of several in one batch wins.
+    pub idempotency_key: Option<String>,
+}
+
+impl NewJob {
+    /// A job for `module` with `input` and every default: tenant and queue `default`,
+    /// priority 0, now, 3 attempts, no limit overrides, no idempotency key.
+    pub fn new(module: impl Into<String>, input: impl Into<Vec<u8>>) -> Self {
+        NewJob {
+            tenant: DEFAULT_TENANT.to_owned(),
+            module: module.into(),
+            digest: None,
+            queue: DEFAULT_QUEUE.to_owned(),
+            priority: 0,
+            input: input.into(),
+            run_at: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            limits: Limits::default(),
+            idempotency_key: None,
+        }
+    }
+}
+
+/// The answer to one [`NewJob`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enqueued {
+    /// The stored job: the new one, or the existing one with the same idempotency key.
+    pub job: Job,
+    /// True when no job was created because of the idempotency key.
+    pub duplicate: bool,
+}
+
+/// How an attempt ended, as reported by a worker to [`Store::finish`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The job completed with `result`: state `completed`, finished for good.
+    Complete {
+        /// The result bytes.
+        result: Vec<u8>,
+    },
+    /// The attempt failed and the job should run again at `retry_at`: state `retryable`,
+    /// `error` kept as the job's last error and appended to its history. The worker decides
+    /// whether attempts remain (see [`backoff`]); it reports [`Outcome::Fail`] otherwise.
+    Retry {
+        /// Why the attempt failed.
+        error: JobError,
+        /// When to run the next attempt.
+        retry_at: DateTime<Utc>,
+    },
+    /// The job failed for good: state `failed`, `error` recorded and appended to history.
+    Fail {
+        /// Why it failed.
+        error: JobError,
+    },
+    /// The worker gives the job back unrun (it is shutting down): state `available` at
+    /// once, the attempt not counted, so another worker takes it straight away.
+    Release,
+    /// The attempt was interrupted because a user cancelled it: state `cancelled`, error
+    /// kind `cancelled`, appended to history.
+    Cancelled,
+}
+
+/// The report of one finished attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    /// The job.
+    pub id: i64,
+    /// The attempt being finished. Applied only if the job is still `running` at this
+    /// attempt; otherwise (it was rescued, and maybe re-claimed) the report is refused.
+    pub attempt: u32,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What it used.
+    pub usage: Usage,
+    /// Its log (replaces the job's log).
+    pub log: String,
+    /// Bytes of log it dropped.
+    pub log_dropped: u64,
+    /// Its last progress, if it reported any (otherwise the stored one is kept).
+    pub progress: Option<Progress>,
+}
+
+impl Finish {
+    /// A report of `outcome` for attempt `attempt` of job `id`, with no usage, log or progress.
+    pub fn new(id: i64, attempt: u32, outcome: Outcome) -> Self {
+        Finish {
+            id,
+            attempt,
+            outcome,
+            usage: Usage::default(),
+            log: String::new(),
+            log_dropped: 0,
+            progress: None,
+        }
+    }
+}
+
+/// The answer to [`Store::heartbeat`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Jobs whose lease was extended and whose cancellation a user requested: stop them and
+    /// report [`Outcome::Cancelled`].
+    pub cancel_requested: Vec<i64>,
+    /// Jobs this worker no longer holds (rescued after the lease expired, or finished): stop
+    /// them; their reports would be refused.
+    pub lost: Vec<i64>,
+}
+
+/// What [`Store::rescue`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RescueReport {
+    /// Another node was rescuing at the same time, so nothing was done.
+    pub skipped: bool,
+    /// Lost jobs with attempts left, now `retryable` (run at once).
+    pub retried: Vec<i64>,
+    /// Lost jobs with no attempt left, now `failed` with error kind `lost`.
+    pub failed: Vec<i64>,
+    /// Lost jobs whose cancellation had been requested, now `cancelled`.
+    pub cancelled: Vec<i64>,
+}
+
+/// Which jobs [`Store::list`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only jobs of this module name.
+    pub module: Option<String>,
+    /// Only jobs of this queue.
+    pub queue: Option<String>,
+    /// At most this many (clamped to 1..=1000; 0 means 100).
+    pub limit: u32,
+    /// Only jobs with an id below this: the `next_cursor` of the previous page.
+    pub cursor: Option<i64>,
+}
+
+/// One page of [`Store::list`], newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The jobs, by id descending.
+    pub jobs: Vec<Job>,
+    /// Pass as [`JobFilter::cursor`] for the next page; `None` when this is the last.
+    pub next_cursor: Option<i64>,
+}
+
+/// What a module is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleKind {
+    /// A component of the `wasmq:task` world.
+    Component,
+    /// A WASI command module (core Wasm, `_start`).
+    Command,
+}
+
+impl ModuleKind {
+    /// The stored name: `component` or `command`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleKind::Component => "component",
+            ModuleKind::Command => "command",
+        }
+    }
+}
+
+impl FromStr for ModuleKind {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "component" => Ok(ModuleKind::Component),
+            "command" => Ok(ModuleKind::Command),
+            other => Err(StoreError::Invalid(format!(
+                "`{other}` is not a module kind"
+            ))),
+        }
+    }
+}
+
+/// A module version to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewModule {
+    /// The owner.
+    pub tenant: String,
+    /// The name jobs are enqueued by.
+    pub name: String,
+    /// What it is (the caller validated it by compiling).
+    pub kind: ModuleKind,
+    /// sha256 of `bytes`, lower-case hex. A backend may verify it; PostgreSQL does.
+    pub digest: String,
+    /// The Wasm bytes.
+    pub bytes: Vec<u8>,
+    /// Default limits of its jobs.
+    pub limits: Limits,
+}
+
+/// One stored version of a module (without its bytes: see [`Store::module_bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    /// The owner.
+    pub tenant: String,
+    /// The name.
+    pub name: String,
+    /// 1, 2, … per tenant and name.
+    pub version: u32,
+    /// sha256 of the bytes, lower-case hex.
+    pub digest: String,
+    /// Bytes.
+    pub size: u64,
+    /// What it is.
+    pub kind: ModuleKind,
+    /// Default limits of its jobs.
+    pub limits: Limits,
+    /// When this version was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The answer to [`Store::put_module`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutModule {
+    /// The latest version after the call.
+    pub module: Module,
+    /// True when a new version was stored; false when the latest version already had the
+    /// same digest, kind and limits (the call changed nothing).
+    pub created: bool,
+}
+
+/// Something that happened in the store, possibly on another node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// Jobs became available in `queue`: idle workers of that queue should claim.
+    JobsAvailable {
+        /// The queue.
+        queue: String,
+    },
+    /// A user asked to cancel running job `id`: its worker should interrupt it.
+    CancelRequested {
+        /// The job.
+        id: i64,
+    },
+    /// Jobs finished for good (completed, failed or cancelled): long-polls should look.
+    JobsFinished {
+        /// The jobs.
+        ids: Vec<i64>,
+    },
+    /// The notification connection was lost and is back: events may have been missed, so
+    /// every waiter should look (workers claim, long-polls re-read).
+    Reconnected,
+}
+
+/// Errors of the store. Messages are for people and never contain SQL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The thing asked for does not exist (in this tenant).
+    #[error("not found")]
+    NotFound,
+    /// A job names a module that has no stored version in its tenant.
+    #[error("module `{module}` does not exist; upload it first")]
+    ModuleNotFound {
+        /// The module name.
+        module: String,
+    },
+    /// The request conflicts with what is stored (e.g. a uniqueness rule).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The request is malformed (e.g. a digest that does not match the bytes).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The database cannot be reached or is restarting; retry later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// Any other database failure (details are in the log, not here).
+    #[error("{0}")]
+    Database(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed (the database was unavailable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// The durable store behind wasmq. Implementations: [`postgres::PgStore`]; a SQLite one for
+/// single-node use. All must pass the conformance suite (`tests/src/conformance.rs`).
+///
+/// Used as `Arc<dyn Store>`. Every method is one transaction; batch methods take thousands
+/// of items in one round trip.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores `jobs` in one transaction and returns them in input order. A job with a future
+    /// `run_at` is `scheduled`, any other `available`. An idempotency key already stored for
+    /// the tenant (or earlier in the same batch) returns that job with `duplicate: true`.
+    /// Fails as a whole with [`StoreError::ModuleNotFound`] if a job names a module with no
+    /// version (and no digest). Workers of queues that received available jobs are woken
+    /// ([`StoreEvent::JobsAvailable`]).
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError>;
+
+    /// Claims up to `limit` due jobs of `queue` (waiting, `run_at` passed) for `worker_id`:
+    /// highest priority first, then earliest `run_at`, then lowest id. Each becomes
+    /// `running` with its attempt incremented, `started_at` now, its progress cleared and a
+    /// lease of `lease`. Concurrent claimers never receive the same job. Returned in claim
+    /// order.
+    async fn claim(
+        &self,
+        queue: &str,
+        worker_id: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Extends to now + `lease` the leases of the jobs in `ids` that `worker_id` still runs,
+    /// and tells which of them a user asked to cancel and which are no longer this worker's.
+    async fn heartbeat(
+        &self,
+        worker_id: &str,
+        ids: &[i64],
+        lease: Duration,
+    ) -> Result<Heartbeat, StoreError>;
+
+    /// Records finished attempts in one transaction. Item `i` of the answer says whether
+    /// `items[i]` was applied: only a job still `running` at the reported attempt is, so an
+    /// attempt that was rescued (and perhaps re-run elsewhere) cannot finish the job again;
+    /// a job completes exactly once. Long-polls are woken ([`StoreEvent::JobsFinished`]) for
+    /// jobs that finished for good.
+    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<bool>, StoreError>;
+
+    /// Records the progress of a running attempt; false if the job is not running at
+    /// `attempt` any more.
+    async fn set_progress(
+        &self,
+        id: i64,
+        attempt: u32,
+        progress: Progress,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes back running jobs whose lease expired (their worker vanished): with attempts
+    /// left they become `retryable` at once with a `lost` history entry; otherwise `failed`
+    /// with error kind `lost`; if cancellation was requested, `cancelled`. Runs on one node
+    /// at a time: a concurrent call returns `skipped`.
+    async fn rescue(&self) -> Result<RescueReport, StoreError>;
+
+    /// Makes `scheduled` and `retryable` jobs whose `run_at` passed `available` (so listings
+    /// tell the truth) and wakes their queues' workers. Returns how many. Claiming does not
+    /// depend on it: due waiting jobs are claimable in any of the three states.
+    async fn promote_scheduled(&self) -> Result<u64, StoreError>;
+
+    /// Cancels job `id` of `tenant`: a waiting job becomes `cancelled` at once (error kind
+    /// `cancelled`); a running one gets `cancel_requested` and its worker is told
+    /// ([`StoreEvent::CancelRequested`]); a finished one is left as is. Returns the job after
+    /// the call, or `None` if the tenant has no such job.
+    async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
+
+    /// Job `id` of `tenant`, or `None` (also for another tenant's job).
+    async fn get(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
+
+    /// Jobs of `tenant` matching `filter`, newest first, keyset-paged by id.
+    async fn list(&self, tenant: &str, filter: &JobFilter) -> Result<Page, StoreError>;
+
+    /// Deletes jobs finished (completed, failed, cancelled) more than `older_than` ago, and
+    /// module bytes nothing refers to any more. Returns how many jobs.
+    async fn prune(&self, older_than: Duration) -> Result<u64, StoreError>;
+
+    /// Events from every node sharing this store, from now on. A receiver that lags loses
+    /// events (`RecvError::Lagged`): treat that like [`StoreEvent::Reconnected`].
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
+
+    /// Whether the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stores `module` as the tenant's next version of its name, unless the latest version
+    /// has the same digest, kind and limits, which is returned unchanged.
+    async fn put_module(&self, module: NewModule) -> Result<PutModule, StoreError>;
+
+    /// The latest version of module `name`.
+    async fn get_module(&self, tenant: &str, name: &str) -> Result<Option<Module>, StoreError>;
+
+    /// Every version of module `name`, newest first (empty if none).
+    async fn module_versions(&self, tenant: &str, name: &str) -> Result<Vec<Module>, StoreError>;
+
+    /// The latest version of each module of `tenant`, by name.
+    async fn list_modules(&self, tenant: &str) -> Result<Vec<Module>, StoreError>;
+
+    /// Deletes every version of module `name`; [`StoreError::NotFound`] if it has none.
+    /// Jobs already enqueued keep their pinned digest and still run: the bytes are kept while
+    /// an unfinished job refers to them (and removed by [`Store::prune`] afterwards).
+    async fn delete_module(&self, tenant: &str, name: &str) -> Result<(), StoreError>;
+
+    /// The bytes stored under `digest`, or `None`.
+    async fn module_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// The delay before retry number `attempt` (1 after the first failure): 1 s × 2^(attempt−1),
+/// capped at one hour, then jittered uniformly by ±25 % (so the cap is at most 75 minutes),
+/// which spreads the retries of jobs that failed together. Attempt 0 is treated as 1.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = backoff_base(attempt);
+    base.mul_f64(rand::random_range(0.75..=1.25))
+}
+
+/// The delay [`backoff`] jitters: 1 s × 2^(attempt−1), capped at [`BACKOFF_CAP`].
+pub fn backoff_base(attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(30);
+    BACKOFF_BASE
+        .saturating_mul(1u32 << exponent)
+        .min(BACKOFF_CAP)
+}
+
+/// The first retry delay of [`backoff`].
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// The longest un-jittered delay of [`backoff`].
+pub const BACKOFF_CAP: Duration = Duration::from_secs(3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second() {
+        assert_eq!(backoff_base(0), Duration::from_secs(1));
+        assert_eq!(backoff_base(1), Duration::from_secs(1));
+        assert_eq!(backoff_base(2), Duration::from_secs(2));
+        assert_eq!(backoff_base(3), Duration::from_secs(4));
+        assert_eq!(backoff_base(10), Duration::from_secs(512));
+    }
+
+    #[test]
+    fn backoff_is_capped_at_an_hour() {
+        assert_eq!(backoff_base(13), BACKOFF_CAP);
+        assert_eq!(backoff_base(u32::MAX), BACKOFF_CAP);
+        for _ in 0..100 {
+            assert!(backoff(u32::MAX) <= BACKOFF_CAP.mul_f64(1.25));
+        }
+    }
+
+    #[test]
+    fn backoff_jitter_stays_within_a_quarter_and_varies() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let d = backoff(3);
+            assert!(d >= Duration::from_secs(3), "{d:?}");
+            assert!(d <= Duration::from_secs(5), "{d:?}");
+            seen.insert(d);
+        }
+        assert!(seen.len() > 100, "jitter should spread retries");
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse::<JobState>().unwrap(), state);
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::json!(state.as_str())
+            );
+        }
+        assert!("done".parse::<JobState>().is_err());
+    }
+
+    #[test]
+    fn error_kinds_serialize_as_their_names() {
+        let error = JobError::new(ErrorKind::OutOfFuel, "fuel exhausted");
+        let json = serde_json::to_value(&error).unwrap();
+        assert_eq!(json["kind"], "out_of_fuel");
+        assert_eq!(ErrorKind::OutOfFuel.as_str(), "out_of_fuel");
+    }
+
+    #[test]
+    fn unset_limits_are_left_out_of_json() {
+        let limits = Limits {
+            fuel: Some(5),
+            ..Limits::default()
+        };
+        assert_eq!(serde_json::to_string(&limits).unwrap(), r#"{"fuel":5}"#);
+        assert_eq!(
+            serde_json::from_str::<Limits>("{}").unwrap(),
+            Limits::default()
+        );
+    }
+}

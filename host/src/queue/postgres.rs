@@ -1,0 +1,1196 @@
+//! [`PgStore`]: the [`Store`] on PostgreSQL.
+//!
+//! Every method is one statement (or one short transaction) whatever the batch size: arrays
+//! are sent as parameters and expanded with `UNNEST`, so enqueueing 5,000 jobs or finishing
+//! 500 costs one round trip. Queries are checked at run time (`sqlx::query`), not at compile
+//! time; the conformance suite exercises every one of them against a real server.
+//!
+//! Notifications: `wasmq_jobs` (payload: a queue name), `wasmq_cancel` (a job id) and
+//! `wasmq_finished` (comma-separated job ids) are sent inside the transactions that cause
+//! them, so they are delivered on commit only. A background task LISTENs on a dedicated
+//! connection and forwards them to [`Store::subscribe`]rs; it reconnects with backoff when
+//! the database restarts and then sends [`StoreEvent::Reconnected`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Connection, Row};
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{
+    AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobError, JobFilter, JobState,
+    Limits, Module, NewJob, NewModule, Outcome, Page, Progress, PutModule, RescueReport, Store,
+    StoreError, StoreEvent, Usage,
+};
+
+const CHANNEL_JOBS: &str = "wasmq_jobs";
+const CHANNEL_CANCEL: &str = "wasmq_cancel";
+const CHANNEL_FINISHED: &str = "wasmq_finished";
+/// `pg_try_advisory_xact_lock` key of the rescuer ("wasmq" in ASCII).
+const RESCUE_LOCK: i64 = 0x0077_6173_6d71;
+/// Events buffered per subscriber before it lags.
+const EVENT_CAPACITY: usize = 4096;
+/// Rows deleted per statement by `prune`.
+const PRUNE_BATCH: i64 = 10_000;
+/// Jobs promoted per statement by `promote_scheduled`.
+const PROMOTE_BATCH: i64 = 10_000;
+/// Attempts at an enqueue that raced a concurrent one with the same idempotency key.
+const ENQUEUE_TRIES: usize = 5;
+
+/// The PostgreSQL store. Cheap to clone; clones share the pool and the listener, which stops
+/// when the last clone is dropped.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    events: broadcast::Sender<StoreEvent>,
+    _listener: Arc<ListenerTask>,
+}
+
+struct ListenerTask(JoinHandle<()>);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` with a pool of at most `max_connections` (plus one dedicated
+    /// notification connection), applies pending migrations (under sqlx's advisory lock, so
+    /// nodes starting together are safe) and starts listening for notifications.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(db_err)?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "database migration failed");
+                StoreError::Database(format!("applying the database migrations failed: {e}"))
+            })?;
+
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let task = tokio::spawn(listen(url.to_owned(), events.clone(), ready_tx));
+        let listener = Arc::new(ListenerTask(task));
+        match ready_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "the notification listener stopped".into(),
+                ));
+            }
+        }
+        Ok(PgStore {
+            pool,
+            events,
+            _listener: listener,
+        })
+    }
+
+    /// The connection pool, for callers that need PostgreSQL itself (e.g. metrics).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Runs the LISTEN loop until the store is dropped. The first outcome goes to `ready`.
+async fn listen(
+    url: String,
+    events: broadcast::Sender<StoreEvent>,
+    ready: oneshot::Sender<Result<(), StoreError>>,
+) {
+    let mut ready = Some(ready);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener
+                .listen_all([CHANNEL_JOBS, CHANNEL_CANCEL, CHANNEL_FINISHED])
+                .await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        let mut listener = match connected {
+            Ok(listener) => listener,
+            Err(e) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Err(db_err(e)));
+                    return;
+                }
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot reconnect the notification listener");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        match ready.take() {
+            Some(ready) => {
+                let _ = ready.send(Ok(()));
+            }
+            None => {
+                tracing::info!("notification listener reconnected");
+                let _ = events.send(StoreEvent::Reconnected);
+            }
+        }
+        delay = Duration::from_millis(50);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    if let Some(event) =
+                        parse_notification(notification.channel(), notification.payload())
+                    {
+                        // No receivers is fine: nobody is waiting.
+                        let _ = events.send(event);
+                    }
+                }
+                Ok(None) => {
+                    tracing::warn!("notification listener lost its connection; reconnecting");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "notification listener failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn parse_notification(channel: &str, payload: &str) -> Option<StoreEvent> {
+    match channel {
+        CHANNEL_JOBS => Some(StoreEvent::JobsAvailable {
+            queue: payload.to_owned(),
+        }),
+        CHANNEL_CANCEL => payload
+            .parse()
+            .ok()
+            .map(|id| StoreEvent::CancelRequested { id }),
+        CHANNEL_FINISHED => Some(StoreEvent::JobsFinished {
+            ids: payload
+                .split(',')
+                .filter_map(|id| id.parse().ok())
+                .collect(),
+        }),
+        _ => None,
+    }
+}
+
+/// Turns a driver error into a domain error; the detail of unexpected ones goes to the log.
+fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
+        sqlx::Error::Tls(_) => StoreError::Unavailable("TLS failure".into()),
+        sqlx::Error::PoolTimedOut => {
+            StoreError::Unavailable("timed out waiting for a database connection".into())
+        }
+        sqlx::Error::PoolClosed => StoreError::Unavailable("the store was closed".into()),
+        sqlx::Error::WorkerCrashed => {
+            StoreError::Unavailable("the database connection crashed".into())
+        }
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.as_str() {
+                "23505" => StoreError::Conflict("it already exists".into()),
+                "23503" => StoreError::Conflict(
+                    "it refers to something deleted at the same time; try again".into(),
+                ),
+                "23514" | "22P02" | "22003" => {
+                    tracing::warn!(error = %e, "store rejected a value");
+                    StoreError::Invalid("a value is out of range".into())
+                }
+                "40001" | "40P01" | "55P03" | "53300" | "57P01" | "57P02" | "57P03" => {
+                    StoreError::Unavailable(format!("the database is busy or restarting ({code})"))
+                }
+                c if c.starts_with("08") => {
+                    StoreError::Unavailable(format!("the database connection failed ({code})"))
+                }
+                _ => {
+                    tracing::error!(error = %e, "database error");
+                    StoreError::Database(format!("an internal database error occurred ({code})"))
+                }
+            }
+        }
+        _ => {
+            tracing::error!(error = %e, "database error");
+            StoreError::Database("an internal database error occurred".into())
+        }
+    }
+}
+
+fn decode_err(what: &str, e: impl std::fmt::Display) -> StoreError {
+    tracing::error!(error = %e, what, "undecodable row");
+    StoreError::Database(format!("a stored {what} could not be read"))
+}
+
+fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column).map_err(|e| decode_err(column, e))
+}
+
+fn to_u32(column: &str, value: i32) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|e| decode_err(column, e))
+}
+
+fn to_u64(column: &str, value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|e| decode_err(column, e))
+}
+
+fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
+    let state: String = get(row, "state")?;
+    Ok(Job {
+        id: get(row, "id")?,
+        tenant: get(row, "tenant")?,
+        module: get(row, "module")?,
+        digest: get(row, "digest")?,
+        queue: get(row, "queue")?,
+        priority: get(row, "priority")?,
+        input: get(row, "input")?,
+        state: state.parse().map_err(|e| decode_err("state", e))?,
+        run_at: get(row, "run_at")?,
+        attempt: to_u32("attempt", get(row, "attempt")?)?,
+        max_attempts: to_u32("max_attempts", get(row, "max_attempts")?)?,
+        limits: get::<Json<Limits>>(row, "limits")?.0,
+        idempotency_key: get(row, "idempotency_key")?,
+        progress: get::<Option<Json<Progress>>>(row, "progress")?.map(|j| j.0),
+        result: get(row, "result")?,
+        error: get::<Option<Json<JobError>>>(row, "error")?.map(|j| j.0),
+        usage: get::<Option<Json<Usage>>>(row, "usage")?.map(|j| j.0),
+        log: get(row, "log")?,
+        log_dropped: to_u64("log_dropped", get(row, "log_dropped")?)?,
+        history: get::<Json<Vec<AttemptRecord>>>(row, "history")?.0,
+        created_at: get(row, "created_at")?,
+        started_at: get(row, "started_at")?,
+        finished_at: get(row, "finished_at")?,
+        worker_id: get(row, "worker_id")?,
+        lease_expires_at: get(row, "lease_expires_at")?,
+        cancel_requested: get(row, "cancel_requested")?,
+    })
+}
+
+fn module_from_row(row: &PgRow) -> Result<Module, StoreError> {
+    let kind: String = get(row, "kind")?;
+    Ok(Module {
+        tenant: get(row, "tenant")?,
+        name: get(row, "name")?,
+        version: to_u32("version", get(row, "version")?)?,
+        digest: get(row, "digest")?,
+        size: to_u64("size", get(row, "size")?)?,
+        kind: kind.parse().map_err(|e| decode_err("kind", e))?,
+        limits: get::<Json<Limits>>(row, "limits")?.0,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("store types serialize to JSON")
+}
+
+fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn clamp_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs
+// ---------------------------------------------------------------------------------------
+
+/// One statement for the whole batch. Ids are drawn from the sequence up front so each input
+/// row knows its job; rows whose idempotency key exists (before the statement, or earlier
+/// in the batch) return that job. A row missing from the answer either names a module
+/// with no version or raced a concurrent insert of its key (handled by the caller).
+const ENQUEUE: &str = r#"
+WITH input AS (
+    SELECT * FROM UNNEST(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::bytea[],
+        $7::timestamptz[], $8::int[], $9::jsonb[], $10::text[]
+    ) WITH ORDINALITY AS t(tenant, module, digest, queue, priority, input, run_at,
+                           max_attempts, limits, idempotency_key, ord)
+),
+resolved AS (
+    SELECT i.*,
+           COALESCE(i.digest, (SELECT m.digest FROM wasmq_modules m
+                               WHERE m.tenant = i.tenant AND m.name = i.module
+                               ORDER BY m.version DESC LIMIT 1)) AS pinned,
+           row_number() OVER (PARTITION BY i.tenant, i.idempotency_key ORDER BY i.ord)
+               AS key_rank
+    FROM input i
+),
+fresh AS (
+    SELECT nextval('wasmq_jobs_id_seq') AS id, r.*
+    FROM resolved r
+    WHERE r.pinned IS NOT NULL
+      AND (r.idempotency_key IS NULL
+           OR (r.key_rank = 1
+               AND NOT EXISTS (SELECT 1 FROM wasmq_jobs j
+                               WHERE j.tenant = r.tenant
+                                 AND j.idempotency_key = r.idempotency_key)))
+),
+ins AS (
+    INSERT INTO wasmq_jobs (id, tenant, module, digest, queue, priority, input, state,
+                            run_at, max_attempts, limits, idempotency_key)
+    SELECT id, tenant, module, pinned, queue, priority, input,
+           CASE WHEN run_at > now() THEN 'scheduled' ELSE 'available' END,
+           COALESCE(run_at, now()), max_attempts, limits, idempotency_key
+    FROM fresh
+    ORDER BY ord
+    ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+),
+notified AS (
+    SELECT pg_notify('wasmq_jobs', q.queue)
+    FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') q
+)
+SELECT f.ord, false AS duplicate, ins.*
+FROM ins JOIN fresh f ON f.id = ins.id
+WHERE (SELECT count(*) FROM notified) >= 0
+UNION ALL
+SELECT r.ord, true AS duplicate, j.*
+FROM resolved r
+JOIN wasmq_jobs j ON j.tenant = r.tenant AND j.idempotency_key = r.idempotency_key
+UNION ALL
+SELECT r.ord, true AS duplicate, ins.*
+FROM resolved r
+JOIN ins ON ins.tenant = r.tenant AND ins.idempotency_key = r.idempotency_key
+WHERE r.key_rank > 1
+"#;
+
+/// Which of the named modules have no version.
+const MISSING_MODULES: &str = r#"
+SELECT DISTINCT t.tenant, t.name
+FROM UNNEST($1::text[], $2::text[]) AS t(tenant, name)
+WHERE NOT EXISTS (SELECT 1 FROM wasmq_modules m WHERE m.tenant = t.tenant AND m.name = t.name)
+"#;
+
+/// The claim: due waiting jobs of one queue, locked with SKIP LOCKED so concurrent
+/// claimers never block on or receive the same row, then marked running. Served by the
+/// partial index `wasmq_jobs_claim`.
+const CLAIM: &str = r#"
+WITH due AS (
+    SELECT id FROM wasmq_jobs
+    WHERE queue = $1
+      AND state IN ('available', 'scheduled', 'retryable')
+      AND run_at <= now()
+    ORDER BY priority DESC, run_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE wasmq_jobs j
+SET state = 'running',
+    attempt = j.attempt + 1,
+    started_at = now(),
+    worker_id = $2,
+    lease_expires_at = now() + $4::float8 * interval '1 second',
+    cancel_requested = false,
+    progress = NULL
+FROM due
+WHERE j.id = due.id
+RETURNING j.*
+"#;
+
+const HEARTBEAT: &str = r#"
+UPDATE wasmq_jobs
+SET lease_expires_at = now() + $3::float8 * interval '1 second'
+WHERE id = ANY($2::bigint[]) AND state = 'running' AND worker_id = $1
+RETURNING id, cancel_requested
+"#;
+
+/// Applies reports only to jobs still running at the reported attempt, appends failed
+/// attempts to the history, and wakes long-polls of jobs that finished for good (ids in
+/// chunks that fit a notification payload).
+const FINISH: &str = r#"
+WITH f AS (
+    SELECT * FROM UNNEST(
+        $1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::jsonb[], $6::timestamptz[],
+        $7::jsonb[], $8::text[], $9::bigint[], $10::jsonb[]
+    ) AS t(id, attempt, state, result, error, retry_at, usage, log, log_dropped, progress)
+),
+upd AS (
+    UPDATE wasmq_jobs j
+    SET state = f.state,
+        result = CASE WHEN f.state = 'completed' THEN f.result ELSE j.result END,
+        error = CASE WHEN f.state = 'available' THEN j.error ELSE f.error END,
+        -- A released job goes back as if this attempt never started.
+        attempt = CASE WHEN f.state = 'available' THEN j.attempt - 1 ELSE j.attempt END,
+        run_at = CASE WHEN f.state = 'available' THEN now() ELSE COALESCE(f.retry_at, j.run_at) END,
+        finished_at = CASE WHEN f.state IN ('retryable', 'available') THEN NULL ELSE now() END,
+        history = CASE WHEN f.error IS NULL THEN j.history
+                       ELSE j.history || jsonb_build_array(
+                           f.error || jsonb_build_object('attempt', j.attempt, 'at', now()))
+                  END,
+        usage = f.usage,
+        log = f.log,
+        log_dropped = f.log_dropped,
+        progress = COALESCE(f.progress, j.progress),
+        worker_id = NULL,
+        lease_expires_at = NULL
+    FROM f
+    WHERE j.id = f.id AND j.state = 'running' AND j.attempt = f.attempt
+    RETURNING j.id, j.state, j.queue
+),
+notified AS (
+    SELECT pg_notify('wasmq_finished', string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / 300 AS chunk
+          FROM upd WHERE state NOT IN ('retryable', 'available')) s
+    GROUP BY chunk
+),
+released AS (
+    SELECT pg_notify('wasmq_jobs', queue) FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
+)
+SELECT id FROM upd WHERE (SELECT count(*) FROM notified) + (SELECT count(*) FROM released) >= 0
+"#;
+
+const SET_PROGRESS: &str = r#"
+UPDATE wasmq_jobs SET progress = $3
+WHERE id = $1 AND attempt = $2 AND state = 'running'
+"#;
+
+const TRY_RESCUE_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
+
+/// Expired leases: cancelled if a cancel was requested, retryable at once while attempts
+/// remain, failed otherwise; always with a history entry.
+const RESCUE: &str = r#"
+WITH lost AS (
+    SELECT id,
+           CASE WHEN cancel_requested THEN 'cancelled'
+                WHEN attempt < max_attempts THEN 'retryable'
+                ELSE 'failed' END AS next,
+           jsonb_build_object(
+               'kind', CASE WHEN cancel_requested THEN 'cancelled' ELSE 'lost' END,
+               'message', CASE WHEN cancel_requested
+                   THEN 'cancelled; its worker ' || COALESCE(worker_id, '?') || ' vanished'
+                   ELSE 'its worker ' || COALESCE(worker_id, '?')
+                        || ' stopped renewing its lease (crashed or lost the database)'
+               END) AS error
+    FROM wasmq_jobs
+    WHERE state = 'running' AND lease_expires_at <= now()
+    FOR UPDATE SKIP LOCKED
+),
+upd AS (
+    UPDATE wasmq_jobs j
+    SET state = lost.next,
+        run_at = CASE WHEN lost.next = 'retryable' THEN now() ELSE j.run_at END,
+        error = lost.error,
+        history = j.history || jsonb_build_array(
+            lost.error || jsonb_build_object('attempt', j.attempt, 'at', now())),
+        finished_at = CASE WHEN lost.next = 'retryable' THEN NULL ELSE now() END,
+        worker_id = NULL,
+        lease_expires_at = NULL
+    FROM lost
+    WHERE j.id = lost.id
+    RETURNING j.id, j.state, j.queue
+),
+available AS (
+    SELECT pg_notify('wasmq_jobs', q.queue)
+    FROM (SELECT DISTINCT queue FROM upd WHERE state = 'retryable') q
+),
+finished AS (
+    SELECT pg_notify('wasmq_finished', string_agg(id::text, ','))
+    FROM (SELECT id, (row_number() OVER ()) / 300 AS chunk
+          FROM upd WHERE state <> 'retryable') s
+    GROUP BY chunk
+)
+SELECT id, state FROM upd
+WHERE (SELECT count(*) FROM available) + (SELECT count(*) FROM finished) >= 0
+"#;
+
+const PROMOTE: &str = r#"
+WITH p AS (
+    UPDATE wasmq_jobs SET state = 'available'
+    WHERE id IN (SELECT id FROM wasmq_jobs
+                 WHERE state IN ('scheduled', 'retryable') AND run_at <= now()
+                 ORDER BY run_at
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+    RETURNING queue
+),
+notified AS (
+    SELECT pg_notify('wasmq_jobs', q.queue) FROM (SELECT DISTINCT queue FROM p) q
+)
+SELECT count(*) AS promoted FROM p WHERE (SELECT count(*) FROM notified) >= 0
+"#;
+
+/// Waiting → cancelled; running → cancel requested (its worker is told); finished →
+/// rewritten unchanged (so the answer is the current row, even under a concurrent finish).
+const CANCEL: &str = r#"
+WITH upd AS (
+    UPDATE wasmq_jobs j
+    SET state = CASE WHEN j.state IN ('scheduled', 'available', 'retryable')
+                     THEN 'cancelled' ELSE j.state END,
+        cancel_requested = j.cancel_requested OR j.state = 'running',
+        finished_at = CASE WHEN j.state IN ('scheduled', 'available', 'retryable')
+                           THEN now() ELSE j.finished_at END,
+        error = CASE WHEN j.state IN ('scheduled', 'available', 'retryable')
+                     THEN jsonb_build_object('kind', 'cancelled',
+                                             'message', 'cancelled before it ran')
+                     ELSE j.error END
+    WHERE j.tenant = $1 AND j.id = $2
+    RETURNING j.*
+),
+notified AS (
+    SELECT pg_notify(CASE WHEN state = 'running' THEN 'wasmq_cancel'
+                          ELSE 'wasmq_finished' END, id::text)
+    FROM upd
+    WHERE state = 'running' OR (state = 'cancelled' AND finished_at = now())
+)
+SELECT * FROM upd WHERE (SELECT count(*) FROM notified) >= 0
+"#;
+
+const GET: &str = "SELECT * FROM wasmq_jobs WHERE tenant = $1 AND id = $2";
+
+/// Sent unprepared (`persistent(false)`), so PostgreSQL plans it with the actual values and
+/// the `IS NULL OR` filters fold away, letting it pick the matching listing index.
+const LIST: &str = r#"
+SELECT * FROM wasmq_jobs
+WHERE tenant = $1
+  AND ($2::text IS NULL OR state = $2)
+  AND ($3::text IS NULL OR module = $3)
+  AND ($4::text IS NULL OR queue = $4)
+  AND ($5::bigint IS NULL OR id < $5)
+ORDER BY id DESC
+LIMIT $6
+"#;
+
+const PRUNE: &str = r#"
+WITH d AS (
+    DELETE FROM wasmq_jobs
+    WHERE id IN (SELECT id FROM wasmq_jobs
+                 WHERE state IN ('completed', 'failed', 'cancelled')
+                   AND finished_at < now() - $1::float8 * interval '1 second'
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM d
+"#;
+
+/// Blobs no module version and no unfinished job refers to (optionally only some digests).
+const SWEEP_BLOBS: &str = r#"
+DELETE FROM wasmq_module_blobs b
+WHERE ($1::text[] IS NULL OR b.digest = ANY($1))
+  AND NOT EXISTS (SELECT 1 FROM wasmq_modules m WHERE m.digest = b.digest)
+  AND NOT EXISTS (SELECT 1 FROM wasmq_jobs j
+                  WHERE j.digest = b.digest
+                    AND j.state IN ('scheduled', 'available', 'running', 'retryable'))
+"#;
+
+// ---------------------------------------------------------------------------------------
+// Modules
+// ---------------------------------------------------------------------------------------
+
+const LOCK_MODULE: &str = "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))";
+
+const LATEST_MODULE: &str = r#"
+SELECT * FROM wasmq_modules WHERE tenant = $1 AND name = $2 ORDER BY version DESC LIMIT 1
+"#;
+
+/// Stores the bytes once per digest, after checking the digest is theirs.
+const PUT_BLOB: &str = r#"
+WITH chk AS (SELECT encode(sha256($2), 'hex') = $1 AS ok),
+ins AS (
+    INSERT INTO wasmq_module_blobs (digest, bytes, size)
+    SELECT $1, $2, length($2) FROM chk WHERE chk.ok
+    ON CONFLICT (digest) DO NOTHING
+)
+SELECT ok FROM chk
+"#;
+
+const INSERT_MODULE: &str = r#"
+INSERT INTO wasmq_modules (tenant, name, version, digest, size, kind, limits)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING *
+"#;
+
+const MODULE_VERSIONS: &str = r#"
+SELECT * FROM wasmq_modules WHERE tenant = $1 AND name = $2 ORDER BY version DESC
+"#;
+
+const LIST_MODULES: &str = r#"
+SELECT DISTINCT ON (name) * FROM wasmq_modules WHERE tenant = $1 ORDER BY name, version DESC
+"#;
+
+const DELETE_MODULE: &str = r#"
+WITH d AS (DELETE FROM wasmq_modules WHERE tenant = $1 AND name = $2 RETURNING digest)
+SELECT DISTINCT digest FROM d
+"#;
+
+const MODULE_BYTES: &str = "SELECT bytes FROM wasmq_module_blobs WHERE digest = $1";
+
+fn finish_state(outcome: &Outcome) -> (&'static str, Option<JobError>) {
+    match outcome {
+        Outcome::Complete { .. } => ("completed", None),
+        Outcome::Retry { error, .. } => ("retryable", Some(error.clone())),
+        Outcome::Fail { error } => ("failed", Some(error.clone())),
+        Outcome::Release => ("available", None),
+        Outcome::Cancelled => (
+            "cancelled",
+            Some(JobError::new(
+                ErrorKind::Cancelled,
+                "cancelled while running",
+            )),
+        ),
+    }
+}
+
+impl PgStore {
+    async fn try_enqueue(&self, jobs: &[NewJob]) -> Result<Option<Vec<Enqueued>>, StoreError> {
+        let n = jobs.len();
+        let mut tenants = Vec::with_capacity(n);
+        let mut modules = Vec::with_capacity(n);
+        let mut digests = Vec::with_capacity(n);
+        let mut queues = Vec::with_capacity(n);
+        let mut priorities = Vec::with_capacity(n);
+        let mut inputs = Vec::with_capacity(n);
+        let mut run_ats = Vec::with_capacity(n);
+        let mut max_attempts = Vec::with_capacity(n);
+        let mut limits = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        for job in jobs {
+            tenants.push(job.tenant.as_str());
+            modules.push(job.module.as_str());
+            digests.push(job.digest.as_deref());
+            queues.push(job.queue.as_str());
+            priorities.push(job.priority);
+            inputs.push(job.input.as_slice());
+            run_ats.push(job.run_at);
+            max_attempts.push(clamp_i32(job.max_attempts));
+            limits.push(json(&job.limits));
+            keys.push(job.idempotency_key.as_deref());
+        }
+
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let rows = sqlx::query(ENQUEUE)
+            .bind(&tenants)
+            .bind(&modules)
+            .bind(&digests)
+            .bind(&queues)
+            .bind(&priorities)
+            .bind(&inputs)
+            .bind(&run_ats)
+            .bind(&max_attempts)
+            .bind(&limits)
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+
+        let mut out: Vec<Option<Enqueued>> = vec![None; n];
+        for row in &rows {
+            let ord: i64 = get(row, "ord")?;
+            let slot = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|i| out.get_mut(i))
+                .ok_or_else(|| decode_err("ord", ord))?;
+            *slot = Some(Enqueued {
+                job: job_from_row(row)?,
+                duplicate: get(row, "duplicate")?,
+            });
+        }
+        if out.iter().all(Option::is_some) {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(Some(out.into_iter().flatten().collect()));
+        }
+
+        // Some rows got no job: a module without versions, or a key inserted concurrently.
+        let (m_tenants, m_names): (Vec<&str>, Vec<&str>) = jobs
+            .iter()
+            .zip(&out)
+            .filter(|(job, slot)| slot.is_none() && job.digest.is_none())
+            .map(|(job, _)| (job.tenant.as_str(), job.module.as_str()))
+            .unzip();
+        let missing = sqlx::query(MISSING_MODULES)
+            .bind(&m_tenants)
+            .bind(&m_names)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.rollback().await.map_err(db_err)?;
+        if let Some(row) = missing.first() {
+            return Err(StoreError::ModuleNotFound {
+                module: get(row, "name")?,
+            });
+        }
+        Ok(None)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(job) = jobs.iter().find(|job| job.max_attempts == 0) {
+            return Err(StoreError::Invalid(format!(
+                "a job of module `{}` has max_attempts 0; it needs at least 1",
+                job.module
+            )));
+        }
+        for _ in 0..ENQUEUE_TRIES {
+            if let Some(enqueued) = self.try_enqueue(&jobs).await? {
+                return Ok(enqueued);
+            }
+        }
+        Err(StoreError::Conflict(
+            "the same idempotency keys are being enqueued concurrently; try again".into(),
+        ))
+    }
+
+    async fn claim(
+        &self,
+        queue: &str,
+        worker_id: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(CLAIM)
+            .bind(queue)
+            .bind(worker_id)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(seconds(lease))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(jobs)
+    }
+
+    async fn heartbeat(
+        &self,
+        worker_id: &str,
+        ids: &[i64],
+        lease: Duration,
+    ) -> Result<Heartbeat, StoreError> {
+        if ids.is_empty() {
+            return Ok(Heartbeat::default());
+        }
+        let rows = sqlx::query(HEARTBEAT)
+            .bind(worker_id)
+            .bind(ids)
+            .bind(seconds(lease))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut held = HashSet::with_capacity(rows.len());
+        let mut report = Heartbeat::default();
+        for row in &rows {
+            let id: i64 = get(row, "id")?;
+            held.insert(id);
+            if get::<bool>(row, "cancel_requested")? {
+                report.cancel_requested.push(id);
+            }
+        }
+        report.lost = ids
+            .iter()
+            .copied()
+            .filter(|id| !held.contains(id))
+            .collect();
+        report.cancel_requested.sort_unstable();
+        Ok(report)
+    }
+
+    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<bool>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One report per job: a second report of the same job in the batch is refused.
+        let mut seen = HashSet::with_capacity(items.len());
+        let first: Vec<bool> = items.iter().map(|item| seen.insert(item.id)).collect();
+        let n = seen.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut attempts = Vec::with_capacity(n);
+        let mut states = Vec::with_capacity(n);
+        let mut results: Vec<Option<&[u8]>> = Vec::with_capacity(n);
+        let mut errors = Vec::with_capacity(n);
+        let mut retry_ats = Vec::with_capacity(n);
+        let mut usages = Vec::with_capacity(n);
+        let mut logs = Vec::with_capacity(n);
+        let mut log_dropped = Vec::with_capacity(n);
+        let mut progress = Vec::with_capacity(n);
+        for item in items
+            .iter()
+            .zip(&first)
+            .filter(|(_, f)| **f)
+            .map(|(i, _)| i)
+        {
+            let (state, error) = finish_state(&item.outcome);
+            ids.push(item.id);
+            attempts.push(clamp_i32(item.attempt));
+            states.push(state);
+            results.push(match &item.outcome {
+                Outcome::Complete { result } => Some(result.as_slice()),
+                _ => None,
+            });
+            errors.push(error.as_ref().map(json));
+            retry_ats.push(match &item.outcome {
+                Outcome::Retry { retry_at, .. } => Some(*retry_at),
+                _ => None,
+            });
+            usages.push(json(&item.usage));
+            logs.push(item.log.as_str());
+            log_dropped.push(clamp_i64(item.log_dropped));
+            progress.push(item.progress.as_ref().map(json));
+        }
+        let rows = sqlx::query(FINISH)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(&states)
+            .bind(&results)
+            .bind(&errors)
+            .bind(&retry_ats)
+            .bind(&usages)
+            .bind(&logs)
+            .bind(&log_dropped)
+            .bind(&progress)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let applied = rows
+            .iter()
+            .map(|row| get::<i64>(row, "id"))
+            .collect::<Result<HashSet<_>, _>>()?;
+        Ok(items
+            .iter()
+            .zip(first)
+            .map(|(item, first)| first && applied.contains(&item.id))
+            .collect())
+    }
+
+    async fn set_progress(
+        &self,
+        id: i64,
+        attempt: u32,
+        progress: Progress,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(SET_PROGRESS)
+            .bind(id)
+            .bind(clamp_i32(attempt))
+            .bind(Json(&progress))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn rescue(&self) -> Result<RescueReport, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let locked: bool = sqlx::query_scalar(TRY_RESCUE_LOCK)
+            .bind(RESCUE_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if !locked {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(RescueReport {
+                skipped: true,
+                ..RescueReport::default()
+            });
+        }
+        let rows = sqlx::query(RESCUE)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        let mut report = RescueReport::default();
+        for row in &rows {
+            let id: i64 = get(row, "id")?;
+            let state: String = get(row, "state")?;
+            match state.parse::<JobState>()? {
+                JobState::Retryable => report.retried.push(id),
+                JobState::Cancelled => report.cancelled.push(id),
+                _ => report.failed.push(id),
+            }
+        }
+        for ids in [
+            &mut report.retried,
+            &mut report.failed,
+            &mut report.cancelled,
+        ] {
+            ids.sort_unstable();
+        }
+        if !rows.is_empty() {
+            tracing::info!(
+                retried = report.retried.len(),
+                failed = report.failed.len(),
+                cancelled = report.cancelled.len(),
+                "rescued jobs whose worker stopped renewing its lease"
+            );
+        }
+        Ok(report)
+    }
+
+    async fn promote_scheduled(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            let promoted: i64 = sqlx::query_scalar(PROMOTE)
+                .bind(PROMOTE_BATCH)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+            total += to_u64("promoted", promoted)?;
+            if promoted < PROMOTE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(CANCEL)
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn get(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(GET)
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn list(&self, tenant: &str, filter: &JobFilter) -> Result<Page, StoreError> {
+        let limit = match filter.limit {
+            0 => 100,
+            n => n.min(1000),
+        };
+        let rows = sqlx::query(LIST)
+            .persistent(false)
+            .bind(tenant)
+            .bind(filter.state.map(JobState::as_str))
+            .bind(filter.module.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.cursor)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if jobs.len() > limit as usize {
+            jobs.truncate(limit as usize);
+            jobs.last().map(|job| job.id)
+        } else {
+            None
+        };
+        Ok(Page { jobs, next_cursor })
+    }
+
+    async fn prune(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            let deleted: i64 = sqlx::query_scalar(PRUNE)
+                .bind(seconds(older_than))
+                .bind(PRUNE_BATCH)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+            total += to_u64("deleted", deleted)?;
+            if deleted < PRUNE_BATCH {
+                break;
+            }
+        }
+        // Losing a race with an upload of the same bytes is harmless: the next prune sweeps.
+        if let Err(e) = sqlx::query(SWEEP_BLOBS)
+            .bind(None::<Vec<String>>)
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "sweeping unused module bytes failed");
+        }
+        Ok(total)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        conn.ping().await.map_err(db_err)
+    }
+
+    async fn put_module(&self, module: NewModule) -> Result<PutModule, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(LOCK_MODULE)
+            .bind(&module.tenant)
+            .bind(&module.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let latest = sqlx::query(LATEST_MODULE)
+            .bind(&module.tenant)
+            .bind(&module.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(module_from_row)
+            .transpose()?;
+        if let Some(latest) = &latest
+            && latest.digest == module.digest
+            && latest.kind == module.kind
+            && latest.limits == module.limits
+        {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(PutModule {
+                module: latest.clone(),
+                created: false,
+            });
+        }
+        let ok: bool = sqlx::query_scalar(PUT_BLOB)
+            .bind(&module.digest)
+            .bind(&module.bytes)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if !ok {
+            return Err(StoreError::Invalid(format!(
+                "digest {} is not the sha256 of the module bytes",
+                module.digest
+            )));
+        }
+        let version = latest.map_or(1, |m| m.version.saturating_add(1));
+        let row = sqlx::query(INSERT_MODULE)
+            .bind(&module.tenant)
+            .bind(&module.name)
+            .bind(clamp_i32(version))
+            .bind(&module.digest)
+            .bind(i64::try_from(module.bytes.len()).unwrap_or(i64::MAX))
+            .bind(module.kind.as_str())
+            .bind(Json(&module.limits))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let stored = module_from_row(&row)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(PutModule {
+            module: stored,
+            created: true,
+        })
+    }
+
+    async fn get_module(&self, tenant: &str, name: &str) -> Result<Option<Module>, StoreError> {
+        let row = sqlx::query(LATEST_MODULE)
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(module_from_row).transpose()
+    }
+
+    async fn module_versions(&self, tenant: &str, name: &str) -> Result<Vec<Module>, StoreError> {
+        let rows = sqlx::query(MODULE_VERSIONS)
+            .bind(tenant)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(module_from_row).collect()
+    }
+
+    async fn list_modules(&self, tenant: &str) -> Result<Vec<Module>, StoreError> {
+        let rows = sqlx::query(LIST_MODULES)
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(module_from_row).collect()
+    }
+
+    async fn delete_module(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let digests: Vec<String> = sqlx::query_scalar(DELETE_MODULE)
+            .bind(tenant)
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if digests.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(SWEEP_BLOBS)
+            .bind(Some(&digests))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn module_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar(MODULE_BYTES)
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_become_events() {
+        assert_eq!(
+            parse_notification(CHANNEL_JOBS, "emails"),
+            Some(StoreEvent::JobsAvailable {
+                queue: "emails".into()
+            })
+        );
+        assert_eq!(
+            parse_notification(CHANNEL_CANCEL, "42"),
+            Some(StoreEvent::CancelRequested { id: 42 })
+        );
+        assert_eq!(
+            parse_notification(CHANNEL_FINISHED, "1,2,3"),
+            Some(StoreEvent::JobsFinished { ids: vec![1, 2, 3] })
+        );
+        assert_eq!(parse_notification("other", "x"), None);
+    }
+}

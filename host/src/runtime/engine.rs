@@ -1,0 +1,127 @@
+//! The one `wasmtime::Engine` per process and the thread that advances its epoch.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::Limits;
+
+/// How often the epoch advances. Timeouts and cancellation are noticed within one tick.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// Core instances a single component may contain (a Rust wasip2 component has 3–5).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// Linear memories a single component may define.
+const MEMORIES_PER_COMPONENT: u32 = 2;
+/// Tables a single component may define.
+const TABLES_PER_COMPONENT: u32 = 8;
+/// Elements a table may hold (function pointers of a large program fit easily).
+pub(crate) const TABLE_ELEMENTS: usize = 100_000;
+
+/// Settings of the sandbox. Every field has a production default ([`Default`]).
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Instance slots: attempts that may run at once. Default 16.
+    pub slots: u32,
+    /// Server-wide maximum limits; per-job limits are clamped to these.
+    /// Default: see [`Limits::default_max`].
+    pub max_limits: Limits,
+    /// Largest module accepted, in bytes. Default 64 MiB.
+    pub max_module_bytes: usize,
+    /// Longest a compile may take before the upload is refused. Default 60 s.
+    pub compile_timeout: Duration,
+    /// Compiles that may run at once (each uses a core). Default 1.
+    pub concurrent_compiles: usize,
+    /// Where precompiled artifacts are cached across restarts. Default none.
+    pub artifact_dir: Option<PathBuf>,
+    /// Compiled modules kept in memory. Default 256.
+    pub cache_capacity: usize,
+    /// Wasm stack available to a guest, in bytes. Default 512 KiB.
+    pub max_wasm_stack: usize,
+    /// Threads that run guests. Default: one per CPU.
+    pub guest_threads: Option<usize>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            slots: 16,
+            max_limits: Limits::default_max(),
+            max_module_bytes: 64 << 20,
+            compile_timeout: Duration::from_secs(60),
+            concurrent_compiles: 1,
+            artifact_dir: None,
+            cache_capacity: 256,
+            max_wasm_stack: 512 << 10,
+            guest_threads: None,
+        }
+    }
+}
+
+pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
+    let slots = config.slots.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(slots * MEMORIES_PER_COMPONENT)
+        .total_tables(slots * TABLES_PER_COMPONENT)
+        .total_stacks(slots)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .table_elements(TABLE_ELEMENTS)
+        .max_memory_size(config.max_limits.memory_bytes as usize)
+        // Reset small memories by memset rather than madvise: cheaper for short jobs.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10);
+
+    let mut c = Config::new();
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .max_wasm_stack(config.max_wasm_stack)
+        .wasm_component_model(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    Engine::new(&c)
+}
+
+/// Advances the engine's epoch every [`TICK`] until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts the ticker thread for `engine`.
+    pub fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasmq-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

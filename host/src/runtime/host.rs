@@ -1,0 +1,211 @@
+//! The per-attempt store data and the host side of the WIT contract.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::Progress;
+use super::engine::TABLE_ELEMENTS;
+use super::output::SharedSink;
+use super::run::{JobInfo, ProgressSink};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "task",
+    exports: { default: async },
+});
+
+pub(crate) use wasmq::task::types::{JobInfo as WitJobInfo, Level};
+
+/// Why the epoch callback stopped the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interrupt {
+    Timeout,
+    Cancelled,
+}
+
+/// The error the epoch callback raises; the cause is also recorded in the store.
+#[derive(Debug, thiserror::Error)]
+#[error("attempt interrupted: {0:?}")]
+pub(crate) struct Interrupted(pub(crate) Interrupt);
+
+/// WASI state: a component gets WASI p2, a command module WASI p1. One per store,
+/// built in place and never moved afterwards, so the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Wasi {
+    P2(WasiCtx),
+    P1(WasiP1Ctx),
+}
+
+/// Everything one attempt's store holds. Dropped with the store.
+pub(crate) struct AttemptState {
+    pub(crate) wasi: Wasi,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) log: SharedSink,
+    pub(crate) result: Option<Vec<u8>>,
+    pub(crate) output_cap: usize,
+    pub(crate) output_refused: bool,
+    pub(crate) progress: Option<Progress>,
+    pub(crate) progress_sink: Option<ProgressSink>,
+    pub(crate) job: JobInfo,
+    pub(crate) deadline: Instant,
+    pub(crate) cancel: Arc<AtomicBool>,
+    pub(crate) interrupted: Option<Interrupt>,
+}
+
+impl AttemptState {
+    pub(crate) fn p1(&mut self) -> &mut WasiP1Ctx {
+        match &mut self.wasi {
+            Wasi::P1(ctx) => ctx,
+            Wasi::P2(_) => unreachable!("the WASI p1 linker is only used for command modules"),
+        }
+    }
+
+    /// Called by the epoch callback every tick while the guest runs.
+    pub(crate) fn check_interrupt(&mut self) -> Option<Interrupt> {
+        let why = if self.cancel.load(Ordering::Relaxed) {
+            Some(Interrupt::Cancelled)
+        } else if Instant::now() >= self.deadline {
+            Some(Interrupt::Timeout)
+        } else {
+            None
+        };
+        if why.is_some() {
+            self.interrupted = why;
+        }
+        why
+    }
+
+    fn log_line(&mut self, level: &str, message: &str) {
+        let mut line = Vec::with_capacity(level.len() + message.len() + 2);
+        line.extend_from_slice(level.as_bytes());
+        line.push(b' ');
+        line.extend_from_slice(message.as_bytes());
+        line.push(b'\n');
+        self.log.push(&line);
+    }
+}
+
+impl WasiView for AttemptState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        match &mut self.wasi {
+            Wasi::P2(ctx) => WasiCtxView {
+                ctx,
+                table: &mut self.table,
+            },
+            Wasi::P1(_) => unreachable!("the WASI p2 linker is only used for components"),
+        }
+    }
+}
+
+impl wasmq::task::types::Host for AttemptState {}
+
+impl wasmq::task::host::Host for AttemptState {
+    fn log(&mut self, level: Level, message: String) {
+        let level = match level {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        };
+        self.log_line(level, &message);
+    }
+
+    fn progress(&mut self, percent: u8, note: Option<String>) {
+        let p = Progress {
+            percent: percent.min(100),
+            note,
+        };
+        if let Some(sink) = &self.progress_sink {
+            sink(p.clone());
+        }
+        self.progress = Some(p);
+    }
+
+    fn set_result(&mut self, data: Vec<u8>) -> Result<(), String> {
+        if data.len() > self.output_cap {
+            self.output_refused = true;
+            return Err(format!(
+                "result of {} bytes exceeds the output limit of {} bytes",
+                data.len(),
+                self.output_cap
+            ));
+        }
+        self.result = Some(data);
+        Ok(())
+    }
+
+    fn job(&mut self) -> WitJobInfo {
+        WitJobInfo {
+            id: self.job.id.clone(),
+            module: self.job.module.clone(),
+            attempt: self.job.attempt,
+            max_attempts: self.job.max_attempts,
+        }
+    }
+}
+
+/// Caps linear memory (summed over the instance's memories) and tables, and records
+/// the peak and whether a growth was refused.
+pub(crate) struct Limiter {
+    pub(crate) memory_cap: usize,
+    pub(crate) memory_now: usize,
+    pub(crate) memory_peak: usize,
+    pub(crate) memory_refused: bool,
+}
+
+impl Limiter {
+    pub(crate) fn new(memory_cap: usize) -> Self {
+        Self {
+            memory_cap,
+            memory_now: 0,
+            memory_peak: 0,
+            memory_refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory_now - current.min(self.memory_now) + desired;
+        if total > self.memory_cap {
+            self.memory_refused = true;
+            return Ok(false);
+        }
+        self.memory_now = total;
+        self.memory_peak = self.memory_peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        16
+    }
+
+    fn tables(&self) -> usize {
+        8
+    }
+
+    fn memories(&self) -> usize {
+        2
+    }
+}

@@ -1,0 +1,299 @@
+//! The sandbox: runs one attempt of one job in a fresh wasmtime instance.
+//!
+//! Nothing here knows SQL or HTTP. The worker hands [`Runtime::run`] a compiled
+//! [`Prepared`] module (from [`Runtime::load`], cached by digest), an input and the
+//! attempt's [`Limits`]; it gets back an [`AttemptReport`]: a typed [`Outcome`],
+//! [`Usage`], and the captured log.
+//!
+//! Every guest is assumed hostile. Per attempt there is a fresh `Store` with fuel, an
+//! epoch deadline (wall clock and cancellation), a `ResourceLimiter` on memory and
+//! tables, and WASI p2 with nothing granted (no files, environment, arguments, sockets
+//! or name lookup; clocks and random only). Instances come from a bounded pool; more
+//! concurrent attempts than slots wait for a permit instead of failing.
+
+mod cache;
+mod engine;
+mod host;
+mod limits;
+mod outcome;
+mod output;
+mod run;
+mod validate;
+
+pub use cache::ModuleCache;
+pub use engine::{EpochTicker, RuntimeConfig};
+pub use limits::Limits;
+pub use outcome::{AttemptReport, Failure, FailureKind, Outcome, Progress, Usage};
+pub use run::{CancelHandle, JobInfo, ProgressSink, RunRequest};
+pub use validate::{ModuleKind, ValidateError, digest};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+
+/// Errors from loading a module (the guest's own failures are [`Outcome`]s, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The module is not acceptable; the message names the reason and is safe to show.
+    #[error(transparent)]
+    Invalid(#[from] ValidateError),
+    /// A host-side failure (I/O on the artifact cache, a panicked compile thread).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A module compiled for this engine and pre-linked, so running it is instantiate + call.
+#[derive(Clone)]
+pub struct Prepared {
+    inner: Arc<run::PreparedInner>,
+}
+
+impl Prepared {
+    /// SHA-256 digest (lower-case hex) of the module's bytes.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+
+    /// Whether this is a component or a WASI command module.
+    pub fn kind(&self) -> ModuleKind {
+        self.inner.kind()
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("digest", &self.inner.digest)
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
+/// The sandbox runtime: one per process. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    config: Arc<RuntimeConfig>,
+    linkers: Arc<run::Linkers>,
+    cache: Arc<ModuleCache>,
+    slots: Arc<Semaphore>,
+    compiles: Arc<Semaphore>,
+    guests: Arc<GuestExecutor>,
+    _ticker: Arc<EpochTicker>,
+}
+
+/// The thread pool guests run on, apart from the caller's runtime.
+struct GuestExecutor(Option<tokio::runtime::Runtime>);
+
+impl GuestExecutor {
+    fn new(threads: usize) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("wasmq-guest")
+            .enable_time()
+            .build()?;
+        Ok(Self(Some(rt)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("present until drop").handle()
+    }
+}
+
+impl Drop for GuestExecutor {
+    fn drop(&mut self) {
+        // May be dropped inside another runtime, where a blocking shutdown panics.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator, fuel, epochs, copy-on-write images) and
+    /// starts the epoch ticker thread.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RunError> {
+        let engine =
+            engine::build_engine(&config).map_err(|e| RunError::Internal(format!("{e:#}")))?;
+        let linkers =
+            run::Linkers::new(&engine).map_err(|e| RunError::Internal(format!("{e:#}")))?;
+        let ticker = EpochTicker::start(engine.clone(), engine::TICK);
+        let cache = ModuleCache::new(config.artifact_dir.clone(), config.cache_capacity, &engine);
+        let threads = config.guest_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
+        let guests = GuestExecutor::new(threads)
+            .map_err(|e| RunError::Internal(format!("starting guest threads: {e}")))?;
+        Ok(Self {
+            guests: Arc::new(guests),
+            slots: Arc::new(Semaphore::new(config.slots as usize)),
+            compiles: Arc::new(Semaphore::new(config.concurrent_compiles.max(1))),
+            engine,
+            linkers: Arc::new(linkers),
+            cache: Arc::new(cache),
+            config: Arc::new(config),
+            _ticker: Arc::new(ticker),
+        })
+    }
+
+    /// The configuration this runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// The server-wide maximum limits; a job's limits are clamped to these.
+    pub fn max_limits(&self) -> Limits {
+        self.config.max_limits
+    }
+
+    /// Validates untrusted bytes as an upload would: size, kind, compile (bounded in
+    /// time), allowed imports. Returns the module kind and its digest.
+    pub async fn validate(&self, bytes: Arc<Vec<u8>>) -> Result<(ModuleKind, String), RunError> {
+        let prepared = self.load_bytes(bytes).await?;
+        Ok((prepared.kind(), prepared.digest().to_owned()))
+    }
+
+    /// Returns the prepared module for `digest` from the in-memory cache, the on-disk
+    /// artifact cache, or by compiling `bytes` (fetched only when needed).
+    pub async fn load<F, Fut, E>(&self, digest: &str, fetch: F) -> Result<Prepared, RunError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
+        E: std::fmt::Display,
+    {
+        if let Some(p) = self.cache.get(digest) {
+            return Ok(p);
+        }
+        let bytes = fetch()
+            .await
+            .map_err(|e| RunError::Internal(format!("fetching module {digest}: {e}")))?;
+        let prepared = self.load_bytes(Arc::new(bytes)).await?;
+        if prepared.digest() != digest {
+            return Err(RunError::Internal(format!(
+                "module bytes for {digest} hash to {}",
+                prepared.digest()
+            )));
+        }
+        Ok(prepared)
+    }
+
+    /// Compiles (or fetches from a cache) `bytes` and returns the prepared module.
+    pub async fn load_bytes(&self, bytes: Arc<Vec<u8>>) -> Result<Prepared, RunError> {
+        let digest = validate::digest(&bytes);
+        if let Some(p) = self.cache.get(&digest) {
+            return Ok(p);
+        }
+        validate::check_size(&bytes, self.config.max_module_bytes)?;
+        let _permit = self
+            .compiles
+            .acquire()
+            .await
+            .expect("semaphore never closed");
+        if let Some(p) = self.cache.get(&digest) {
+            return Ok(p);
+        }
+        let this = self.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let d = digest.clone();
+        // A dedicated thread, not the blocking pool: a compile that overruns its time
+        // bound is abandoned (it cannot be interrupted) and must not hold a pool thread
+        // that the executor counts on.
+        std::thread::Builder::new()
+            .name("wasmq-compile".into())
+            .spawn(move || {
+                let _ = tx.send(this.prepare_sync(&bytes, d));
+            })
+            .map_err(|e| RunError::Internal(format!("spawning compile thread: {e}")))?;
+        match tokio::time::timeout(self.config.compile_timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(RunError::Internal("compile thread panicked".into())),
+            Err(_) => Err(ValidateError::CompileTimeout(self.config.compile_timeout).into()),
+        }
+    }
+
+    /// Blocking variant of [`Runtime::load_bytes`] for callers outside an async
+    /// runtime (the `wasmq run` command, benchmarks). No compile timeout applies.
+    pub fn load_bytes_blocking(&self, bytes: &[u8]) -> Result<Prepared, RunError> {
+        let digest = validate::digest(bytes);
+        if let Some(p) = self.cache.get(&digest) {
+            return Ok(p);
+        }
+        validate::check_size(bytes, self.config.max_module_bytes)?;
+        self.prepare_sync(bytes, digest)
+    }
+
+    fn prepare_sync(&self, bytes: &[u8], digest: String) -> Result<Prepared, RunError> {
+        let kind = validate::detect_kind(bytes)?;
+        let compiled = self
+            .cache
+            .compile_or_load(&self.engine, &digest, kind, bytes)?;
+        let inner = run::PreparedInner::new(&self.linkers, digest.clone(), compiled)?;
+        let prepared = Prepared {
+            inner: Arc::new(inner),
+        };
+        self.cache.insert(digest, prepared.clone());
+        Ok(prepared)
+    }
+
+    /// Runs one attempt. Waits for a free instance slot first (never fails for lack
+    /// of one), then runs on the guest executor: a dedicated thread pool apart from the
+    /// caller's, where guests yield at every epoch tick, so a spinning guest can stall
+    /// neither other jobs nor the HTTP server.
+    pub async fn run(&self, prepared: &Prepared, request: RunRequest) -> AttemptReport {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let this = self.clone();
+        let prepared = prepared.clone();
+        let handle = self.guests.handle().spawn(async move {
+            let _permit = permit;
+            this.run_unpermitted(&prepared, request).await
+        });
+        match handle.await {
+            Ok(report) => report,
+            Err(e) => AttemptReport::host_failure(format!("attempt task failed: {e}")),
+        }
+    }
+
+    /// Runs one attempt on the current thread (outside any async runtime), waiting for
+    /// a slot. For the `wasmq run` command and benchmarks.
+    pub fn run_blocking(&self, prepared: &Prepared, request: RunRequest) -> AttemptReport {
+        self.guests.handle().block_on(async {
+            let _permit = self.slots.acquire().await.expect("semaphore never closed");
+            self.run_unpermitted(prepared, request).await
+        })
+    }
+
+    async fn run_unpermitted(&self, prepared: &Prepared, request: RunRequest) -> AttemptReport {
+        let limits = request.limits.clamp_to(&self.config.max_limits);
+        run::run_attempt(&self.engine, &prepared.inner, request, limits).await
+    }
+
+    /// Drops a module from the in-memory cache (the next load reads the artifact on
+    /// disk, or compiles).
+    pub fn evict(&self, digest: &str) {
+        self.cache.remove(digest);
+    }
+
+    /// Deletes a module's precompiled artifacts from disk, if any.
+    pub fn remove_artifact(&self, digest: &str) {
+        self.cache.remove_artifacts(digest);
+    }
+
+    /// Number of modules held compiled in memory.
+    pub fn cached_modules(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Where precompiled artifacts are kept across restarts, if anywhere.
+    pub fn artifact_dir(&self) -> Option<&PathBuf> {
+        self.config.artifact_dir.as_ref()
+    }
+}

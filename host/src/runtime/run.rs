@@ -1,0 +1,395 @@
+//! One attempt: a fresh store, instantiate, call, classify.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use wasmtime::component::{HasSelf, ResourceTable};
+use wasmtime::{Engine, InstancePre, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtx};
+
+use super::cache::Compiled;
+use super::host::{AttemptState, Interrupt, Interrupted, Limiter, Task, TaskError, TaskPre, Wasi};
+use super::output::SharedSink;
+use super::validate::{ModuleKind, ValidateError};
+use super::{AttemptReport, Failure, FailureKind, Limits, Outcome, Progress, RunError, Usage};
+
+/// Who the guest is running for; returned by the host function `job`.
+#[derive(Debug, Clone, Default)]
+pub struct JobInfo {
+    /// Job id.
+    pub id: String,
+    /// Module name.
+    pub module: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// Attempts allowed in all.
+    pub max_attempts: u32,
+}
+
+/// Receives progress reports while the guest runs.
+pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// Cancels a running attempt: the guest is interrupted within one epoch tick (10 ms),
+/// or at once if it is waiting in a host call.
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle {
+    inner: Arc<CancelInner>,
+}
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    flag: Arc<AtomicBool>,
+    released: AtomicBool,
+    notify: Notify,
+}
+
+impl CancelHandle {
+    /// A handle that has not been cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Interrupts the attempt.
+    pub fn cancel(&self) {
+        self.inner.flag.store(true, Ordering::SeqCst);
+        self.inner.notify.notify_waiters();
+        self.inner.notify.notify_one();
+    }
+
+    /// Interrupts the attempt because the worker is shutting down: the job is to be
+    /// given back unrun, not cancelled. The attempt's outcome is `Cancelled` either way;
+    /// [`CancelHandle::is_released`] tells the two apart.
+    pub fn release(&self) {
+        self.inner.released.store(true, Ordering::SeqCst);
+        self.cancel();
+    }
+
+    /// Whether [`CancelHandle::release`] was called.
+    pub fn is_released(&self) -> bool {
+        self.inner.released.load(Ordering::SeqCst)
+    }
+
+    /// Whether [`CancelHandle::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.flag.load(Ordering::SeqCst)
+    }
+}
+
+/// One attempt to run.
+#[derive(Clone, Default)]
+pub struct RunRequest {
+    /// The job's input bytes.
+    pub input: Vec<u8>,
+    /// Limits (clamped to the server maximum before use).
+    pub limits: Limits,
+    /// What `job()` returns to the guest.
+    pub job: JobInfo,
+    /// Interrupts the attempt when cancelled.
+    pub cancel: CancelHandle,
+    /// Called on every progress report.
+    pub progress: Option<ProgressSink>,
+}
+
+/// The two linkers, built once per runtime.
+pub(crate) struct Linkers {
+    component: wasmtime::component::Linker<AttemptState>,
+    core: wasmtime::Linker<AttemptState>,
+}
+
+impl Linkers {
+    pub(crate) fn new(engine: &Engine) -> wasmtime::Result<Self> {
+        let mut component = wasmtime::component::Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
+        Task::add_to_linker::<_, HasSelf<AttemptState>>(&mut component, |s| s)?;
+        let mut core = wasmtime::Linker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut core, |s: &mut AttemptState| s.p1())?;
+        Ok(Self { component, core })
+    }
+}
+
+/// A compiled, pre-linked module.
+pub(crate) struct PreparedInner {
+    pub(crate) digest: String,
+    pre: Pre,
+}
+
+enum Pre {
+    Component(TaskPre<AttemptState>),
+    Command(InstancePre<AttemptState>),
+}
+
+impl PreparedInner {
+    pub(crate) fn new(
+        linkers: &Linkers,
+        digest: String,
+        compiled: Compiled,
+    ) -> Result<Self, RunError> {
+        let link_err = |e: wasmtime::Error| ValidateError::Compile(format!("{e:#}"));
+        let pre = match compiled {
+            Compiled::Component(c) => {
+                let ipre = linkers.component.instantiate_pre(&c).map_err(link_err)?;
+                let pre = TaskPre::new(ipre).map_err(|e| {
+                    ValidateError::MissingExport(format!(
+                        "component does not implement world wasmq:task/task (it must export `run: func(input: list<u8>) -> result<_, task-error>`): {e:#}"
+                    ))
+                })?;
+                Pre::Component(pre)
+            }
+            Compiled::Command(m) => {
+                Pre::Command(linkers.core.instantiate_pre(&m).map_err(link_err)?)
+            }
+        };
+        Ok(Self { digest, pre })
+    }
+
+    pub(crate) fn kind(&self) -> ModuleKind {
+        match self.pre {
+            Pre::Component(_) => ModuleKind::Component,
+            Pre::Command(_) => ModuleKind::Command,
+        }
+    }
+}
+
+/// Extra time past the deadline before a guest stuck in a host call (a long sleep) is
+/// abandoned; a guest running Wasm is stopped by the epoch callback on the deadline.
+const HOST_CALL_GRACE: Duration = Duration::from_millis(100);
+
+/// What the call itself came to, before classification.
+enum CallResult {
+    Component(wasmtime::Result<Result<(), TaskError>>),
+    Command(wasmtime::Result<()>),
+    /// Abandoned while blocked in a host call.
+    Abandoned(Interrupt),
+}
+
+pub(crate) async fn run_attempt(
+    engine: &Engine,
+    prepared: &PreparedInner,
+    req: RunRequest,
+    limits: Limits,
+) -> AttemptReport {
+    let started = Instant::now();
+    let log = SharedSink::new(limits.log_bytes as usize);
+    let stdout_result = SharedSink::new(limits.output_bytes as usize);
+    let wasi = match prepared.pre {
+        Pre::Component(_) => {
+            let mut b = WasiCtx::builder();
+            b.stdout(log.clone())
+                .stderr(log.clone())
+                .allow_tcp(false)
+                .allow_udp(false);
+            Wasi::P2(b.build())
+        }
+        Pre::Command(_) => {
+            let mut b = WasiCtx::builder();
+            b.stdin(MemoryInputPipe::new(req.input.clone()))
+                .stdout(stdout_result.clone())
+                .stderr(log.clone())
+                .allow_tcp(false)
+                .allow_udp(false);
+            Wasi::P1(b.build_p1())
+        }
+    };
+    let state = AttemptState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: Limiter::new(limits.memory_bytes as usize),
+        log: log.clone(),
+        result: None,
+        output_cap: limits.output_bytes as usize,
+        output_refused: false,
+        progress: None,
+        progress_sink: req.progress.clone(),
+        job: req.job.clone(),
+        deadline: started + limits.timeout(),
+        cancel: req.cancel.inner.flag.clone(),
+        interrupted: None,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_fuel(limits.fuel).expect("fuel is enabled");
+    store.epoch_deadline_callback(|mut ctx| match ctx.data_mut().check_interrupt() {
+        Some(why) => Err(wasmtime::Error::new(Interrupted(why))),
+        // Yield to the executor at every tick, so spinning guests share threads fairly.
+        None => Ok(UpdateDeadline::Yield(1)),
+    });
+    store.set_epoch_deadline(1);
+
+    let call = async {
+        match &prepared.pre {
+            Pre::Component(pre) => CallResult::Component(
+                async {
+                    let task = pre.instantiate_async(&mut store).await?;
+                    task.call_run(&mut store, &req.input).await
+                }
+                .await,
+            ),
+            Pre::Command(pre) => CallResult::Command(
+                async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                    start.call_async(&mut store, ()).await
+                }
+                .await,
+            ),
+        }
+    };
+    let backstop = limits.timeout() + HOST_CALL_GRACE;
+    let result = tokio::select! {
+        r = tokio::time::timeout(backstop, call) => r.unwrap_or(CallResult::Abandoned(Interrupt::Timeout)),
+        _ = wait_cancelled(&req.cancel) => CallResult::Abandoned(Interrupt::Cancelled),
+    };
+
+    let elapsed = started.elapsed();
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let state = store.data();
+    let usage = Usage {
+        fuel: limits.fuel.saturating_sub(fuel_left),
+        memory_peak_bytes: state.limiter.memory_peak as u64,
+        duration_ms: elapsed.as_millis() as u64,
+        duration_us: elapsed.as_micros() as u64,
+    };
+    let outcome = classify(result, state, &stdout_result, &limits);
+    let progress = state.progress.clone();
+    let result_for_success = match &outcome {
+        Outcome::Success { .. } => match prepared.pre {
+            Pre::Component(_) => store.data_mut().result.take().unwrap_or_default(),
+            Pre::Command(_) => stdout_result.take().bytes,
+        },
+        Outcome::Failure(_) => Vec::new(),
+    };
+    drop(store);
+    let log = log.take();
+    AttemptReport {
+        outcome: match outcome {
+            Outcome::Success { .. } => Outcome::Success {
+                result: result_for_success,
+            },
+            f => f,
+        },
+        usage,
+        log: log.bytes,
+        log_dropped: log.dropped,
+        progress,
+    }
+}
+
+async fn wait_cancelled(cancel: &CancelHandle) {
+    loop {
+        let notified = cancel.inner.notify.notified();
+        if cancel.is_cancelled() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+fn fail(kind: FailureKind, message: impl Into<String>) -> Outcome {
+    Outcome::Failure(Failure {
+        kind,
+        message: message.into(),
+    })
+}
+
+/// Turns what happened into an [`Outcome`]. Limit violations are read from typed
+/// traps and from flags the limiter and host functions set, never from messages; a
+/// limit that was hit is the cause of a failure whatever the guest did next.
+fn classify(
+    result: CallResult,
+    state: &AttemptState,
+    stdout: &SharedSink,
+    limits: &Limits,
+) -> Outcome {
+    let interrupted = match &result {
+        CallResult::Abandoned(why) => Some(*why),
+        _ => state.interrupted,
+    };
+    match interrupted {
+        Some(Interrupt::Cancelled) => {
+            return fail(FailureKind::Cancelled, "the attempt was cancelled");
+        }
+        Some(Interrupt::Timeout) => {
+            return fail(
+                FailureKind::Timeout,
+                format!(
+                    "the attempt ran past its {} ms time limit",
+                    limits.timeout_ms
+                ),
+            );
+        }
+        None => {}
+    }
+    let limit_failure = |state: &AttemptState| -> Option<Outcome> {
+        if state.output_refused {
+            return Some(fail(
+                FailureKind::OutputLimit,
+                format!(
+                    "the result exceeded the output limit of {} bytes",
+                    limits.output_bytes
+                ),
+            ));
+        }
+        if state.limiter.memory_refused {
+            return Some(fail(
+                FailureKind::MemoryLimit,
+                format!(
+                    "linear memory would have grown past the limit of {} bytes",
+                    limits.memory_bytes
+                ),
+            ));
+        }
+        None
+    };
+    let trap = |e: wasmtime::Error, state: &AttemptState| -> Outcome {
+        if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
+            return fail(
+                FailureKind::OutOfFuel,
+                format!("the attempt used up its fuel limit of {}", limits.fuel),
+            );
+        }
+        limit_failure(state).unwrap_or_else(|| fail(FailureKind::Trap, format!("{e:?}")))
+    };
+    match result {
+        CallResult::Abandoned(_) => unreachable!("handled above"),
+        CallResult::Component(Ok(Ok(()))) => Outcome::Success { result: Vec::new() },
+        CallResult::Component(Ok(Err(task_err))) => {
+            limit_failure(state).unwrap_or_else(|| match task_err {
+                TaskError::Retry(m) => fail(FailureKind::TaskError { fatal: false }, m),
+                TaskError::Fatal(m) => fail(FailureKind::TaskError { fatal: true }, m),
+            })
+        }
+        CallResult::Component(Err(e)) => trap(e, state),
+        CallResult::Command(r) => {
+            let exit = match r {
+                Ok(()) => 0,
+                Err(e) => match e.downcast_ref::<I32Exit>() {
+                    Some(I32Exit(code)) => *code,
+                    None => return trap(e, state),
+                },
+            };
+            let overflowed = stdout.0.lock().expect("sink lock").overflowed();
+            if overflowed {
+                return fail(
+                    FailureKind::OutputLimit,
+                    format!(
+                        "stdout exceeded the output limit of {} bytes",
+                        limits.output_bytes
+                    ),
+                );
+            }
+            if exit == 0 {
+                Outcome::Success { result: Vec::new() }
+            } else {
+                limit_failure(state).unwrap_or_else(|| {
+                    fail(
+                        FailureKind::TaskError { fatal: false },
+                        format!("the command exited with code {exit}"),
+                    )
+                })
+            }
+        }
+    }
+}

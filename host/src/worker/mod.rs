@@ -1,0 +1,451 @@
+//! The worker pool: the one place where the queue and the sandbox meet.
+//!
+//! `claim → load module (by digest, cached) → run → classify → finish`, with, beside
+//! the claim loops:
+//! - a completer that batches finish reports (all that are ready go in one statement,
+//!   so an idle worker reports at once and a busy one reports in bulk), retrying on a
+//!   database outage so no result is lost;
+//! - a heartbeat that extends the leases of running jobs and interrupts those a user
+//!   cancelled (or that the store says were taken away);
+//! - maintenance (rescue of expired leases, promotion of scheduled jobs, pruning),
+//!   which the store makes safe to run on every node at once.
+
+mod classify;
+
+pub use classify::{effective_limits, finish_for};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::queue::{ErrorKind, Finish, Job, JobError, Outcome as StoreOutcome, Store, StoreEvent};
+use crate::runtime::{CancelHandle, JobInfo, Progress, RunRequest, Runtime};
+
+/// Settings of a worker pool. Every field has a default ([`Default`]).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This worker's id, recorded on the jobs it holds. Default: host-pid-random.
+    pub id: String,
+    /// Queues to serve, each with its own concurrency. Default: `default` × 8.
+    pub queues: Vec<(String, usize)>,
+    /// How long a claimed job is held without a heartbeat. Default 30 s.
+    pub lease: Duration,
+    /// How often leases are extended and cancellations checked. Default 500 ms.
+    pub heartbeat: Duration,
+    /// How often an idle worker looks for jobs without being notified. Default 1 s.
+    pub poll: Duration,
+    /// Run rescue, promotion and pruning from this worker. Default true.
+    pub maintenance: bool,
+    /// Finished jobs are deleted this long after finishing. Default 7 days.
+    pub retention: Duration,
+    /// On shutdown, how long running jobs may take to finish before they are given
+    /// back. Default 30 s.
+    pub grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            id: default_worker_id(),
+            queues: vec![("default".into(), 8)],
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_millis(500),
+            poll: Duration::from_secs(1),
+            maintenance: true,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// The jobs this worker is running: id → (attempt, cancel handle).
+type Running = Arc<Mutex<HashMap<i64, (u32, CancelHandle)>>>;
+
+/// A pool of workers over one store and one runtime.
+pub struct Worker {
+    store: Arc<dyn Store>,
+    runtime: Runtime,
+    config: WorkerConfig,
+}
+
+/// Asks a running [`Worker`] to stop; see [`Worker::run`].
+#[derive(Clone)]
+pub struct Shutdown(watch::Sender<bool>);
+
+impl Shutdown {
+    /// A new, untriggered shutdown signal.
+    pub fn new() -> Self {
+        Self(watch::channel(false).0)
+    }
+
+    /// Stop claiming; running jobs get the grace period, then are given back.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    fn subscribe(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Resolves once shutdown is triggered; never if the signal is dropped untriggered.
+async fn triggered(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Worker {
+    /// A worker pool; nothing runs until [`Worker::run`].
+    pub fn new(store: Arc<dyn Store>, runtime: Runtime, config: WorkerConfig) -> Self {
+        Self {
+            store,
+            runtime,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown` is triggered, then stops claiming, lets running jobs
+    /// finish within the grace period, gives the rest back, and flushes every report.
+    pub async fn run(self, shutdown: Shutdown) {
+        let running: Running = Arc::default();
+        let (finish_tx, finish_rx) = mpsc::unbounded_channel::<Finish>();
+        let completer = tokio::spawn(completer(self.store.clone(), finish_rx));
+        let mut background = JoinSet::new();
+        // The heartbeat runs until every job is done (through the shutdown grace period).
+        background.spawn(heartbeat(
+            self.store.clone(),
+            self.config.clone(),
+            running.clone(),
+        ));
+        if self.config.maintenance {
+            background.spawn(maintenance(
+                self.store.clone(),
+                self.config.clone(),
+                shutdown.subscribe(),
+            ));
+        }
+        let mut claimers = JoinSet::new();
+        for (queue, concurrency) in &self.config.queues {
+            let q = QueueLoop {
+                store: self.store.clone(),
+                runtime: self.runtime.clone(),
+                config: self.config.clone(),
+                queue: queue.clone(),
+                concurrency: (*concurrency).max(1),
+                running: running.clone(),
+                finish: finish_tx.clone(),
+            };
+            claimers.spawn(q.run(shutdown.subscribe()));
+        }
+        drop(finish_tx);
+        while claimers.join_next().await.is_some() {}
+        background.shutdown().await;
+        // Every job task holds a sender; the completer ends after the last report.
+        let _ = completer.await;
+        tracing::info!(worker = %self.config.id, "worker stopped");
+    }
+}
+
+struct QueueLoop {
+    store: Arc<dyn Store>,
+    runtime: Runtime,
+    config: WorkerConfig,
+    queue: String,
+    concurrency: usize,
+    running: Running,
+    finish: mpsc::UnboundedSender<Finish>,
+}
+
+impl QueueLoop {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut events = self.store.subscribe();
+        let freed = Arc::new(Notify::new());
+        let mut jobs: JoinSet<()> = JoinSet::new();
+        let mut backoff = Duration::from_millis(50);
+        // Whether the last claim may have left jobs behind (it filled its batch).
+        let mut more = true;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while jobs.try_join_next().is_some() {}
+            let free = self.concurrency.saturating_sub(jobs.len());
+            if free > 0 && more {
+                match self
+                    .store
+                    .claim(&self.queue, &self.config.id, free, self.config.lease)
+                    .await
+                {
+                    Ok(claimed) => {
+                        backoff = Duration::from_millis(50);
+                        more = claimed.len() == free;
+                        for job in claimed {
+                            self.start(job, &mut jobs, freed.clone());
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(queue = %self.queue, error = %e, "claim failed; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = triggered(&mut shutdown) => break,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
+                }
+            }
+            // Wait for a reason to claim again.
+            tokio::select! {
+                _ = freed.notified(), if free == 0 => {}
+                ev = events.recv() => match ev {
+                    Ok(StoreEvent::JobsAvailable { queue }) if queue == self.queue => more = true,
+                    Ok(StoreEvent::Reconnected) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => more = true,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        events = self.store.subscribe();
+                    }
+                },
+                _ = tokio::time::sleep(self.config.poll) => more = true,
+                _ = triggered(&mut shutdown) => break,
+            }
+        }
+        self.drain(jobs).await;
+    }
+
+    fn start(&self, job: Job, jobs: &mut JoinSet<()>, freed: Arc<Notify>) {
+        let cancel = CancelHandle::new();
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(job.id, (job.attempt, cancel.clone()));
+        let (store, runtime, running, finish) = (
+            self.store.clone(),
+            self.runtime.clone(),
+            self.running.clone(),
+            self.finish.clone(),
+        );
+        jobs.spawn(async move {
+            let id = job.id;
+            let report = execute(&store, &runtime, job, cancel).await;
+            running.lock().expect("running lock").remove(&id);
+            let _ = finish.send(report);
+            freed.notify_one();
+        });
+    }
+
+    /// Shutdown: running jobs get the grace period; then they are interrupted and
+    /// given back (their reports say `Release`).
+    async fn drain(&self, mut jobs: JoinSet<()>) {
+        if jobs.is_empty() {
+            return;
+        }
+        tracing::info!(queue = %self.queue, running = jobs.len(), grace = ?self.config.grace, "waiting for running jobs");
+        let all_done = async { while jobs.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.config.grace, all_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!(queue = %self.queue, jobs = jobs.len(), "grace period over; giving jobs back");
+            for (_, c) in self.running.lock().expect("running lock").values() {
+                c.release();
+            }
+            while jobs.join_next().await.is_some() {}
+        }
+    }
+}
+
+/// Runs one claimed job and says how to finish it.
+async fn execute(
+    store: &Arc<dyn Store>,
+    runtime: &Runtime,
+    job: Job,
+    cancel: CancelHandle,
+) -> Finish {
+    let prepared = runtime
+        .load(&job.digest, || async {
+            match store.module_bytes(&job.digest).await {
+                Ok(Some(b)) => Ok(b),
+                Ok(None) => Err("the module's bytes are gone".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            // Bytes gone for good: the job can never run. Anything else (a database
+            // hiccup) is worth another attempt.
+            let missing = store
+                .module_bytes(&job.digest)
+                .await
+                .map(|b| b.is_none())
+                .unwrap_or(false);
+            let error = JobError::new(
+                if missing {
+                    ErrorKind::ModuleMissing
+                } else {
+                    ErrorKind::Trap
+                },
+                format!(
+                    "could not load module `{}` ({}): {e}",
+                    job.module, job.digest
+                ),
+            );
+            let outcome = if missing || job.attempt >= job.max_attempts {
+                StoreOutcome::Fail { error }
+            } else {
+                StoreOutcome::Retry {
+                    error,
+                    retry_at: chrono::Utc::now() + crate::queue::backoff(job.attempt),
+                }
+            };
+            return Finish::new(job.id, job.attempt, outcome);
+        }
+    };
+    let progress = {
+        let (store, id, attempt) = (store.clone(), job.id, job.attempt);
+        let handle = tokio::runtime::Handle::current();
+        Arc::new(move |p: Progress| {
+            let store = store.clone();
+            let p = crate::queue::Progress {
+                percent: p.percent,
+                note: p.note,
+            };
+            handle.spawn(async move {
+                let _ = store.set_progress(id, attempt, p).await;
+            });
+        })
+    };
+    let request = RunRequest {
+        input: job.input.clone(),
+        limits: effective_limits(&job.limits, &runtime.max_limits()),
+        job: JobInfo {
+            id: job.id.to_string(),
+            module: job.module.clone(),
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+        },
+        cancel: cancel.clone(),
+        progress: Some(progress),
+    };
+    let report = runtime.run(&prepared, request).await;
+    finish_for(&job, report, cancel.is_released())
+}
+
+/// Sends finish reports in batches: whatever is queued goes in one call.
+async fn completer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Finish>) {
+    const MAX_BATCH: usize = 500;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match store.finish(batch.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    // Never drop a report: the job would run again after its lease.
+                    tracing::warn!(error = %e, jobs = batch.len(), "reporting finished jobs failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// Extends leases and interrupts jobs that were cancelled or taken away.
+async fn heartbeat(store: Arc<dyn Store>, config: WorkerConfig, running: Running) {
+    let mut events = store.subscribe();
+    let mut tick = tokio::time::interval(config.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let interrupt = |ids: &[i64]| {
+        let r = running.lock().expect("running lock");
+        for id in ids {
+            if let Some((_, c)) = r.get(id) {
+                c.cancel();
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let ids: Vec<i64> = running.lock().expect("running lock").keys().copied().collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                match store.heartbeat(&config.id, &ids, config.lease).await {
+                    Ok(hb) => {
+                        interrupt(&hb.cancel_requested);
+                        interrupt(&hb.lost);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                }
+            }
+            ev = events.recv() => match ev {
+                Ok(StoreEvent::CancelRequested { id }) => interrupt(&[id]),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => events = store.subscribe(),
+                _ => {}
+            },
+        }
+    }
+}
+
+/// Rescue, promotion and pruning on a timer.
+async fn maintenance(
+    store: Arc<dyn Store>,
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let rescue_every =
+        (config.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    let mut rescue = tokio::time::interval(rescue_every);
+    let mut promote = tokio::time::interval(Duration::from_millis(250));
+    let mut prune = tokio::time::interval(Duration::from_secs(60));
+    for t in [&mut rescue, &mut promote, &mut prune] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            _ = rescue.tick() => match store.rescue().await {
+                Ok(r) if !r.retried.is_empty() || !r.failed.is_empty() => {
+                    tracing::info!(retried = r.retried.len(), failed = r.failed.len(), "rescued jobs of vanished workers");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "rescue failed"),
+            },
+            _ = promote.tick() => {
+                if let Err(e) = store.promote_scheduled().await {
+                    tracing::warn!(error = %e, "promoting scheduled jobs failed");
+                }
+            }
+            _ = prune.tick() => match store.prune(config.retention).await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned finished jobs"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning failed"),
+            },
+            _ = triggered(&mut shutdown) => return,
+        }
+    }
+}

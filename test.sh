@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: everything a fresh clone needs, then every test.
+#   ./test.sh            # all tests
+#   ./test.sh runtime    # extra arguments go to `cargo test`
+# It adds the wasm targets (the guests are built by tests/build.rs), makes PostgreSQL
+# reachable at 127.0.0.1:5432 (.ci/ensure-postgres: uses a running one, starts a stopped
+# cluster, or installs the server), then runs `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")"
+if command -v rustup >/dev/null 2>&1; then
+    rustup target add wasm32-wasip2 wasm32-wasip1 >/dev/null 2>&1 || true
+fi
+.ci/ensure-postgres
+export WASMQ_TEST_DATABASE_URL=${WASMQ_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+exec cargo test "$@"

@@ -1,0 +1,127 @@
+//! Helpers for tests that run workers against a real PostgreSQL.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmq_host::queue::postgres::PgStore;
+use wasmq_host::queue::{Job, JobState, ModuleKind, NewJob, NewModule, Store};
+use wasmq_host::runtime::{Limits, Runtime, RuntimeConfig};
+use wasmq_host::worker::{Shutdown, Worker, WorkerConfig};
+
+/// A store on a fresh database.
+pub async fn fresh_store() -> Arc<dyn Store> {
+    let url = crate::pg::fresh_database().await;
+    Arc::new(
+        PgStore::connect(&url, 16)
+            .await
+            .expect("connect to the test database"),
+    )
+}
+
+/// Uploads a guest under `name` (tenant `default`) and returns its digest.
+pub async fn put_module(store: &Arc<dyn Store>, name: &str, path: &str) -> String {
+    let bytes = crate::guest_bytes(path);
+    let digest = wasmq_host::runtime::digest(&bytes);
+    let kind = if path.ends_with("wasi-command.wasm") {
+        ModuleKind::Command
+    } else {
+        ModuleKind::Component
+    };
+    store
+        .put_module(NewModule {
+            tenant: "default".into(),
+            name: name.into(),
+            kind,
+            digest: digest.clone(),
+            bytes,
+            limits: Default::default(),
+        })
+        .await
+        .expect("put module");
+    digest
+}
+
+/// A job of `module` with JSON `input`.
+pub fn job(module: &str, input: serde_json::Value) -> NewJob {
+    NewJob::new(module, input.to_string().into_bytes())
+}
+
+/// A running worker pool and the means to stop it.
+pub struct RunningWorker {
+    /// Triggers a graceful shutdown.
+    pub shutdown: Shutdown,
+    /// The pool's task.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    /// Graceful shutdown, waiting for the pool to stop.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        self.task.await.expect("worker task");
+    }
+}
+
+/// Starts a worker pool over `store` with `config` (and a runtime of `slots` slots
+/// whose maximum fuel is unbounded, so tests can spin until a timeout or a cancel).
+pub fn start_worker(store: Arc<dyn Store>, config: WorkerConfig, slots: u32) -> RunningWorker {
+    let max_limits = Limits {
+        fuel: u64::MAX,
+        ..Limits::default_max()
+    };
+    let runtime = Runtime::new(RuntimeConfig {
+        slots,
+        max_limits,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(Worker::new(store, runtime, config).run(shutdown.clone()));
+    RunningWorker { shutdown, task }
+}
+
+/// Polls `check` until it returns `Some`, failing after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until job `id` is finished (completed, failed or cancelled) and returns it.
+pub async fn finished(store: &Arc<dyn Store>, id: i64, within: Duration) -> Job {
+    eventually(within, &format!("job {id} to finish"), || async {
+        let j = store
+            .get("default", id)
+            .await
+            .expect("get")
+            .expect("job exists");
+        j.state.is_finished().then_some(j)
+    })
+    .await
+}
+
+/// Waits until job `id` is in `state`.
+pub async fn in_state(store: &Arc<dyn Store>, id: i64, state: JobState, within: Duration) -> Job {
+    eventually(within, &format!("job {id} to be {state:?}"), || async {
+        let j = store
+            .get("default", id)
+            .await
+            .expect("get")
+            .expect("job exists");
+        (j.state == state).then_some(j)
+    })
+    .await
+}

@@ -1,0 +1,693 @@
+//! The sandbox against real compiled guests: examples, limits in pairs (obeyed and
+//! violated), denied WASI access, isolation between jobs, fairness and cancellation.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wasmq_host::runtime::{
+    AttemptReport, CancelHandle, FailureKind, JobInfo, Limits, Outcome, Prepared, Progress,
+    RunRequest, Runtime, RuntimeConfig,
+};
+use wasmq_tests::{guest_bytes, guests};
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        slots: 4,
+        max_limits: unlimited_fuel(),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+}
+
+/// Server maxima with fuel out of the way, so wall-clock and cancel tests can spin.
+fn unlimited_fuel() -> Limits {
+    Limits {
+        fuel: u64::MAX,
+        ..Limits::default_max()
+    }
+}
+
+async fn load(rt: &Runtime, path: &str) -> Prepared {
+    rt.load_bytes(Arc::new(guest_bytes(path)))
+        .await
+        .expect("guest compiles")
+}
+
+fn request(input: impl Into<Vec<u8>>, limits: Limits) -> RunRequest {
+    RunRequest {
+        input: input.into(),
+        limits,
+        job: JobInfo {
+            id: "42".into(),
+            module: "test".into(),
+            attempt: 2,
+            max_attempts: 5,
+        },
+        ..RunRequest::default()
+    }
+}
+
+async fn run_with(rt: &Runtime, path: &str, input: Value, limits: Limits) -> AttemptReport {
+    let p = load(rt, path).await;
+    rt.run(&p, request(input.to_string(), limits)).await
+}
+
+async fn hostile(rt: &Runtime, input: Value, limits: Limits) -> AttemptReport {
+    run_with(rt, guests::HOSTILE, input, limits).await
+}
+
+fn result_json(report: &AttemptReport) -> Value {
+    match &report.outcome {
+        Outcome::Success { result } => serde_json::from_slice(result).expect("JSON result"),
+        Outcome::Failure(f) => panic!(
+            "expected success, got {:?}: {}\nlog: {}",
+            f.kind,
+            f.message,
+            report.log_text()
+        ),
+    }
+}
+
+fn kind(report: &AttemptReport) -> FailureKind {
+    report.outcome.failure_kind().unwrap_or_else(|| {
+        panic!(
+            "expected a failure, got success; log: {}",
+            report.log_text()
+        )
+    })
+}
+
+fn limits() -> Limits {
+    Limits::default_max()
+}
+
+// ---- examples -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn echo_returns_its_input_and_reports_usage() {
+    let rt = runtime();
+    let p = load(&rt, guests::ECHO).await;
+    let r = rt
+        .run(&p, request(b"hello \xff bytes".to_vec(), limits()))
+        .await;
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            result: b"hello \xff bytes".to_vec()
+        }
+    );
+    assert!(r.usage.fuel > 0, "fuel is counted");
+    assert!(r.usage.memory_peak_bytes > 0, "memory peak is measured");
+}
+
+#[tokio::test]
+async fn wordcount_counts_words() {
+    let rt = runtime();
+    let r = run_with(
+        &rt,
+        guests::WORDCOUNT,
+        json!({"text": "the cat and the hat\nthe end"}),
+        limits(),
+    )
+    .await;
+    let v = result_json(&r);
+    assert_eq!(v["words"], 7);
+    assert_eq!(v["lines"], 2);
+    assert_eq!(v["top"][0], json!(["the", 3]));
+}
+
+#[tokio::test]
+async fn thumbnail_resizes_an_image_to_png() {
+    use base64::Engine as _;
+    let rt = runtime();
+    let r = run_with(
+        &rt,
+        guests::THUMBNAIL,
+        json!({"width": 640, "height": 480, "max": 64}),
+        limits(),
+    )
+    .await;
+    let v = result_json(&r);
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(64), Some(48))
+    );
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(v["png_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a real PNG comes back");
+}
+
+#[tokio::test]
+async fn render_email_escapes_user_values() {
+    let rt = runtime();
+    let input = json!({
+        "user": {"name": "Ann", "email": "ann@example.com"},
+        "page": {"title": "<script>alert(1)</script>", "url": "https://example.com/p", "author": "Bob"},
+        "event": "published"
+    });
+    let v = result_json(&run_with(&rt, guests::RENDER_EMAIL, input, limits()).await);
+    assert_eq!(v["to"], "ann@example.com");
+    let html = v["html"].as_str().unwrap();
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+    assert!(!html.contains("<script>"), "{html}");
+    let bad = run_with(&rt, guests::RENDER_EMAIL, json!({"user": {"name": "a", "email": "b"}, "page": {"title": "t", "url": "u", "author": "x"}, "event": "exploded"}), limits()).await;
+    assert_eq!(kind(&bad), FailureKind::TaskError { fatal: true });
+}
+
+#[tokio::test]
+async fn wasi_command_reads_stdin_and_writes_its_result_to_stdout() {
+    let rt = runtime();
+    let p = load(&rt, guests::WASI_COMMAND).await;
+    assert_eq!(p.kind(), wasmq_host::runtime::ModuleKind::Command);
+    let ok = rt
+        .run(&p, request(r#"{"numbers":[1,2,3]}"#, limits()))
+        .await;
+    assert_eq!(result_json(&ok), json!({"sum": 6, "count": 3}));
+    assert!(
+        ok.log_text().contains("summing 3 numbers"),
+        "stderr goes to the log: {}",
+        ok.log_text()
+    );
+    let bad = rt.run(&p, request("not json", limits())).await;
+    let Outcome::Failure(f) = &bad.outcome else {
+        panic!("bad input must fail")
+    };
+    assert_eq!(f.kind, FailureKind::TaskError { fatal: false });
+    assert!(f.message.contains("code 2"), "{}", f.message);
+    assert!(f.is_retryable());
+}
+
+#[tokio::test]
+async fn wasi_command_stdout_past_the_output_limit_is_output_limit() {
+    let rt = runtime();
+    let p = load(&rt, guests::WASI_COMMAND).await;
+    let numbers: Vec<u32> = (0..100).collect();
+    let input = json!({ "numbers": numbers }).to_string();
+    let r = rt
+        .run(
+            &p,
+            request(
+                input,
+                Limits {
+                    output_bytes: 4,
+                    ..limits()
+                },
+            ),
+        )
+        .await;
+    assert_eq!(kind(&r), FailureKind::OutputLimit);
+}
+
+// ---- limits, in pairs -----------------------------------------------------------------
+
+#[tokio::test]
+async fn fuel_limit_obeyed() {
+    let rt = runtime();
+    let r = hostile(
+        &rt,
+        json!({"op": "loop", "n": 10_000}),
+        Limits {
+            fuel: 50_000_000,
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(result_json(&r), json!({"done": 10_000}));
+    assert!(r.usage.fuel < 50_000_000);
+}
+
+#[tokio::test]
+async fn fuel_limit_violated() {
+    let rt = runtime();
+    let r = hostile(
+        &rt,
+        json!({"op": "spin"}),
+        Limits {
+            fuel: 5_000_000,
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(kind(&r), FailureKind::OutOfFuel);
+    assert_eq!(r.usage.fuel, 5_000_000, "all the fuel was used");
+}
+
+#[tokio::test]
+async fn timeout_obeyed() {
+    let rt = runtime();
+    let r = hostile(
+        &rt,
+        json!({"op": "loop", "n": 1000}),
+        Limits {
+            timeout_ms: 2_000,
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(result_json(&r), json!({"done": 1000}));
+}
+
+#[tokio::test]
+async fn timeout_violated() {
+    let rt = runtime();
+    let started = Instant::now();
+    let r = hostile(
+        &rt,
+        json!({"op": "spin"}),
+        Limits {
+            fuel: u64::MAX,
+            timeout_ms: 300,
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(kind(&r), FailureKind::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped near its deadline, took {:?}",
+        started.elapsed()
+    );
+    assert!(r.usage.duration_ms >= 300);
+}
+
+#[tokio::test]
+async fn memory_limit_obeyed() {
+    let rt = runtime();
+    let r = hostile(
+        &rt,
+        json!({"op": "alloc", "n": 8}),
+        Limits {
+            memory_bytes: 32 << 20,
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(result_json(&r), json!({"allocated_mib": 8}));
+    assert!(r.usage.memory_peak_bytes >= 8 << 20);
+    assert!(r.usage.memory_peak_bytes <= 32 << 20);
+}
+
+#[tokio::test]
+async fn memory_limit_violated_by_a_large_allocation() {
+    let rt = runtime();
+    let r = hostile(
+        &rt,
+        json!({"op": "alloc", "n": 48}),
+        Limits {
+            memory_bytes: 32 << 20,
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(
+        kind(&r),
+        FailureKind::MemoryLimit,
+        "the refused growth is the cause, though the guest then aborted"
+    );
+    assert!(r.usage.memory_peak_bytes <= 32 << 20);
+}
+
+#[tokio::test]
+async fn memory_limit_violated_by_growing_without_end() {
+    let rt = runtime();
+    let r = hostile(
+        &rt,
+        json!({"op": "grow"}),
+        Limits {
+            memory_bytes: 16 << 20,
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(kind(&r), FailureKind::MemoryLimit);
+}
+
+#[tokio::test]
+async fn output_limit_obeyed() {
+    let rt = runtime();
+    let p = load(&rt, guests::HOSTILE).await;
+    let r = rt
+        .run(
+            &p,
+            request(
+                json!({"op": "result", "n": 1000}).to_string(),
+                Limits {
+                    output_bytes: 1000,
+                    ..limits()
+                },
+            ),
+        )
+        .await;
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            result: vec![b'x'; 1000]
+        }
+    );
+}
+
+#[tokio::test]
+async fn output_limit_violated() {
+    let rt = runtime();
+    let r = hostile(
+        &rt,
+        json!({"op": "result", "n": 1001}),
+        Limits {
+            output_bytes: 1000,
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(
+        kind(&r),
+        FailureKind::OutputLimit,
+        "refused set-result is the cause, though the guest returned an error"
+    );
+}
+
+#[tokio::test]
+async fn log_limit_obeyed() {
+    let rt = runtime();
+    let r = hostile(
+        &rt,
+        json!({"op": "log_flood", "n": 10}),
+        Limits {
+            log_bytes: 64 << 10,
+            ..limits()
+        },
+    )
+    .await;
+    result_json(&r);
+    assert_eq!(r.log_dropped, 0);
+    assert_eq!(r.log_text().lines().count(), 10);
+    assert!(r.log_text().starts_with("INFO "));
+}
+
+#[tokio::test]
+async fn log_limit_truncates_and_counts_without_failing_the_job() {
+    let rt = runtime();
+    let cap = 4096u64;
+    let r = hostile(
+        &rt,
+        json!({"op": "log_flood", "n": 1000}),
+        Limits {
+            log_bytes: cap,
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(
+        result_json(&r),
+        json!({"logged": 1000}),
+        "flooding the log never fails a job"
+    );
+    assert_eq!(r.log.len() as u64, cap);
+    let line = r.log_text().lines().next().unwrap().len() as u64 + 1;
+    assert_eq!(
+        r.log.len() as u64 + r.log_dropped,
+        1000 * line,
+        "every byte is kept or counted"
+    );
+
+    let r = hostile(
+        &rt,
+        json!({"op": "stdout_flood", "n": 1000}),
+        Limits {
+            log_bytes: cap,
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(
+        result_json(&r),
+        json!({"printed": 1000}),
+        "stdout past the cap does not fail the job"
+    );
+    assert_eq!(r.log.len() as u64, cap);
+    assert!(r.log_dropped >= 100_000 - cap);
+}
+
+// ---- hostile guests -------------------------------------------------------------------
+
+#[tokio::test]
+async fn unbounded_recursion_is_a_trap() {
+    let rt = runtime();
+    let r = hostile(&rt, json!({"op": "recurse"}), limits()).await;
+    assert_eq!(kind(&r), FailureKind::Trap);
+}
+
+#[tokio::test]
+async fn panic_is_a_retryable_trap_with_the_message_in_the_log() {
+    let rt = runtime();
+    let r = hostile(&rt, json!({"op": "panic"}), limits()).await;
+    let Outcome::Failure(f) = &r.outcome else {
+        panic!("panic must fail")
+    };
+    assert_eq!(f.kind, FailureKind::Trap);
+    assert!(f.is_retryable());
+    assert!(
+        r.log_text().contains("boom: hostile panic"),
+        "log: {}",
+        r.log_text()
+    );
+}
+
+#[tokio::test]
+async fn task_errors_are_typed() {
+    let rt = runtime();
+    let r = hostile(&rt, json!({"op": "retry"}), limits()).await;
+    assert_eq!(kind(&r), FailureKind::TaskError { fatal: false });
+    let r = hostile(&rt, json!({"op": "fatal"}), limits()).await;
+    assert_eq!(kind(&r), FailureKind::TaskError { fatal: true });
+    let Outcome::Failure(f) = &r.outcome else {
+        unreachable!()
+    };
+    assert_eq!(f.message, "do not retry");
+    assert!(!f.is_retryable());
+}
+
+#[tokio::test]
+async fn files_are_denied_inside_the_guest() {
+    let rt = runtime();
+    let _ = std::fs::remove_file("/tmp/wasmq-pwned");
+    let v = result_json(&hostile(&rt, json!({"op": "open_file"}), limits()).await);
+    assert_ne!(v["read"], "ok", "reading /etc/passwd must fail: {v}");
+    assert_ne!(v["create"], "ok", "creating a file must fail: {v}");
+    assert!(
+        !std::path::Path::new("/tmp/wasmq-pwned").exists(),
+        "nothing was written on the host"
+    );
+}
+
+#[tokio::test]
+async fn environment_and_arguments_are_empty() {
+    let rt = runtime();
+    let v = result_json(&hostile(&rt, json!({"op": "read_env"}), limits()).await);
+    assert_eq!(v["vars"], 0);
+    assert_eq!(v["args"], 0);
+    assert_eq!(v["home"], Value::Null);
+}
+
+#[tokio::test]
+async fn sockets_and_name_lookup_are_denied_inside_the_guest() {
+    let rt = runtime();
+    let v = result_json(&hostile(&rt, json!({"op": "open_socket"}), limits()).await);
+    assert_ne!(v["connect"], "ok", "{v}");
+    assert_ne!(v["resolve"], "ok", "{v}");
+}
+
+#[tokio::test]
+async fn clocks_and_random_are_allowed() {
+    let rt = runtime();
+    let v = result_json(&hostile(&rt, json!({"op": "clock_random"}), limits()).await);
+    assert!(v["now_secs"].as_u64().unwrap() > 1_700_000_000, "{v}");
+}
+
+#[tokio::test]
+async fn the_guest_sees_its_job_and_reports_progress() {
+    let rt = runtime();
+    let p = load(&rt, guests::HOSTILE).await;
+    let v = result_json(
+        &rt.run(&p, request(json!({"op": "job"}).to_string(), limits()))
+            .await,
+    );
+    assert_eq!(
+        v,
+        json!({"id": "42", "module": "test", "attempt": 2, "max_attempts": 5})
+    );
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let mut req = request(json!({"op": "progress"}).to_string(), limits());
+    req.progress = Some(Arc::new(move |p: Progress| {
+        sink.lock().unwrap().push(p.percent)
+    }));
+    let r = rt.run(&p, req).await;
+    result_json(&r);
+    assert_eq!(*seen.lock().unwrap(), vec![10, 50, 100]);
+    assert_eq!(r.progress.unwrap().percent, 100);
+}
+
+// ---- isolation, fairness, cancellation ------------------------------------------------
+
+#[tokio::test]
+async fn a_reused_slot_never_shows_the_previous_jobs_memory() {
+    // One slot, so the second job necessarily reuses the first one's instance slot.
+    let rt = Runtime::new(RuntimeConfig {
+        slots: 1,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let secret = "correct-horse-battery-staple-4242";
+    let w = hostile(
+        &rt,
+        json!({"op": "write_secret", "secret": secret}),
+        limits(),
+    )
+    .await;
+    result_json(&w);
+    let r = hostile(
+        &rt,
+        json!({"op": "read_secret", "secret": secret}),
+        limits(),
+    )
+    .await;
+    let v = result_json(&r);
+    assert_eq!(v["found_in_memory"], false, "{v}");
+    assert!(!v["static"].as_str().unwrap().contains("horse"), "{v}");
+}
+
+#[tokio::test]
+async fn a_spinning_guest_does_not_delay_a_normal_job() {
+    // One guest thread: the spinning guest must yield for the echo to run at all.
+    let rt = Runtime::new(RuntimeConfig {
+        slots: 4,
+        guest_threads: Some(1),
+        max_limits: unlimited_fuel(),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let spin = load(&rt, guests::HOSTILE).await;
+    let echo = load(&rt, guests::ECHO).await;
+    let spinning = {
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            rt.run(
+                &spin,
+                request(
+                    json!({"op": "spin"}).to_string(),
+                    Limits {
+                        fuel: u64::MAX,
+                        timeout_ms: 3_000,
+                        ..limits()
+                    },
+                ),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await; // let it start spinning
+    let started = Instant::now();
+    let r = rt.run(&echo, request("ping", limits())).await;
+    let took = started.elapsed();
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            result: b"ping".to_vec()
+        }
+    );
+    assert!(
+        took < Duration::from_millis(500),
+        "echo waited {took:?} behind a spinning guest"
+    );
+    assert!(!spinning.is_finished(), "the spinner was still running");
+    assert_eq!(kind(&spinning.await.unwrap()), FailureKind::Timeout);
+}
+
+#[tokio::test]
+async fn cancelling_interrupts_a_running_guest_within_a_second() {
+    let rt = runtime();
+    let p = load(&rt, guests::HOSTILE).await;
+    let cancel = CancelHandle::new();
+    let mut req = request(
+        json!({"op": "spin"}).to_string(),
+        Limits {
+            fuel: u64::MAX,
+            ..limits()
+        },
+    );
+    req.cancel = cancel.clone();
+    let running = {
+        let rt = rt.clone();
+        tokio::spawn(async move { rt.run(&p, req).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = Instant::now();
+    cancel.cancel();
+    let r = running.await.unwrap();
+    assert_eq!(kind(&r), FailureKind::Cancelled);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        asked.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn more_attempts_than_slots_wait_their_turn() {
+    let rt = Runtime::new(RuntimeConfig {
+        slots: 2,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let p = load(&rt, guests::HOSTILE).await;
+    let runs: Vec<_> = (0..12)
+        .map(|i| {
+            let (rt, p) = (rt.clone(), p.clone());
+            tokio::spawn(async move {
+                rt.run(
+                    &p,
+                    request(
+                        json!({"op": "loop", "n": 100_000 + i}).to_string(),
+                        limits(),
+                    ),
+                )
+                .await
+            })
+        })
+        .collect();
+    for (i, h) in runs.into_iter().enumerate() {
+        assert_eq!(result_json(&h.await.unwrap()), json!({"done": 100_000 + i}));
+    }
+}
+
+#[test]
+fn ten_thousand_echo_runs_do_not_grow_resident_memory() {
+    let rt = runtime();
+    let p = rt.load_bytes_blocking(&guest_bytes(guests::ECHO)).unwrap();
+    let run = |n: usize| {
+        for i in 0..n {
+            let input = format!("{{\"n\": {i}}}").into_bytes();
+            let r = rt.run_blocking(&p, request(input.clone(), limits()));
+            assert_eq!(r.outcome, Outcome::Success { result: input });
+        }
+    };
+    run(1_000); // warm up: pools, caches, allocator arenas
+    let before = rss_bytes();
+    run(9_000);
+    let after = rss_bytes();
+    let growth = after.saturating_sub(before);
+    assert!(
+        growth < 16 << 20,
+        "resident memory grew by {} KiB over 9,000 runs",
+        growth >> 10
+    );
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
