@@ -15,7 +15,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Connection, Row};
 use tokio::sync::{broadcast, oneshot};
@@ -45,7 +47,10 @@ const ENQUEUE_TRIES: usize = 5;
 /// when the last clone is dropped.
 #[derive(Clone)]
 pub struct PgStore {
+    /// Durable commits: enqueue, cancel, modules, rescue, prune.
     pool: PgPool,
+    /// `synchronous_commit = off`: the worker's claim, heartbeat, progress and finish.
+    fast: PgPool,
     events: broadcast::Sender<StoreEvent>,
     _listener: Arc<ListenerTask>,
 }
@@ -75,6 +80,20 @@ impl PgStore {
             .connect(url)
             .await
             .map_err(db_err)?;
+        // Claims, heartbeats, progress and finishes commit without waiting for the WAL
+        // flush. A crash can lose the last few of them, and the queue stays correct: a
+        // lost claim leaves the job waiting, a lost finish leaves it running until its
+        // lease expires and it is run again (at-least-once, and the guarded finish keeps
+        // it to one completion). Enqueues, cancels and modules stay fully durable.
+        let fast_options = PgConnectOptions::from_str(url)
+            .map_err(db_err)?
+            .options([("synchronous_commit", "off")]);
+        let fast = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(fast_options)
+            .await
+            .map_err(db_err)?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
@@ -98,6 +117,7 @@ impl PgStore {
         }
         Ok(PgStore {
             pool,
+            fast,
             events,
             _listener: listener,
         })
@@ -776,7 +796,7 @@ impl Store for PgStore {
             .bind(worker_id)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .bind(seconds(lease))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.fast)
             .await
             .map_err(db_err)?;
         let mut jobs = rows
@@ -805,7 +825,7 @@ impl Store for PgStore {
             .bind(worker_id)
             .bind(ids)
             .bind(seconds(lease))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.fast)
             .await
             .map_err(db_err)?;
         let mut held = HashSet::with_capacity(rows.len());
@@ -879,7 +899,7 @@ impl Store for PgStore {
             .bind(&logs)
             .bind(&log_dropped)
             .bind(&progress)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.fast)
             .await
             .map_err(db_err)?;
         let applied = rows
@@ -903,7 +923,7 @@ impl Store for PgStore {
             .bind(id)
             .bind(clamp_i32(attempt))
             .bind(Json(&progress))
-            .execute(&self.pool)
+            .execute(&self.fast)
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
