@@ -464,16 +464,27 @@ UPDATE wasmq_jobs SET cancel_requested = 1 WHERE id = $1 RETURNING *
 
 const GET: &str = "SELECT * FROM wasmq_jobs WHERE tenant = $1 AND id = $2";
 
-const LIST: &str = r#"
-SELECT * FROM wasmq_jobs
-WHERE tenant = $1
-  AND ($2 IS NULL OR state = $2)
-  AND ($3 IS NULL OR module = $3)
-  AND ($4 IS NULL OR queue = $4)
-  AND ($5 IS NULL OR id < $5)
-ORDER BY id DESC
-LIMIT $6
-"#;
+/// The listing query for the filters that are set. SQLite does not fold `$n IS NULL OR …`
+/// away when planning, so a set filter is written as a plain comparison (letting it pick
+/// the matching `wasmq_jobs_list*` index) and an unset one as `$n IS NULL`, which keeps
+/// every parameter in place. Built from constant fragments only; every value is bound.
+fn list_sql(filter: &JobFilter) -> String {
+    let mut sql = String::from("SELECT * FROM wasmq_jobs WHERE tenant = $1");
+    for (set, compare, unset) in [
+        (filter.state.is_some(), " AND state = $2", " AND $2 IS NULL"),
+        (
+            filter.module.is_some(),
+            " AND module = $3",
+            " AND $3 IS NULL",
+        ),
+        (filter.queue.is_some(), " AND queue = $4", " AND $4 IS NULL"),
+        (filter.cursor.is_some(), " AND id < $5", " AND $5 IS NULL"),
+    ] {
+        sql.push_str(if set { compare } else { unset });
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT $6");
+    sql
+}
 
 const PRUNE: &str = r#"
 DELETE FROM wasmq_jobs
@@ -634,6 +645,11 @@ impl SqliteStore {
         }
         let (groups, replies): (Vec<_>, Vec<_>) =
             pending.into_iter().map(|p| (p.items, p.reply)).unzip();
+        tracing::trace!(
+            callers = groups.len(),
+            reports = groups.iter().map(Vec::len).sum::<usize>(),
+            "group commit of finish reports"
+        );
         match self.finish_group(&groups).await {
             Ok(answers) => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
@@ -1016,7 +1032,7 @@ impl Store for SqliteStore {
             0 => 100,
             n => n.min(1000),
         };
-        let rows = sqlx::query(LIST)
+        let rows = sqlx::query(sqlx::AssertSqlSafe(list_sql(filter)))
             .bind(tenant)
             .bind(filter.state.map(JobState::as_str))
             .bind(filter.module.as_deref())
@@ -1213,6 +1229,29 @@ mod tests {
             .await
             .unwrap();
         store
+    }
+
+    #[tokio::test]
+    async fn a_state_listing_uses_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_module(&dir).await;
+        let filter = JobFilter {
+            state: Some(JobState::Running),
+            ..JobFilter::default()
+        };
+        let explain = format!("EXPLAIN QUERY PLAN {}", list_sql(&filter));
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(explain))
+            .fetch_all(&store.inner.read)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("wasmq_jobs_list_state")),
+            "{plan:?}"
+        );
     }
 
     fn jobs(n: usize) -> Vec<NewJob> {
