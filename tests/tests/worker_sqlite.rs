@@ -162,7 +162,10 @@ async fn jobs_claimed_before_a_crash_complete_once_after_reopening() {
     let w = start_worker(
         store.clone(),
         WorkerConfig {
-            lease: Duration::from_millis(500),
+            // Rescue runs every lease / 4; heartbeats come well within the lease even on
+            // a loaded machine, so only the dead process's jobs are rescued.
+            lease: Duration::from_secs(2),
+            heartbeat: Duration::from_millis(200),
             ..config(8)
         },
         8,
@@ -196,6 +199,110 @@ async fn jobs_claimed_before_a_crash_complete_once_after_reopening() {
         } else {
             assert_eq!(j.attempt, 1, "job {} ran {} times", j.id, j.attempt);
             assert!(j.history.is_empty(), "job {}: {:?}", j.id, j.history);
+        }
+    }
+}
+
+/// Set by [`an_acknowledged_enqueue_survives_the_process_being_killed`] for its child.
+const CRASH_CHILD_DB: &str = "WASMQ_TEST_CRASH_CHILD_DB";
+
+/// The child half of [`an_acknowledged_enqueue_survives_the_process_being_killed`]: run by
+/// that test in a separate process (this test binary again), it enqueues, claims some jobs,
+/// prints what was acknowledged and aborts, with no destructor, close or checkpoint. Run
+/// directly, it does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_child_enqueues_claims_and_aborts() {
+    let Ok(path) = std::env::var(CRASH_CHILD_DB) else {
+        return;
+    };
+    let store = open(Path::new(&path)).await;
+    put_module(&store, "echo", guests::ECHO).await;
+    let jobs: Vec<NewJob> = (0..100).map(|i| job("echo", json!(i))).collect();
+    let enqueued = store.enqueue(jobs).await.unwrap();
+    let claimed = store
+        .claim("default", "killed-worker", 30, Duration::from_millis(200))
+        .await
+        .unwrap();
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for e in &enqueued {
+        writeln!(out, "ACK {}", e.job.id).unwrap();
+    }
+    for j in &claimed {
+        writeln!(out, "CLAIMED {}", j.id).unwrap();
+    }
+    out.flush().unwrap();
+    std::process::abort();
+}
+
+/// A process that acknowledged an enqueue and claimed jobs is killed (aborted: no clean
+/// shutdown); a new process opens the same file, rescues the claimed jobs and completes
+/// every acknowledged job exactly once, the lost attempts in their history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_enqueue_survives_the_process_being_killed() {
+    let path = wasmq_tests::sqlite::fresh_path();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash_child_enqueues_claims_and_aborts",
+            "--nocapture",
+        ])
+        .env(CRASH_CHILD_DB, &path)
+        .output()
+        .expect("run the child test process");
+    assert!(!child.status.success(), "the child should have aborted");
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    let ids = |prefix: &str| -> HashSet<i64> {
+        stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .map(|id| id.trim().parse().unwrap())
+            .collect()
+    };
+    let (acked, claimed) = (ids("ACK "), ids("CLAIMED "));
+    assert_eq!(acked.len(), 100, "child output: {stdout}");
+    assert_eq!(claimed.len(), 30, "child output: {stdout}");
+
+    let store = open(&path).await;
+    let w = start_worker(
+        store.clone(),
+        WorkerConfig {
+            // Rescue runs every lease / 4; heartbeats come well within the lease even on
+            // a loaded machine, so only the dead process's jobs are rescued.
+            lease: Duration::from_secs(2),
+            heartbeat: Duration::from_millis(200),
+            ..config(8)
+        },
+        8,
+    );
+    drained(&store, Duration::from_secs(60)).await;
+    w.stop().await;
+    let jobs = all_jobs(&store).await;
+    assert_eq!(
+        jobs.iter().map(|j| j.id).collect::<HashSet<_>>(),
+        acked,
+        "every acknowledged job is there, once"
+    );
+    for j in &jobs {
+        assert_eq!(
+            j.state,
+            JobState::Completed,
+            "job {} is {:?}",
+            j.id,
+            j.state
+        );
+        assert_eq!(
+            j.result.as_deref(),
+            Some(j.input.as_slice()),
+            "job {}",
+            j.id
+        );
+        if claimed.contains(&j.id) {
+            assert_eq!(j.attempt, 2, "job {} ran again once", j.id);
+            assert_eq!(j.history.len(), 1, "job {}: {:?}", j.id, j.history);
+            assert_eq!(j.history[0].kind, ErrorKind::Lost);
+        } else {
+            assert_eq!(j.attempt, 1, "job {} ran {} times", j.id, j.attempt);
         }
     }
 }
