@@ -1,7 +1,8 @@
 //! wasmq: a durable job queue whose jobs are WebAssembly.
 //!
 //! - [`runtime`]: the sandbox that runs one attempt in a fresh wasmtime instance.
-//! - [`queue`]: the durable job store (PostgreSQL), behind the [`queue::Store`] trait.
+//! - [`queue`]: the durable job store (PostgreSQL, or embedded SQLite on one node), behind
+//!   the [`queue::Store`] trait.
 //! - [`worker`]: the pool that claims jobs, runs them in the sandbox and reports back.
 //! - [`cli`]: the `wasmq` command line.
 //!

@@ -3,9 +3,9 @@
 //!
 //! Everything durable goes through the [`Store`] trait, a narrow, backend-neutral interface
 //! (River's driver interface is the model). [`postgres::PgStore`] implements it on
-//! PostgreSQL; every implementation must pass the conformance suite in
-//! `tests/src/conformance.rs`, which is the executable definition of the semantics written
-//! down here.
+//! PostgreSQL, [`sqlite::SqliteStore`] in one embedded SQLite file; every implementation
+//! must pass the conformance suite in `tests/src/conformance.rs`, which is the executable
+//! definition of the semantics written down here.
 //!
 //! Nothing in this module knows about WebAssembly execution: a job is bytes in, bytes out,
 //! plus the bookkeeping a user sees (state, attempts, error, usage, log, history).
@@ -27,6 +27,7 @@
 //! [`StoreEvent::CancelRequested`].
 
 pub mod postgres;
+pub mod sqlite;
 
 use std::fmt;
 use std::str::FromStr;
@@ -606,8 +607,9 @@ impl StoreError {
     }
 }
 
-/// The durable store behind wasmq. Implementations: [`postgres::PgStore`]; a SQLite one for
-/// single-node use. All must pass the conformance suite (`tests/src/conformance.rs`).
+/// The durable store behind wasmq. Implementations: [`postgres::PgStore`] (any number of
+/// nodes) and [`sqlite::SqliteStore`] (one node, one file). All must pass the conformance
+/// suite (`tests/src/conformance.rs`).
 ///
 /// Used as `Arc<dyn Store>`. Every method is one transaction; batch methods take thousands
 /// of items in one round trip.
