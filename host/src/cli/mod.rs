@@ -1,9 +1,13 @@
 //! The `wasmq` command line.
 
+mod bench;
 mod parse;
 mod run;
 mod signals;
+mod store;
 mod worker;
+
+pub use store::StoreChoice;
 
 pub use parse::{parse_duration, parse_size};
 
@@ -27,6 +31,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run workers only (no API), against a shared PostgreSQL.
     Worker(worker::WorkerArgs),
+    /// Measure end-to-end throughput (W1) and latency (W2) against the configured store.
+    Bench(bench::BenchArgs),
 }
 
 /// Sets up `tracing` (RUST_LOG filters; default `info`) to stderr.
@@ -48,6 +54,7 @@ pub fn main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Worker(args) => tokio_main(worker::run(args)),
+        Command::Bench(args) => tokio_main(bench::run(args)),
     }
 }
 
