@@ -3,11 +3,15 @@
 //! - [`runtime`]: the sandbox that runs one attempt in a fresh wasmtime instance.
 //! - [`queue`]: the durable job store (PostgreSQL), behind the [`queue::Store`] trait.
 //! - [`worker`]: the pool that claims jobs, runs them in the sandbox and reports back.
+//! - [`api`]: the HTTP API (axum), the only module that knows HTTP and JSON.
+//! - [`metrics`]: process counters and histograms for `/metrics`.
 //! - [`cli`]: the `wasmq` command line.
 //!
 //! See ARCHITECTURE.md for the code map and the invariants between these modules.
 
+pub mod api;
 pub mod cli;
+pub mod metrics;
 pub mod queue;
 pub mod runtime;
 pub mod worker;

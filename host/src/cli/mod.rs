@@ -1,7 +1,11 @@
 //! The `wasmq` command line.
 
+mod client;
+pub mod config;
+mod key;
 mod parse;
 mod run;
+mod serve;
 mod signals;
 mod worker;
 
@@ -27,6 +31,14 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run workers only (no API), against a shared PostgreSQL.
     Worker(worker::WorkerArgs),
+    /// Run the HTTP API and workers in one process.
+    Serve(serve::ServeArgs),
+    /// Upload, list and delete modules on a server.
+    Module(client::ModuleArgs),
+    /// Enqueue, inspect, wait for and cancel jobs on a server.
+    Job(client::JobArgs),
+    /// Create and revoke API keys (talks to the store directly).
+    Key(key::KeyArgs),
 }
 
 /// Sets up `tracing` (RUST_LOG filters; default `info`) to stderr.
@@ -48,6 +60,10 @@ pub fn main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Worker(args) => tokio_main(worker::run(args)),
+        Command::Serve(args) => tokio_main(serve::run(args)),
+        Command::Module(args) => tokio_main(client::module(args)),
+        Command::Job(args) => tokio_main(client::job(args)),
+        Command::Key(args) => tokio_main(key::run(args)),
     }
 }
 
