@@ -11,12 +11,16 @@ use wasmq_host::worker::{Shutdown, Worker, WorkerConfig};
 
 /// A store on a fresh database.
 pub async fn fresh_store() -> Arc<dyn Store> {
+    fresh_store_with_url().await.0
+}
+
+/// A store on a fresh database, and the database's URL (for a second process).
+pub async fn fresh_store_with_url() -> (Arc<dyn Store>, String) {
     let url = crate::pg::fresh_database().await;
-    Arc::new(
-        PgStore::connect(&url, 16)
-            .await
-            .expect("connect to the test database"),
-    )
+    let store = PgStore::connect(&url, 16)
+        .await
+        .expect("connect to the test database");
+    (Arc::new(store), url)
 }
 
 /// Uploads a guest under `name` (tenant `default`) and returns its digest.

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::queue::postgres::PgStore;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::{Limits, Runtime, RuntimeConfig};
 use crate::worker::{Shutdown, Worker, WorkerConfig};
 
 /// Arguments of `wasmq worker`.
@@ -33,6 +33,15 @@ pub struct WorkerArgs {
     /// How long a claimed job is held without a heartbeat.
     #[arg(long, env = "WASMQ_LEASE", value_parser = super::parse_duration, default_value = "30s")]
     pub lease: Duration,
+    /// Server-wide maximum fuel per attempt (jobs may ask for less).
+    #[arg(long, env = "WASMQ_MAX_FUEL", default_value_t = Limits::default_max().fuel)]
+    pub max_fuel: u64,
+    /// Server-wide maximum wall clock per attempt.
+    #[arg(long, env = "WASMQ_MAX_TIMEOUT", value_parser = super::parse_duration, default_value = "30s")]
+    pub max_timeout: Duration,
+    /// Server-wide maximum linear memory per attempt.
+    #[arg(long, env = "WASMQ_MAX_MEMORY", value_parser = super::parse_size, default_value = "64MiB")]
+    pub max_memory: u64,
     /// Database connections of this node.
     #[arg(long, env = "WASMQ_DB_CONNECTIONS", default_value_t = 16)]
     pub db_connections: u32,
@@ -55,8 +64,15 @@ pub(super) async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let store = PgStore::connect(&args.database_url, args.db_connections)
         .await
         .context("connecting to PostgreSQL")?;
+    let max_limits = Limits {
+        fuel: args.max_fuel,
+        timeout_ms: args.max_timeout.as_millis() as u64,
+        memory_bytes: args.max_memory,
+        ..Limits::default_max()
+    };
     let runtime = Runtime::new(RuntimeConfig {
         slots: args.slots,
+        max_limits,
         artifact_dir: args.artifact_dir.clone(),
         ..RuntimeConfig::default()
     })?;
