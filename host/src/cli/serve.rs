@@ -11,7 +11,7 @@ use clap::Args;
 use crate::api::{self, ApiConfig, AppState};
 use crate::queue::Store;
 use crate::queue::postgres::PgStore;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::{Limits, Runtime, RuntimeConfig};
 use crate::worker::{Shutdown, Worker, WorkerConfig};
 
 /// Arguments of `wasmq serve`.
@@ -38,6 +38,15 @@ pub struct ServeArgs {
     /// Database connections of this node.
     #[arg(long, env = "WASMQ_DB_CONNECTIONS", default_value_t = 16)]
     pub db_connections: u32,
+    /// Server-wide maximum fuel per attempt (modules and jobs may ask for less).
+    #[arg(long, env = "WASMQ_MAX_FUEL", default_value_t = Limits::default_max().fuel)]
+    pub max_fuel: u64,
+    /// Server-wide maximum wall clock per attempt.
+    #[arg(long, env = "WASMQ_MAX_TIMEOUT", value_parser = super::parse_duration, default_value = "30s")]
+    pub max_timeout: Duration,
+    /// Server-wide maximum linear memory per attempt.
+    #[arg(long, env = "WASMQ_MAX_MEMORY", value_parser = super::parse_size, default_value = "64MiB")]
+    pub max_memory: u64,
     /// Largest module upload, e.g. 64MiB.
     #[arg(long, env = "WASMQ_MAX_MODULE", value_parser = super::parse_size, default_value = "64MiB")]
     pub max_module: u64,
@@ -58,8 +67,15 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("connecting to PostgreSQL")?,
     );
+    let max_limits = Limits {
+        fuel: args.max_fuel,
+        timeout_ms: u64::try_from(args.max_timeout.as_millis()).unwrap_or(u64::MAX),
+        memory_bytes: args.max_memory,
+        ..Limits::default_max()
+    };
     let runtime = Runtime::new(RuntimeConfig {
         slots: args.slots,
+        max_limits,
         artifact_dir: args.artifact_dir.clone(),
         max_module_bytes: usize::try_from(args.max_module).unwrap_or(usize::MAX),
         ..RuntimeConfig::default()
