@@ -31,7 +31,10 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
-        let store = fresh_store().await;
+        Server::start_on(fresh_store().await).await
+    }
+
+    async fn start_on(store: Arc<dyn Store>) -> Server {
         let runtime = Runtime::new(RuntimeConfig {
             slots: 2,
             max_module_bytes: MAX_MODULE,
@@ -890,4 +893,56 @@ async fn binary_input_and_result_travel_as_base64() {
     assert_eq!(done["result_base64"], b64.encode(bytes), "{done}");
     assert!(done.get("result").is_none());
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_hold_no_database_connection_while_waiting() {
+    // Two connections in the pool; eight long-polls waiting at once must not starve a
+    // plain request (nor the worker pool sharing the store).
+    let url = wasmq_tests::pg::fresh_database().await;
+    let store: Arc<dyn Store> = Arc::new(
+        wasmq_host::queue::postgres::PgStore::connect(&url, 2)
+            .await
+            .unwrap(),
+    );
+    let s = Arc::new(Server::start_on(store).await);
+    s.push(&s.admin, "echo", guests::ECHO).await;
+    let (_, later) = s
+        .enqueue(&s.admin, json!({"module": "echo", "delay_ms": 3_600_000}))
+        .await;
+    let id = later["id"].as_i64().unwrap();
+    let polls: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.req(Method::GET, &format!("/v1/jobs/{id}?wait=3s"), &s.admin)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let (status, job) = s
+        .enqueue(&s.admin, json!({"module": "echo", "input": 2}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "an enqueue waited {:?} behind long-polls",
+        started.elapsed()
+    );
+    for poll in polls {
+        assert_eq!(poll.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(
+        s.wait(&s.admin, job["id"].as_i64().unwrap()).await["result"],
+        2
+    );
+    match Arc::try_unwrap(s) {
+        Ok(s) => s.stop().await,
+        Err(_) => panic!("the server is still shared"),
+    }
 }
