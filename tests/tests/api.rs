@@ -371,6 +371,14 @@ async fn enqueue_errors_are_problems() {
         "limit-too-high",
     )
     .await;
+    problem(
+        send(r#"{"module": "echo", "limits": {"fule": 5}}"#)
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-request",
+    )
+    .await;
     let no_type = s
         .req(Method::POST, "/v1/jobs", &s.admin)
         .body(r#"{"module": "echo"}"#)

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Auth, Json, Path, Query};
-use super::modules::{check_limits, check_name};
+use super::modules::{LimitParams, check_limits, check_name};
 use super::{ApiError, AppState};
 use crate::queue::{
     self, Job, JobFilter, JobState, Module, NewJob, Scope, StoreEvent, keys::is_slug,
@@ -52,10 +52,11 @@ pub struct EnqueueRequest {
     /// Attempts in total [3], 1–100.
     #[serde(default)]
     pub max_attempts: Option<u32>,
-    /// Limit overrides: fuel, timeout_ms, memory_bytes, output_bytes, log_bytes.
+    /// Limit overrides: fuel, timeout_ms, memory_bytes, output_bytes, log_bytes (any
+    /// other name is refused, so a typo cannot pass unnoticed).
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub limits: Option<queue::Limits>,
+    pub limits: Option<LimitParams>,
     /// A key unique among this tenant's stored jobs: enqueueing it again returns the
     /// existing job (200 instead of 202).
     #[serde(default)]
@@ -265,7 +266,7 @@ fn new_job(
             "`idempotency_key` must be 1–255 bytes".into(),
         ));
     }
-    let own = req.limits.unwrap_or_default();
+    let own = queue::Limits::from(req.limits.unwrap_or_default());
     check_limits(&own, &state.runtime.max_limits())?;
     let defaults = &module.limits;
     let limits = queue::Limits {

@@ -57,7 +57,7 @@ pub struct ModuleList {
 }
 
 /// The module's default limits, as query parameters of the upload.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LimitParams {
@@ -71,6 +71,18 @@ pub struct LimitParams {
     pub output_bytes: Option<u64>,
     /// Log kept, bytes.
     pub log_bytes: Option<u64>,
+}
+
+impl From<LimitParams> for queue::Limits {
+    fn from(p: LimitParams) -> Self {
+        queue::Limits {
+            fuel: p.fuel,
+            timeout_ms: p.timeout_ms,
+            memory_bytes: p.memory_bytes,
+            output_bytes: p.output_bytes,
+            log_bytes: p.log_bytes,
+        }
+    }
 }
 
 /// Checks every set limit against the server maximum.
@@ -126,13 +138,7 @@ pub async fn put_module(
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::ModulesWrite)?;
     check_name(&name)?;
-    let limits = queue::Limits {
-        fuel: params.fuel,
-        timeout_ms: params.timeout_ms,
-        memory_bytes: params.memory_bytes,
-        output_bytes: params.output_bytes,
-        log_bytes: params.log_bytes,
-    };
+    let limits = queue::Limits::from(params);
     check_limits(&limits, &state.runtime.max_limits())?;
     let max = state.runtime.config().max_module_bytes;
     // Refuse an announced oversize body before reading any of it...
