@@ -626,6 +626,17 @@ async fn idempotency_batches_listing_log_and_cancel() {
         .await
         .unwrap();
     problem(r, StatusCode::NOT_FOUND, "module-not-found").await;
+    let r = s
+        .req(Method::POST, "/v1/jobs/batch", &s.admin)
+        .json(&json!({ "jobs": [{"module": "echo"}, {"module": "echo", "max_attempts": 0}] }))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid-request").await;
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("jobs[1]: "),
+        "{body}"
+    );
 
     // Pages of 100, newest first, through every scheduled job.
     let mut seen = Vec::new();

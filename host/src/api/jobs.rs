@@ -299,8 +299,16 @@ async fn prepare(
 ) -> Result<Vec<NewJob>, ApiError> {
     let mut modules: HashMap<String, Module> = HashMap::new();
     let mut jobs = Vec::with_capacity(reqs.len());
-    for req in reqs {
-        check_name(&req.module)?;
+    let batch = reqs.len() > 1;
+    for (i, req) in reqs.into_iter().enumerate() {
+        // In a batch, say which job was refused.
+        let which = |e: ApiError| match e {
+            ApiError::InvalidRequest(m) if batch => {
+                ApiError::InvalidRequest(format!("jobs[{i}]: {m}"))
+            }
+            other => other,
+        };
+        check_name(&req.module).map_err(which)?;
         if !modules.contains_key(&req.module) {
             let module = state
                 .store
@@ -310,7 +318,7 @@ async fn prepare(
             modules.insert(req.module.clone(), module);
         }
         let module = &modules[&req.module];
-        jobs.push(new_job(state, tenant, module, req)?);
+        jobs.push(new_job(state, tenant, module, req).map_err(which)?);
     }
     Ok(jobs)
 }
