@@ -4,11 +4,15 @@
 //! - [`queue`]: the durable job store (PostgreSQL, or embedded SQLite on one node), behind
 //!   the [`queue::Store`] trait.
 //! - [`worker`]: the pool that claims jobs, runs them in the sandbox and reports back.
+//! - [`api`]: the HTTP API (axum), the only module that knows HTTP and JSON.
+//! - [`metrics`]: process counters and histograms for `/metrics`.
 //! - [`cli`]: the `wasmq` command line.
 //!
 //! See ARCHITECTURE.md for the code map and the invariants between these modules.
 
+pub mod api;
 pub mod cli;
+pub mod metrics;
 pub mod queue;
 pub mod runtime;
 pub mod worker;

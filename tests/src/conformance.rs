@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use wasmq_host::queue::{
     ErrorKind, Finish, Job, JobError, JobFilter, JobState, Limits, Module, ModuleKind, NewJob,
-    NewModule, Outcome, Progress, StoreError, StoreEvent, Usage,
+    NewModule, Outcome, Progress, Scope, StoreError, StoreEvent, Usage,
 };
 
 /// Re-exported for [`store_conformance_tests!`].
@@ -59,6 +59,9 @@ macro_rules! store_conformance_tests {
             module_versions_and_bytes,
             deleted_module_keeps_bytes_for_waiting_jobs,
             subscribers_hear_enqueues_and_finishes,
+            keys_authenticate_until_revoked,
+            keys_are_checked_whole_and_per_tenant,
+            count_jobs_by_queue_and_state,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1226,4 +1229,108 @@ pub async fn subscribers_hear_enqueues_and_finishes(store: Arc<dyn Store>) {
         |e| matches!(e, StoreEvent::JobsFinished { ids } if ids.contains(&queued.id)),
     )
     .await;
+}
+
+/// A created key authenticates as its tenant with its scopes until it is revoked.
+pub async fn keys_authenticate_until_revoked(store: Arc<dyn Store>) {
+    let t = tenant();
+    let key = store
+        .create_key(&t, Some("ci"), &[Scope::JobsRead, Scope::JobsWrite])
+        .await
+        .unwrap();
+    assert!(
+        key.key.starts_with(&format!("wq_{}_", key.id)),
+        "{}",
+        key.key
+    );
+    let who = store
+        .authenticate(&key.key)
+        .await
+        .unwrap()
+        .expect("valid key");
+    assert_eq!(who.tenant, t);
+    assert_eq!(who.key_id, key.id);
+    let mut scopes = who.scopes.clone();
+    scopes.sort();
+    assert_eq!(scopes, vec![Scope::JobsWrite, Scope::JobsRead]);
+    assert!(who.allows(Scope::JobsRead));
+    assert!(!who.allows(Scope::ModulesWrite));
+
+    assert!(
+        !store.revoke_key("someone-else", &key.id).await.unwrap(),
+        "only its tenant may revoke it"
+    );
+    assert!(store.authenticate(&key.key).await.unwrap().is_some());
+    assert!(store.revoke_key(&t, &key.id).await.unwrap());
+    assert!(
+        store.authenticate(&key.key).await.unwrap().is_none(),
+        "revoked"
+    );
+    assert!(
+        !store.revoke_key(&t, &key.id).await.unwrap(),
+        "already revoked"
+    );
+}
+
+/// A key with a wrong secret, a malformed key, or an unknown id authenticates nobody;
+/// bad tenants and empty scopes are refused.
+pub async fn keys_are_checked_whole_and_per_tenant(store: Arc<dyn Store>) {
+    let t = tenant();
+    let key = store.create_key(&t, None, &[Scope::Admin]).await.unwrap();
+    let other = store
+        .create_key(&tenant(), None, &[Scope::Admin])
+        .await
+        .unwrap();
+    let mut forged = key.key.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    assert!(store.authenticate(&forged).await.unwrap().is_none());
+    // The id of one key with the secret of another.
+    let secret = other.key.rsplit('_').next().unwrap();
+    let mixed = format!("wq_{}_{secret}", key.id);
+    assert!(store.authenticate(&mixed).await.unwrap().is_none());
+    for junk in ["", "wq_", "Bearer x", "wq_zz_zz", &key.id] {
+        assert!(store.authenticate(junk).await.unwrap().is_none(), "{junk}");
+    }
+    assert!(matches!(
+        store.create_key(&t, None, &[]).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .create_key("Not A Tenant", None, &[Scope::Admin])
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_ne!(key.key, other.key);
+}
+
+/// `count_jobs` tells how many jobs each queue holds in each state.
+pub async fn count_jobs_by_queue_and_state(store: Arc<dyn Store>) {
+    let t = tenant();
+    put(&store, &t, "m", b"m").await;
+    for queue in ["count-a", "count-a", "count-b"] {
+        enqueue_one(
+            &store,
+            NewJob {
+                queue: queue.into(),
+                ..job(&t, "m", b"")
+            },
+        )
+        .await;
+    }
+    claim_one(&store, "count-b", "w", LEASE).await;
+    let counts: HashMap<(String, JobState), u64> = store
+        .count_jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| ((c.queue, c.state), c.count))
+        .collect();
+    assert_eq!(
+        counts.get(&("count-a".into(), JobState::Available)),
+        Some(&2)
+    );
+    assert_eq!(counts.get(&("count-b".into(), JobState::Running)), Some(&1));
+    assert_eq!(counts.get(&("count-b".into(), JobState::Available)), None);
 }

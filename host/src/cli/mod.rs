@@ -1,8 +1,12 @@
 //! The `wasmq` command line.
 
 mod bench;
+mod client;
+pub mod config;
+mod key;
 mod parse;
 mod run;
+mod serve;
 mod signals;
 mod store;
 mod worker;
@@ -33,6 +37,14 @@ pub enum Command {
     Worker(worker::WorkerArgs),
     /// Measure end-to-end throughput (W1) and latency (W2) against the configured store.
     Bench(bench::BenchArgs),
+    /// Run the HTTP API and workers in one process.
+    Serve(serve::ServeArgs),
+    /// Upload, list and delete modules on a server.
+    Module(client::ModuleArgs),
+    /// Enqueue, inspect, wait for and cancel jobs on a server.
+    Job(client::JobArgs),
+    /// Create and revoke API keys (talks to the store directly).
+    Key(key::KeyArgs),
 }
 
 /// Sets up `tracing` (RUST_LOG filters; default `info`) to stderr.
@@ -55,6 +67,10 @@ pub fn main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Worker(args) => tokio_main(worker::run(args)),
         Command::Bench(args) => tokio_main(bench::run(args)),
+        Command::Serve(args) => tokio_main(serve::run(args)),
+        Command::Module(args) => tokio_main(client::module(args)),
+        Command::Job(args) => tokio_main(client::job(args)),
+        Command::Key(args) => tokio_main(key::run(args)),
     }
 }
 

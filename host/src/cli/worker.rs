@@ -47,7 +47,7 @@ pub struct WorkerArgs {
     pub db_connections: u32,
 }
 
-fn parse_queue(s: &str) -> Result<(String, usize), String> {
+pub(super) fn parse_queue(s: &str) -> Result<(String, usize), String> {
     let (name, n) = s.split_once('=').unwrap_or((s, "8"));
     let n: usize = n
         .parse()

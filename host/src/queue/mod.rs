@@ -26,8 +26,11 @@
 //! job's cancellation is *requested* and reported to its worker by [`Store::heartbeat`] and
 //! [`StoreEvent::CancelRequested`].
 
+pub mod keys;
 pub mod postgres;
 pub mod sqlite;
+
+pub use keys::{NewKey, Principal, Scope};
 
 use std::fmt;
 use std::str::FromStr;
@@ -715,6 +718,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// The bytes stored under `digest`, or `None`.
     async fn module_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// How many jobs each queue holds in each state, across tenants (for metrics). Pairs
+    /// with no job are left out.
+    async fn count_jobs(&self) -> Result<Vec<JobCount>, StoreError>;
+
+    /// Creates an API key for `tenant` with `scopes` (at least one; [`StoreError::Invalid`]
+    /// otherwise, or for a tenant that is not a slug: see [`keys::validate_tenant`]).
+    /// Generate it with [`keys::generate`] and store only the id, tenant, `name`, scopes
+    /// and hash. The answer carries the whole key, which is never stored.
+    async fn create_key(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        scopes: &[Scope],
+    ) -> Result<NewKey, StoreError>;
+
+    /// Who holds `key` (`wq_<id>_<secret>`): `None` if it is malformed, unknown, revoked, or
+    /// its secret does not match. Find the row by id ([`keys::parse`]) and compare with
+    /// [`keys::verify_secret`] (constant time).
+    async fn authenticate(&self, key: &str) -> Result<Option<Principal>, StoreError>;
+
+    /// Revokes key `id` of `tenant`: it no longer authenticates. False if the tenant has no
+    /// such unrevoked key.
+    async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+}
+
+/// One row of [`Store::count_jobs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCount {
+    /// The queue.
+    pub queue: String,
+    /// The state.
+    pub state: JobState,
+    /// How many jobs.
+    pub count: u64,
 }
 
 /// The delay before retry number `attempt` (1 after the first failure): 1 s × 2^(attempt−1),

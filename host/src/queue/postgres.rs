@@ -24,9 +24,9 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{
-    AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobError, JobFilter, JobState,
-    Limits, Module, NewJob, NewModule, Outcome, Page, Progress, PutModule, RescueReport, Store,
-    StoreError, StoreEvent, Usage,
+    AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobCount, JobError, JobFilter,
+    JobState, Limits, Module, NewJob, NewKey, NewModule, Outcome, Page, Principal, Progress,
+    PutModule, RescueReport, Scope, Store, StoreError, StoreEvent, Usage, keys,
 };
 
 const CHANNEL_JOBS: &str = "wasmq_jobs";
@@ -1188,6 +1188,88 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)
+    }
+
+    async fn count_jobs(&self) -> Result<Vec<JobCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT queue, state, count(*) AS n FROM wasmq_jobs GROUP BY queue, state ORDER BY 1, 2",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(JobCount {
+                    queue: get(row, "queue")?,
+                    state: get::<String>(row, "state")?.parse()?,
+                    count: to_u64("n", get(row, "n")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_key(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        scopes: &[Scope],
+    ) -> Result<NewKey, StoreError> {
+        keys::validate_tenant(tenant)?;
+        if scopes.is_empty() {
+            return Err(StoreError::Invalid("a key needs at least one scope".into()));
+        }
+        let (id, key, hash) = keys::generate();
+        let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO wasmq_api_keys (id, tenant, name, hash, scopes) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(tenant)
+        .bind(name)
+        .bind(&hash)
+        .bind(&scopes)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(NewKey { id, key })
+    }
+
+    async fn authenticate(&self, key: &str) -> Result<Option<Principal>, StoreError> {
+        let Some((id, secret)) = keys::parse(key) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT tenant, hash, scopes FROM wasmq_api_keys WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: String = get(&row, "hash")?;
+        if !keys::verify_secret(&hash, secret) {
+            return Ok(None);
+        }
+        let scopes: Vec<String> = get(&row, "scopes")?;
+        Ok(Some(Principal {
+            tenant: get(&row, "tenant")?,
+            // A scope this version does not know is ignored rather than failing the key.
+            scopes: scopes.iter().filter_map(|s| s.parse().ok()).collect(),
+            key_id: id.to_owned(),
+        }))
+    }
+
+    async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE wasmq_api_keys SET revoked_at = now() \
+             WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL",
+        )
+        .bind(tenant)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

@@ -97,6 +97,12 @@ impl Shutdown {
         self.0.send_replace(true);
     }
 
+    /// Resolves once shutdown is triggered.
+    pub async fn wait(&self) {
+        let mut rx = self.subscribe();
+        triggered(&mut rx).await;
+    }
+
     fn subscribe(&self) -> watch::Receiver<bool> {
         self.0.subscribe()
     }
@@ -351,7 +357,27 @@ async fn execute(
         progress: Some(progress),
     };
     let report = runtime.run(&prepared, request).await;
-    finish_for(&job, report, cancel.is_released())
+    let finish = finish_for(&job, report, cancel.is_released());
+    record_metrics(&job.module, &finish);
+    finish
+}
+
+/// Counts a finished attempt in the process metrics (`/metrics`).
+fn record_metrics(module: &str, finish: &Finish) {
+    let (outcome, kind) = match &finish.outcome {
+        StoreOutcome::Complete { .. } => ("completed", None),
+        StoreOutcome::Retry { error, .. } => ("retried", Some(error.kind.as_str())),
+        StoreOutcome::Fail { error } => ("failed", Some(error.kind.as_str())),
+        StoreOutcome::Cancelled => ("cancelled", None),
+        StoreOutcome::Release => return,
+    };
+    crate::metrics::attempt_finished(
+        module,
+        outcome,
+        kind,
+        finish.usage.duration_ms as f64 / 1000.0,
+        finish.usage.fuel,
+    );
 }
 
 /// Sends finish reports in batches: whatever is queued goes in one call.

@@ -1,0 +1,583 @@
+//! `/v1/jobs`: enqueue (one or a batch), get (with long-poll), log, cancel, list.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{Auth, Json, Path, Query};
+use super::modules::{LimitParams, check_limits, check_name};
+use super::{ApiError, AppState};
+use crate::queue::{
+    self, Job, JobFilter, JobState, Module, NewJob, Scope, StoreEvent, keys::is_slug,
+};
+
+/// How often a long-poll re-reads the job even without an event (a missed notification
+/// costs at most this).
+const RECHECK: Duration = Duration::from_secs(5);
+
+/// A job to enqueue.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueRequest {
+    /// The module name to run (its latest version is pinned now).
+    pub module: String,
+    /// The input as any JSON value (sent to the guest as its UTF-8 JSON text).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input: Option<serde_json::Value>,
+    /// The input as base64 bytes, instead of `input`.
+    #[serde(default)]
+    pub input_base64: Option<String>,
+    /// The queue [default].
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// Higher runs first [0].
+    #[serde(default)]
+    pub priority: Option<i16>,
+    /// When to run (RFC 3339), instead of `delay_ms`.
+    #[serde(default)]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Run this many milliseconds from now, instead of `run_at`.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// Attempts in total [3], 1–100.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Limit overrides: fuel, timeout_ms, memory_bytes, output_bytes, log_bytes (any
+    /// other name is refused, so a typo cannot pass unnoticed).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub limits: Option<LimitParams>,
+    /// A key unique among this tenant's stored jobs: enqueueing it again returns the
+    /// existing job (200 instead of 202).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// A batch of jobs.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Up to 10,000 jobs, enqueued in one transaction (all or none).
+    pub jobs: Vec<EnqueueRequest>,
+}
+
+/// One job of a batch answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchItem {
+    /// The job id.
+    pub id: i64,
+    /// Its state.
+    pub state: String,
+    /// True if its idempotency key returned an existing job.
+    pub duplicate: bool,
+}
+
+/// The answer to a batch.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchResponse {
+    /// In request order.
+    pub jobs: Vec<BatchItem>,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// Unique, increasing.
+    pub id: i64,
+    /// The module name.
+    pub module: String,
+    /// The module version's digest pinned at enqueue.
+    pub digest: String,
+    /// The queue.
+    pub queue: String,
+    /// Higher runs first.
+    pub priority: i16,
+    /// scheduled, available, running, retryable, completed, failed or cancelled.
+    pub state: String,
+    /// Attempts started so far.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Limits (the module's defaults merged with the job's overrides).
+    #[schema(value_type = Object)]
+    pub limits: queue::Limits,
+    /// When it (next) runs.
+    pub run_at: DateTime<Utc>,
+    /// The idempotency key, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// `{percent, note}` reported by the current or last attempt.
+    #[schema(value_type = Object)]
+    pub progress: Option<queue::Progress>,
+    /// The input, if it is UTF-8 JSON (left out of listings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub input: Option<serde_json::Value>,
+    /// The input as base64, if it is not UTF-8 JSON (left out of listings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_base64: Option<String>,
+    /// The result, if it is UTF-8 JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub result: Option<serde_json::Value>,
+    /// The result as base64, if it is not UTF-8 JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_base64: Option<String>,
+    /// `{kind, message}` of the last failure.
+    #[schema(value_type = Object)]
+    pub error: Option<queue::JobError>,
+    /// `{fuel, memory_peak_bytes, duration_ms}` of the last finished attempt.
+    #[schema(value_type = Object)]
+    pub usage: Option<queue::Usage>,
+    /// Failed, lost or cancelled attempts, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub history: Vec<queue::AttemptRecord>,
+    /// A cancel was requested while it ran.
+    pub cancel_requested: bool,
+    /// Enqueued.
+    pub created_at: DateTime<Utc>,
+    /// Its last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// It finished for good.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// JSON if the bytes are UTF-8 JSON, else base64.
+fn json_or_base64(bytes: &[u8]) -> (Option<serde_json::Value>, Option<String>) {
+    match serde_json::from_slice(bytes) {
+        Ok(value) => (Some(value), None),
+        Err(_) => (None, Some(BASE64.encode(bytes))),
+    }
+}
+
+impl JobView {
+    /// The whole job; `with_input` false leaves the input out (listings).
+    pub fn new(job: Job, with_input: bool) -> Self {
+        let (input, input_base64) = if with_input {
+            json_or_base64(&job.input)
+        } else {
+            (None, None)
+        };
+        let (result, result_base64) = match &job.result {
+            Some(bytes) => json_or_base64(bytes),
+            None => (None, None),
+        };
+        JobView {
+            id: job.id,
+            module: job.module,
+            digest: job.digest,
+            queue: job.queue,
+            priority: job.priority,
+            state: job.state.as_str().to_owned(),
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            limits: job.limits,
+            run_at: job.run_at,
+            idempotency_key: job.idempotency_key,
+            progress: job.progress,
+            input,
+            input_base64,
+            result,
+            result_base64,
+            error: job.error,
+            usage: job.usage,
+            history: job.history,
+            cancel_requested: job.cancel_requested,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+        }
+    }
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobPage {
+    /// Newest first; without input and result (get a job for those).
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Turns one request into a [`NewJob`], merging the module's default limits.
+fn new_job(
+    state: &AppState,
+    tenant: &str,
+    module: &Module,
+    req: EnqueueRequest,
+) -> Result<NewJob, ApiError> {
+    let input = match (req.input, req.input_base64) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::InvalidRequest(
+                "give `input` or `input_base64`, not both".into(),
+            ));
+        }
+        (Some(value), None) => value.to_string().into_bytes(),
+        (None, Some(b64)) => BASE64.decode(b64.as_bytes()).map_err(|e| {
+            ApiError::InvalidRequest(format!("`input_base64` is not valid base64: {e}"))
+        })?,
+        (None, None) => b"null".to_vec(),
+    };
+    if input.len() > state.config.max_input_bytes {
+        return Err(ApiError::InputTooLarge(state.config.max_input_bytes));
+    }
+    let queue = req.queue.unwrap_or_else(|| queue::DEFAULT_QUEUE.to_owned());
+    if !is_slug(&queue) {
+        return Err(ApiError::InvalidRequest(format!(
+            "queue `{queue}` must be 1–63 of a-z, 0-9, `_` and `-`"
+        )));
+    }
+    let max_attempts = req.max_attempts.unwrap_or(queue::DEFAULT_MAX_ATTEMPTS);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(ApiError::InvalidRequest(
+            "`max_attempts` must be between 1 and 100".into(),
+        ));
+    }
+    let run_at = match (req.run_at, req.delay_ms) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::InvalidRequest(
+                "give `run_at` or `delay_ms`, not both".into(),
+            ));
+        }
+        (Some(at), None) => Some(at),
+        (None, Some(ms)) => {
+            let delay = chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX));
+            Some(Utc::now().checked_add_signed(delay).ok_or_else(|| {
+                ApiError::InvalidRequest("`delay_ms` is too far in the future".into())
+            })?)
+        }
+        (None, None) => None,
+    };
+    if let Some(key) = &req.idempotency_key
+        && (key.is_empty() || key.len() > 255)
+    {
+        return Err(ApiError::InvalidRequest(
+            "`idempotency_key` must be 1–255 bytes".into(),
+        ));
+    }
+    let own = queue::Limits::from(req.limits.unwrap_or_default());
+    check_limits(&own, &state.runtime.max_limits())?;
+    let defaults = &module.limits;
+    let limits = queue::Limits {
+        fuel: own.fuel.or(defaults.fuel),
+        timeout_ms: own.timeout_ms.or(defaults.timeout_ms),
+        memory_bytes: own.memory_bytes.or(defaults.memory_bytes),
+        output_bytes: own.output_bytes.or(defaults.output_bytes),
+        log_bytes: own.log_bytes.or(defaults.log_bytes),
+    };
+    check_limits(&limits, &state.runtime.max_limits())?;
+    Ok(NewJob {
+        tenant: tenant.to_owned(),
+        module: module.name.clone(),
+        digest: Some(module.digest.clone()),
+        queue,
+        priority: req.priority.unwrap_or(0),
+        input,
+        run_at,
+        max_attempts,
+        limits,
+        idempotency_key: req.idempotency_key,
+    })
+}
+
+/// Validates `reqs` and pins each module's latest version (each module read once).
+async fn prepare(
+    state: &AppState,
+    tenant: &str,
+    reqs: Vec<EnqueueRequest>,
+) -> Result<Vec<NewJob>, ApiError> {
+    let mut modules: HashMap<String, Module> = HashMap::new();
+    let mut jobs = Vec::with_capacity(reqs.len());
+    let batch = reqs.len() > 1;
+    for (i, req) in reqs.into_iter().enumerate() {
+        // In a batch, say which job was refused.
+        let which = |e: ApiError| match e {
+            ApiError::InvalidRequest(m) if batch => {
+                ApiError::InvalidRequest(format!("jobs[{i}]: {m}"))
+            }
+            other => other,
+        };
+        check_name(&req.module).map_err(which)?;
+        if !modules.contains_key(&req.module) {
+            let module = state
+                .store
+                .get_module(tenant, &req.module)
+                .await?
+                .ok_or_else(|| ApiError::ModuleNotFound(req.module.clone()))?;
+            modules.insert(req.module.clone(), module);
+        }
+        let module = &modules[&req.module];
+        jobs.push(new_job(state, tenant, module, req).map_err(which)?);
+    }
+    Ok(jobs)
+}
+
+fn count_enqueued(enqueued: &[queue::Enqueued]) {
+    for e in enqueued.iter().filter(|e| !e.duplicate) {
+        crate::metrics::inc("wasmq_jobs_enqueued_total", &[("module", &e.job.module)], 1);
+    }
+}
+
+/// Enqueue a job. 202 with the new job; 200 with the existing one if the idempotency key
+/// was already used.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body = EnqueueRequest,
+    responses(
+        (status = 202, description = "enqueued", body = JobView),
+        (status = 200, description = "the idempotency key was used before: the existing job", body = JobView),
+        (status = 404, description = "unknown module", body = super::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "input too large", body = super::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid request", body = super::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn enqueue(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(req): Json<EnqueueRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::JobsWrite)?;
+    let jobs = prepare(&state, auth.tenant(), vec![req]).await?;
+    let enqueued = state.store.enqueue(jobs).await?;
+    count_enqueued(&enqueued);
+    let first = enqueued.into_iter().next().ok_or(ApiError::Internal)?;
+    let status = if first.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, axum::Json(JobView::new(first.job, true))))
+}
+
+/// Enqueue up to 10,000 jobs in one transaction: all or none.
+#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
+    request_body = BatchRequest,
+    responses(
+        (status = 202, description = "enqueued", body = BatchResponse),
+        (status = 404, description = "a job names an unknown module", body = super::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "too many jobs, or an input too large", body = super::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn enqueue_batch(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(req): Json<BatchRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::JobsWrite)?;
+    if req.jobs.len() > state.config.max_batch {
+        return Err(ApiError::BatchTooLarge(state.config.max_batch));
+    }
+    if req.jobs.is_empty() {
+        return Err(ApiError::InvalidRequest("the batch has no jobs".into()));
+    }
+    let jobs = prepare(&state, auth.tenant(), req.jobs).await?;
+    let enqueued = state.store.enqueue(jobs).await?;
+    count_enqueued(&enqueued);
+    let jobs = enqueued
+        .into_iter()
+        .map(|e| BatchItem {
+            id: e.job.id,
+            state: e.job.state.as_str().to_owned(),
+            duplicate: e.duplicate,
+        })
+        .collect();
+    Ok((StatusCode::ACCEPTED, axum::Json(BatchResponse { jobs })))
+}
+
+/// Query of `GET /v1/jobs/{id}`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WaitParams {
+    /// Long-poll: answer when the job is finished or after this long (`30s`, `500ms`;
+    /// at most 60 s).
+    pub wait: Option<String>,
+}
+
+async fn load(state: &AppState, tenant: &str, id: i64) -> Result<Job, ApiError> {
+    state
+        .store
+        .get(tenant, id)
+        .await?
+        .ok_or(ApiError::JobNotFound(id))
+}
+
+/// The job. With `?wait=30s`, answers when it is finished or the time is up, whichever
+/// comes first; no database connection is held while waiting.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = i64, Path, description = "job id"), WaitParams),
+    responses(
+        (status = 200, body = JobView),
+        (status = 404, body = super::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_job(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Query(params): Query<WaitParams>,
+) -> Result<axum::Json<JobView>, ApiError> {
+    auth.require(Scope::JobsRead)?;
+    let wait = match params.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(w) => crate::cli::parse_duration(w)
+            .map_err(|e| ApiError::InvalidRequest(format!("`wait`: {e}")))?
+            .min(state.config.max_wait),
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribe before the first read so a finish between the read and the wait is seen.
+    let mut events = state.store.subscribe();
+    let mut closing = state.closing.clone();
+    loop {
+        let job = load(&state, auth.tenant(), id).await?;
+        if job.state.is_finished() || tokio::time::Instant::now() >= deadline || *closing.borrow() {
+            return Ok(axum::Json(JobView::new(job, true)));
+        }
+        let recheck = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + RECHECK));
+        tokio::pin!(recheck);
+        // Wait for something that may concern this job; then read it again.
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(StoreEvent::JobsFinished { ids }) if ids.contains(&id) => break,
+                    Ok(StoreEvent::Reconnected) | Err(RecvError::Lagged(_)) => break,
+                    Ok(_) => continue,
+                    Err(RecvError::Closed) => {
+                        (&mut recheck).await;
+                        break;
+                    }
+                },
+                _ = &mut recheck => break,
+                _ = closing.changed() => break,
+            }
+        }
+    }
+}
+
+/// The job's log (the last finished attempt's), as text. Header `wasmq-log-dropped` says
+/// how many bytes past the log cap were dropped.
+#[utoipa::path(get, path = "/v1/jobs/{id}/log", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")),
+    responses(
+        (status = 200, body = String, content_type = "text/plain"),
+        (status = 404, body = super::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_log(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::JobsRead)?;
+    let job = load(&state, auth.tenant(), id).await?;
+    let mut response = (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        job.log,
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert("wasmq-log-dropped", HeaderValue::from(job.log_dropped));
+    Ok(response)
+}
+
+/// Cancel: a waiting job is cancelled at once; a running one is interrupted within a
+/// second (`cancel_requested` until its worker reports); a finished one is left as is.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")),
+    responses(
+        (status = 200, description = "the job after the call", body = JobView),
+        (status = 404, body = super::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<JobView>, ApiError> {
+    auth.require(Scope::JobsWrite)?;
+    let job = state
+        .store
+        .cancel(auth.tenant(), id)
+        .await?
+        .ok_or(ApiError::JobNotFound(id))?;
+    Ok(axum::Json(JobView::new(job, true)))
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only jobs in this state.
+    pub state: Option<String>,
+    /// Only jobs of this module.
+    pub module: Option<String>,
+    /// Only jobs of this queue.
+    pub queue: Option<String>,
+    /// At most this many (1–1000, default 100).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The caller's jobs, newest first, cursor-paged.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    params(ListParams),
+    responses((status = 200, body = JobPage)))]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<JobPage>, ApiError> {
+    auth.require(Scope::JobsRead)?;
+    let job_state = params
+        .state
+        .as_deref()
+        .map(str::parse::<JobState>)
+        .transpose()?;
+    let cursor = params
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                ApiError::InvalidRequest("`cursor` is not a cursor from a previous page".into())
+            })
+        })
+        .transpose()?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::InvalidRequest("`limit` must be 1–1000".into()));
+    }
+    let page = state
+        .store
+        .list(
+            auth.tenant(),
+            &JobFilter {
+                state: job_state,
+                module: params.module,
+                queue: params.queue,
+                limit,
+                cursor,
+            },
+        )
+        .await?;
+    Ok(axum::Json(JobPage {
+        jobs: page
+            .jobs
+            .into_iter()
+            .map(|job| {
+                let mut view = JobView::new(job, false);
+                view.result = None;
+                view.result_base64 = None;
+                view
+            })
+            .collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
+}

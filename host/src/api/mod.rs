@@ -1,0 +1,211 @@
+//! The HTTP API (v1): axum routes over a [`Store`] and the sandbox [`Runtime`].
+//!
+//! [`router`] builds the app (tests serve it on a loopback socket); [`serve`] runs it until
+//! a shutdown future resolves. One file per resource: [`modules`], [`jobs`], [`health`]
+//! (liveness, readiness, metrics, OpenAPI). [`error::ApiError`] is the only way a handler
+//! fails, and always answers `application/problem+json`. This is the only module that
+//! knows HTTP and JSON.
+//!
+//! Every call but `/healthz`, `/readyz`, `/metrics` and `/openapi.json` needs
+//! `Authorization: Bearer <key>`; the key's tenant scopes every module and job the call
+//! can see (another tenant's job answers 404, never 403).
+
+pub mod error;
+mod extract;
+mod health;
+mod jobs;
+mod modules;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use utoipa::OpenApi;
+
+pub use error::{ApiError, Problem};
+pub use extract::Auth;
+
+use crate::queue::Store;
+use crate::runtime::Runtime;
+
+/// Settings of the API. Every field has a default ([`Default`]).
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest job input, in bytes. Default 1 MiB.
+    pub max_input_bytes: usize,
+    /// Most jobs in one `POST /v1/jobs/batch`. Default 10,000.
+    pub max_batch: usize,
+    /// Largest batch body, in bytes. Default 64 MiB.
+    pub max_batch_bytes: usize,
+    /// Longest `?wait=` a long-poll may ask for. Default 60 s.
+    pub max_wait: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_input_bytes: 1 << 20,
+            max_batch: 10_000,
+            max_batch_bytes: 64 << 20,
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The durable store.
+    pub store: Arc<dyn Store>,
+    /// The sandbox, used to validate uploads (compile) and for the server's maximum limits.
+    pub runtime: Runtime,
+    /// API settings.
+    pub config: Arc<ApiConfig>,
+    /// Becomes true when the server shuts down, so long-polls answer at once.
+    closing: watch::Receiver<bool>,
+    closing_tx: Arc<watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// State over `store` and `runtime` with `config`.
+    pub fn new(store: Arc<dyn Store>, runtime: Runtime, config: ApiConfig) -> Self {
+        let (tx, rx) = watch::channel(false);
+        Self {
+            store,
+            runtime,
+            config: Arc::new(config),
+            closing: rx,
+            closing_tx: Arc::new(tx),
+        }
+    }
+
+    fn close(&self) {
+        self.closing_tx.send_replace(true);
+    }
+}
+
+/// The OpenAPI document of the API, generated from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "wasmq", description = "A durable job queue whose jobs are WebAssembly."),
+    paths(
+        modules::put_module,
+        modules::list_modules,
+        modules::get_module,
+        modules::delete_module,
+        jobs::enqueue,
+        jobs::enqueue_batch,
+        jobs::get_job,
+        jobs::get_log,
+        jobs::cancel,
+        jobs::list_jobs,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The application: every route, the body limits, metrics and problem+json fallbacks.
+pub fn router(state: AppState) -> Router {
+    let batch_limit = state.config.max_batch_bytes;
+    // Base64 makes input a third larger, and JSON escapes add more: leave room, then
+    // check the decoded input against the real limit.
+    let job_limit = state.config.max_input_bytes * 2 + (64 << 10);
+    Router::new()
+        .route(
+            "/v1/modules/{name}",
+            put(modules::put_module)
+                .get(modules::get_module)
+                .delete(modules::delete_module)
+                // The module handler enforces its own limit while reading.
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/modules", get(modules::list_modules))
+        .route(
+            "/v1/jobs",
+            post(jobs::enqueue)
+                .get(jobs::list_jobs)
+                .layer(DefaultBodyLimit::max(job_limit)),
+        )
+        .route(
+            "/v1/jobs/batch",
+            post(jobs::enqueue_batch).layer(DefaultBodyLimit::max(batch_limit)),
+        )
+        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}/log", get(jobs::get_log))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(health::openapi))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(track))
+        .with_state(state)
+}
+
+/// Counts every request and its latency by route (the matched pattern, so ids do not
+/// multiply the series).
+async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    crate::metrics::inc(
+        "wasmq_http_requests_total",
+        &[("method", &method), ("route", &route), ("status", &status)],
+        1,
+    );
+    crate::metrics::observe(
+        "wasmq_http_request_duration_seconds",
+        &[("route", &route)],
+        started.elapsed().as_secs_f64(),
+        crate::metrics::SECONDS_BUCKETS,
+    );
+    response
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets requests in flight
+/// finish (long-polls answer at once with the job as it is).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            state.close();
+        })
+        .await
+}

@@ -1,0 +1,248 @@
+//! `/v1/modules`: upload (validated by compiling), list, versions, delete.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{Auth, Path, Query};
+use super::{ApiError, AppState};
+use crate::queue::{self, Module, NewModule, Scope, keys::is_slug};
+
+/// A module version as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModuleView {
+    /// The name jobs are enqueued by.
+    pub name: String,
+    /// 1, 2, … per name.
+    pub version: u32,
+    /// SHA-256 of the bytes (hex); jobs pin it at enqueue.
+    pub digest: String,
+    /// Bytes.
+    pub size: u64,
+    /// `component` or `command`.
+    pub kind: String,
+    /// Default limits of its jobs (unset fields: the server maximum).
+    #[schema(value_type = Object)]
+    pub limits: queue::Limits,
+    /// When this version was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Module> for ModuleView {
+    fn from(m: Module) -> Self {
+        ModuleView {
+            name: m.name,
+            version: m.version,
+            digest: m.digest,
+            size: m.size,
+            kind: m.kind.as_str().to_owned(),
+            limits: m.limits,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// A list of modules or of one module's versions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModuleList {
+    /// Newest version first (versions), or by name (list).
+    pub modules: Vec<ModuleView>,
+}
+
+/// The module's default limits, as query parameters of the upload.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LimitParams {
+    /// Fuel (Wasm instructions).
+    pub fuel: Option<u64>,
+    /// Wall clock of one attempt, ms.
+    pub timeout_ms: Option<u64>,
+    /// Linear memory, bytes.
+    pub memory_bytes: Option<u64>,
+    /// Result size, bytes.
+    pub output_bytes: Option<u64>,
+    /// Log kept, bytes.
+    pub log_bytes: Option<u64>,
+}
+
+impl From<LimitParams> for queue::Limits {
+    fn from(p: LimitParams) -> Self {
+        queue::Limits {
+            fuel: p.fuel,
+            timeout_ms: p.timeout_ms,
+            memory_bytes: p.memory_bytes,
+            output_bytes: p.output_bytes,
+            log_bytes: p.log_bytes,
+        }
+    }
+}
+
+/// Checks every set limit against the server maximum.
+pub(super) fn check_limits(
+    limits: &queue::Limits,
+    max: &crate::runtime::Limits,
+) -> Result<(), ApiError> {
+    let pairs = [
+        ("fuel", limits.fuel, max.fuel),
+        ("timeout_ms", limits.timeout_ms, max.timeout_ms),
+        ("memory_bytes", limits.memory_bytes, max.memory_bytes),
+        ("output_bytes", limits.output_bytes, max.output_bytes),
+        ("log_bytes", limits.log_bytes, max.log_bytes),
+    ];
+    for (name, value, max) in pairs {
+        if let Some(value) = value
+            && value > max
+        {
+            return Err(ApiError::LimitTooHigh { name, value, max });
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
+    if is_slug(name) {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidRequest(format!(
+            "module name `{name}` must be 1–63 of a-z, 0-9, `_` and `-`, starting with a letter or digit"
+        )))
+    }
+}
+
+/// Upload a module version: the body is the Wasm bytes (a `wasmq:task` component or a
+/// WASI command module). Validated by compiling.
+#[utoipa::path(put, path = "/v1/modules/{name}", tag = "modules",
+    params(("name" = String, Path, description = "module name: ^[a-z0-9][a-z0-9_-]{0,62}$"), LimitParams),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 201, description = "a new version was stored", body = ModuleView),
+        (status = 200, description = "the same bytes and limits again: nothing changed", body = ModuleView),
+        (status = 413, description = "module too large", body = super::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not a valid module (the compiler's message), or a limit above the maximum", body = super::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_module(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    Query(params): Query<LimitParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::ModulesWrite)?;
+    check_name(&name)?;
+    let limits = queue::Limits::from(params);
+    check_limits(&limits, &state.runtime.max_limits())?;
+    let max = state.runtime.config().max_module_bytes;
+    // Refuse an announced oversize body before reading any of it...
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::ModuleTooLarge(max));
+    }
+    // ...and stop reading one that grows past the limit (chunked, or lying).
+    let bytes = http_body_util::Limited::new(body, max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::ModuleTooLarge(max)
+            } else {
+                ApiError::InvalidRequest("the upload was interrupted; send it again".into())
+            }
+        })?
+        .to_bytes();
+    if bytes.is_empty() {
+        return Err(ApiError::InvalidModule(
+            "the body is empty; send the module's .wasm bytes".into(),
+        ));
+    }
+    let bytes = Arc::new(bytes.to_vec());
+    let (kind, digest) = state.runtime.validate(bytes.clone()).await?;
+    let kind = match kind {
+        crate::runtime::ModuleKind::Component => queue::ModuleKind::Component,
+        crate::runtime::ModuleKind::Command => queue::ModuleKind::Command,
+    };
+    let put = state
+        .store
+        .put_module(NewModule {
+            tenant: auth.tenant().to_owned(),
+            name,
+            kind,
+            digest,
+            bytes: Arc::unwrap_or_clone(bytes),
+            limits,
+        })
+        .await?;
+    let status = if put.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(ModuleView::from(put.module))))
+}
+
+/// The latest version of every module of the caller's tenant.
+#[utoipa::path(get, path = "/v1/modules", tag = "modules",
+    responses((status = 200, body = ModuleList)))]
+pub async fn list_modules(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<axum::Json<ModuleList>, ApiError> {
+    auth.require_any(&[Scope::JobsRead, Scope::ModulesWrite])?;
+    let modules = state.store.list_modules(auth.tenant()).await?;
+    Ok(axum::Json(ModuleList {
+        modules: modules.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Every version of a module, newest first.
+#[utoipa::path(get, path = "/v1/modules/{name}", tag = "modules",
+    params(("name" = String, Path, description = "module name")),
+    responses(
+        (status = 200, body = ModuleList),
+        (status = 404, body = super::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_module(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> Result<axum::Json<ModuleList>, ApiError> {
+    auth.require_any(&[Scope::JobsRead, Scope::ModulesWrite])?;
+    let versions = state.store.module_versions(auth.tenant(), &name).await?;
+    if versions.is_empty() {
+        return Err(ApiError::ModuleNotFound(name));
+    }
+    Ok(axum::Json(ModuleList {
+        modules: versions.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Delete every version of a module. Jobs already enqueued still run their pinned version.
+#[utoipa::path(delete, path = "/v1/modules/{name}", tag = "modules",
+    params(("name" = String, Path, description = "module name")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, body = super::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_module(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.require(Scope::ModulesWrite)?;
+    match state.store.delete_module(auth.tenant(), &name).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::queue::StoreError::NotFound) => Err(ApiError::ModuleNotFound(name)),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,83 @@
+//! The optional `wasmq.toml`: settings below flags and environment variables.
+//!
+//! Each top-level key `name` stands for the environment variable `WASMQ_NAME` (e.g.
+//! `database_url = "postgres://…"` for `WASMQ_DATABASE_URL`, `listen`, `url`, `key`).
+//! [`load`] copies a key into the environment only where that variable is unset, before
+//! the command line is parsed, so the precedence is flags > environment > file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// The file used when `WASMQ_CONFIG` does not name one.
+pub const DEFAULT_FILE: &str = "wasmq.toml";
+
+/// The settings of `path` (or `WASMQ_CONFIG`, or `./wasmq.toml` if it exists) as
+/// `(variable, value)` pairs for the variables not already set.
+pub fn settings(path: Option<&Path>) -> anyhow::Result<Vec<(String, String)>> {
+    let path: PathBuf = match path {
+        Some(p) => p.to_owned(),
+        None => match std::env::var_os("WASMQ_CONFIG") {
+            Some(p) => PathBuf::from(p),
+            None if Path::new(DEFAULT_FILE).exists() => PathBuf::from(DEFAULT_FILE),
+            None => return Ok(Vec::new()),
+        },
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut out = Vec::new();
+    for (name, value) in table {
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => bail!(
+                "{}: `{name}` must be a string, number or boolean, not {}",
+                path.display(),
+                other.type_str()
+            ),
+        };
+        let var = format!("WASMQ_{}", name.to_ascii_uppercase().replace('-', "_"));
+        if std::env::var_os(&var).is_none() {
+            out.push((var, value));
+        }
+    }
+    Ok(out)
+}
+
+/// Applies [`settings`] to the environment. Call before any thread starts.
+pub fn load() -> anyhow::Result<()> {
+    for (var, value) in settings(None)? {
+        // SAFETY: called first thing in `main`, before any other thread exists, so no
+        // thread can be reading the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(var, value)
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_become_unset_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wasmq.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\nslots = 4\npath = \"x\"\n",
+        )
+        .unwrap();
+        let got = settings(Some(&path)).unwrap();
+        assert!(got.contains(&("WASMQ_LISTEN".into(), "0.0.0.0:9000".into())));
+        assert!(got.contains(&("WASMQ_SLOTS".into(), "4".into())));
+        // PATH-like names are namespaced, never the real PATH.
+        assert!(got.iter().all(|(k, _)| k.starts_with("WASMQ_")));
+    }
+}
