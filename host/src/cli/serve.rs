@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Running jobs get this long to finish on SIGTERM/SIGINT before they are given back.
     #[arg(long, env = "WASMQ_GRACE", value_parser = super::parse_duration, default_value = "30s")]
     pub grace: Duration,
+    /// How long a claimed job is held without a heartbeat; after a crash, running jobs
+    /// are run again once this has passed.
+    #[arg(long, env = "WASMQ_LEASE", value_parser = super::parse_duration, default_value = "30s")]
+    pub lease: Duration,
     /// Database connections of this node.
     #[arg(long, env = "WASMQ_DB_CONNECTIONS", default_value_t = 16)]
     pub db_connections: u32,
@@ -96,6 +100,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let config = WorkerConfig {
             queues: args.queues.clone(),
             grace: args.grace,
+            lease: args.lease,
             ..WorkerConfig::default()
         };
         tracing::info!(worker = %config.id, queues = ?config.queues, "workers starting");
