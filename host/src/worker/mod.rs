@@ -14,7 +14,7 @@ mod classify;
 
 pub use classify::{effective_limits, finish_for};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -184,10 +184,15 @@ struct QueueLoop {
 }
 
 impl QueueLoop {
+    /// Claims ahead: a claim takes up to the free slots plus one more round
+    /// (`concurrency`), kept in `ready`, so a busy queue makes one claim per batch rather
+    /// than one per finished job. Prefetched jobs are leased and heartbeated like running
+    /// ones, and given back on shutdown.
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut events = self.store.subscribe();
         let freed = Arc::new(Notify::new());
         let mut jobs: JoinSet<()> = JoinSet::new();
+        let mut ready: VecDeque<(Job, CancelHandle)> = VecDeque::new();
         let mut backoff = Duration::from_millis(50);
         // Whether the last claim may have left jobs behind (it filled its batch).
         let mut more = true;
@@ -196,18 +201,28 @@ impl QueueLoop {
                 break;
             }
             while jobs.try_join_next().is_some() {}
+            while jobs.len() < self.concurrency {
+                let Some((job, cancel)) = ready.pop_front() else {
+                    break;
+                };
+                self.start(job, cancel, &mut jobs, freed.clone());
+            }
             let free = self.concurrency.saturating_sub(jobs.len());
-            if free > 0 && more {
+            if ready.is_empty() && more {
+                let limit = free + self.concurrency;
                 match self
                     .store
-                    .claim(&self.queue, &self.config.id, free, self.config.lease)
+                    .claim(&self.queue, &self.config.id, limit, self.config.lease)
                     .await
                 {
                     Ok(claimed) => {
                         backoff = Duration::from_millis(50);
-                        more = claimed.len() == free;
+                        more = claimed.len() == limit;
+                        let mut running = self.running.lock().expect("running lock");
                         for job in claimed {
-                            self.start(job, &mut jobs, freed.clone());
+                            let cancel = CancelHandle::new();
+                            running.insert(job.id, (job.attempt, cancel.clone()));
+                            ready.push_back((job, cancel));
                         }
                         continue;
                     }
@@ -222,9 +237,9 @@ impl QueueLoop {
                     }
                 }
             }
-            // Wait for a reason to claim again.
+            // Wait for a reason to start or claim again.
             tokio::select! {
-                _ = freed.notified(), if free == 0 => {}
+                _ = freed.notified(), if free == 0 || !ready.is_empty() => {}
                 ev = events.recv() => match ev {
                     Ok(StoreEvent::JobsAvailable { queue }) if queue == self.queue => more = true,
                     Ok(StoreEvent::Reconnected) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => more = true,
@@ -237,15 +252,17 @@ impl QueueLoop {
                 _ = triggered(&mut shutdown) => break,
             }
         }
+        // Prefetched jobs never started: give them back at once.
+        for (job, _) in ready.drain(..) {
+            self.running.lock().expect("running lock").remove(&job.id);
+            let _ = self
+                .finish
+                .send(Finish::new(job.id, job.attempt, StoreOutcome::Release));
+        }
         self.drain(jobs).await;
     }
 
-    fn start(&self, job: Job, jobs: &mut JoinSet<()>, freed: Arc<Notify>) {
-        let cancel = CancelHandle::new();
-        self.running
-            .lock()
-            .expect("running lock")
-            .insert(job.id, (job.attempt, cancel.clone()));
+    fn start(&self, job: Job, cancel: CancelHandle, jobs: &mut JoinSet<()>, freed: Arc<Notify>) {
         let (store, runtime, running, finish) = (
             self.store.clone(),
             self.runtime.clone(),
