@@ -18,6 +18,13 @@ pub struct WorkerArgs {
     /// PostgreSQL URL shared by every node.
     #[arg(long, env = "WASMQ_DATABASE_URL")]
     pub database_url: String,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+}
+
+/// The worker pool's and sandbox's settings, shared by `wasmq worker` and `wasmq serve`.
+#[derive(Debug, Args)]
+pub struct PoolArgs {
     /// Queues to serve with their concurrency, e.g. `--queue default=8 --queue mail=2`.
     #[arg(long = "queue", value_parser = parse_queue, default_value = "default=8")]
     pub queues: Vec<(String, usize)>,
@@ -27,13 +34,14 @@ pub struct WorkerArgs {
     /// Where compiled modules are cached across restarts.
     #[arg(long, env = "WASMQ_ARTIFACT_DIR")]
     pub artifact_dir: Option<PathBuf>,
-    /// Seconds running jobs get to finish on SIGTERM/SIGINT before they are given back.
+    /// Running jobs get this long to finish on SIGTERM/SIGINT before they are given back.
     #[arg(long, env = "WASMQ_GRACE", value_parser = super::parse_duration, default_value = "30s")]
     pub grace: Duration,
-    /// How long a claimed job is held without a heartbeat.
+    /// How long a claimed job is held without a heartbeat; after a crash, its jobs run
+    /// again once this has passed.
     #[arg(long, env = "WASMQ_LEASE", value_parser = super::parse_duration, default_value = "30s")]
     pub lease: Duration,
-    /// Server-wide maximum fuel per attempt (jobs may ask for less).
+    /// Server-wide maximum fuel per attempt (modules and jobs may ask for less).
     #[arg(long, env = "WASMQ_MAX_FUEL", default_value_t = Limits::default_max().fuel)]
     pub max_fuel: u64,
     /// Server-wide maximum wall clock per attempt.
@@ -45,6 +53,33 @@ pub struct WorkerArgs {
     /// Database connections of this node.
     #[arg(long, env = "WASMQ_DB_CONNECTIONS", default_value_t = 16)]
     pub db_connections: u32,
+}
+
+impl PoolArgs {
+    /// The sandbox settings these flags ask for.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            slots: self.slots,
+            max_limits: Limits {
+                fuel: self.max_fuel,
+                timeout_ms: u64::try_from(self.max_timeout.as_millis()).unwrap_or(u64::MAX),
+                memory_bytes: self.max_memory,
+                ..Limits::default_max()
+            },
+            artifact_dir: self.artifact_dir.clone(),
+            ..RuntimeConfig::default()
+        }
+    }
+
+    /// The worker pool settings these flags ask for.
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
+            queues: self.queues.clone(),
+            grace: self.grace,
+            lease: self.lease,
+            ..WorkerConfig::default()
+        }
+    }
 }
 
 pub(super) fn parse_queue(s: &str) -> Result<(String, usize), String> {
@@ -61,27 +96,11 @@ pub(super) fn parse_queue(s: &str) -> Result<(String, usize), String> {
 }
 
 pub(super) async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let store = PgStore::connect(&args.database_url, args.db_connections)
+    let store = PgStore::connect(&args.database_url, args.pool.db_connections)
         .await
         .context("connecting to PostgreSQL")?;
-    let max_limits = Limits {
-        fuel: args.max_fuel,
-        timeout_ms: args.max_timeout.as_millis() as u64,
-        memory_bytes: args.max_memory,
-        ..Limits::default_max()
-    };
-    let runtime = Runtime::new(RuntimeConfig {
-        slots: args.slots,
-        max_limits,
-        artifact_dir: args.artifact_dir.clone(),
-        ..RuntimeConfig::default()
-    })?;
-    let config = WorkerConfig {
-        queues: args.queues.clone(),
-        grace: args.grace,
-        lease: args.lease,
-        ..WorkerConfig::default()
-    };
+    let runtime = Runtime::new(args.pool.runtime_config())?;
+    let config = args.pool.worker_config();
     tracing::info!(worker = %config.id, queues = ?config.queues, "worker starting");
     let shutdown = Shutdown::new();
     tokio::spawn(super::signals::on_shutdown_signal(shutdown.clone()));
