@@ -350,7 +350,13 @@ async fn execute(
     let progress = {
         let (store, id, attempt) = (store.clone(), job.id, job.attempt);
         let handle = tokio::runtime::Handle::current();
+        // A guest may report progress in a tight loop: only a changed percentage is
+        // written (at most 101 writes an attempt); the last report is saved at finish.
+        let last = std::sync::atomic::AtomicU8::new(u8::MAX);
         Arc::new(move |p: Progress| {
+            if last.swap(p.percent, std::sync::atomic::Ordering::Relaxed) == p.percent {
+                return;
+            }
             let store = store.clone();
             let p = crate::queue::Progress {
                 percent: p.percent,
