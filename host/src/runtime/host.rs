@@ -118,6 +118,10 @@ impl wasmq::task::host::Host for AttemptState {
     }
 
     fn progress(&mut self, percent: u8, note: Option<String>) {
+        let note = note.map(|mut n| {
+            truncate_utf8(&mut n, MAX_PROGRESS_NOTE);
+            n
+        });
         let p = Progress {
             percent: percent.min(100),
             note,
@@ -148,6 +152,19 @@ impl wasmq::task::host::Host for AttemptState {
             attempt: self.job.attempt,
             max_attempts: self.job.max_attempts,
         }
+    }
+}
+
+/// Longest progress note kept, in bytes; the rest is cut (at a character boundary).
+const MAX_PROGRESS_NOTE: usize = 1024;
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
     }
 }
 
@@ -207,5 +224,20 @@ impl ResourceLimiter for Limiter {
 
     fn memories(&self) -> usize {
         2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_utf8;
+
+    #[test]
+    fn notes_are_cut_at_a_character_boundary() {
+        let mut s = "ééé".to_string(); // 2 bytes each
+        truncate_utf8(&mut s, 5);
+        assert_eq!(s, "éé");
+        let mut short = "ok".to_string();
+        truncate_utf8(&mut short, 5);
+        assert_eq!(short, "ok");
     }
 }
