@@ -130,6 +130,22 @@ pub fn verify_secret(stored_hash: &str, secret: &str) -> bool {
         .into()
 }
 
+/// The principal of a stored key, if `secret` matches its hash. Scopes this version
+/// does not know are ignored rather than failing the key. Shared by the backends.
+pub fn principal(
+    id: &str,
+    secret: &str,
+    tenant: String,
+    stored_hash: &str,
+    scopes: &[String],
+) -> Option<Principal> {
+    verify_secret(stored_hash, secret).then(|| Principal {
+        tenant,
+        scopes: scopes.iter().filter_map(|s| s.parse().ok()).collect(),
+        key_id: id.to_owned(),
+    })
+}
+
 /// Checks a tenant name: 1–63 of `a-z 0-9 _ -`, starting with a letter or digit.
 pub fn validate_tenant(tenant: &str) -> Result<(), StoreError> {
     if is_slug(tenant) {

@@ -424,6 +424,39 @@ impl Finish {
     }
 }
 
+/// Puts claimed jobs in claim order: priority (highest first), then run_at, then id.
+/// Shared by the backends, whose `UPDATE … RETURNING` does not keep the order.
+pub(crate) fn sort_claimed(jobs: &mut [Job]) {
+    jobs.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.run_at.cmp(&b.run_at))
+            .then(a.id.cmp(&b.id))
+    });
+}
+
+impl Heartbeat {
+    /// The answer for a heartbeat of `asked`, given the `(id, cancel_requested)` of the
+    /// jobs the worker still holds: the rest were taken away (`lost`).
+    pub(crate) fn from_held(asked: &[i64], held: impl IntoIterator<Item = (i64, bool)>) -> Self {
+        let mut still = std::collections::HashSet::new();
+        let mut report = Heartbeat::default();
+        for (id, cancel) in held {
+            still.insert(id);
+            if cancel {
+                report.cancel_requested.push(id);
+            }
+        }
+        report.lost = asked
+            .iter()
+            .copied()
+            .filter(|id| !still.contains(id))
+            .collect();
+        report.cancel_requested.sort_unstable();
+        report
+    }
+}
+
 /// The answer to [`Store::heartbeat`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Heartbeat {

@@ -803,12 +803,7 @@ impl Store for PgStore {
             .iter()
             .map(job_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        jobs.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.run_at.cmp(&b.run_at))
-                .then(a.id.cmp(&b.id))
-        });
+        super::sort_claimed(&mut jobs);
         Ok(jobs)
     }
 
@@ -828,22 +823,16 @@ impl Store for PgStore {
             .fetch_all(&self.fast)
             .await
             .map_err(db_err)?;
-        let mut held = HashSet::with_capacity(rows.len());
-        let mut report = Heartbeat::default();
-        for row in &rows {
-            let id: i64 = get(row, "id")?;
-            held.insert(id);
-            if get::<bool>(row, "cancel_requested")? {
-                report.cancel_requested.push(id);
-            }
-        }
-        report.lost = ids
+        let held = rows
             .iter()
-            .copied()
-            .filter(|id| !held.contains(id))
-            .collect();
-        report.cancel_requested.sort_unstable();
-        Ok(report)
+            .map(|row| {
+                Ok((
+                    get::<i64>(row, "id")?,
+                    get::<bool>(row, "cancel_requested")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Heartbeat::from_held(ids, held))
     }
 
     async fn finish(&self, items: Vec<Finish>) -> Result<Vec<bool>, StoreError> {
@@ -1246,17 +1235,14 @@ impl Store for PgStore {
         .await
         .map_err(db_err)?;
         let Some(row) = row else { return Ok(None) };
-        let hash: String = get(&row, "hash")?;
-        if !keys::verify_secret(&hash, secret) {
-            return Ok(None);
-        }
         let scopes: Vec<String> = get(&row, "scopes")?;
-        Ok(Some(Principal {
-            tenant: get(&row, "tenant")?,
-            // A scope this version does not know is ignored rather than failing the key.
-            scopes: scopes.iter().filter_map(|s| s.parse().ok()).collect(),
-            key_id: id.to_owned(),
-        }))
+        Ok(keys::principal(
+            id,
+            secret,
+            get(&row, "tenant")?,
+            &get::<String>(&row, "hash")?,
+            &scopes,
+        ))
     }
 
     async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
