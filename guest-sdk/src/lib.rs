@@ -1,4 +1,4 @@
-//! Write [wasmq](https://github.com/) tasks in Rust.
+//! Write wasmq tasks in Rust.
 //!
 //! A wasmq job runs one WebAssembly component that exports `run(input) -> result<_, task-error>`
 //! from the `wasmq:task` WIT world (`wit/task.wit`). This crate generates the bindings for
