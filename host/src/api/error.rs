@@ -202,11 +202,6 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if matches!(self, ApiError::ModuleTooLarge(_) | ApiError::BodyTooLarge) {
-            // The rest of the body was not read: the connection cannot carry another
-            // request, so say so rather than let a client reuse it and fail.
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

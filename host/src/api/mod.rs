@@ -177,8 +177,24 @@ async fn track(request: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().as_str().to_owned();
+    // An error may be answered before the body is read (a bad name, a missing key, a body
+    // over its limit): the connection then cannot carry another request, so say so rather
+    // than let a client reuse it and fail.
+    let has_body = request
+        .headers()
+        .contains_key(axum::http::header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if has_body && (response.status().is_client_error() || response.status().is_server_error()) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     let status = response.status().as_u16().to_string();
     crate::metrics::inc(
         "wasmq_http_requests_total",
