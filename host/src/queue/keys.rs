@@ -130,6 +130,20 @@ pub fn verify_secret(stored_hash: &str, secret: &str) -> bool {
         .into()
 }
 
+/// Checks a new key's tenant and scopes and makes the key: `(id, whole key, hash,
+/// scope names)`, ready for a backend to store. Shared by the backends.
+pub fn new_key(
+    tenant: &str,
+    scopes: &[Scope],
+) -> Result<(String, String, String, Vec<&'static str>), StoreError> {
+    validate_tenant(tenant)?;
+    if scopes.is_empty() {
+        return Err(StoreError::Invalid("a key needs at least one scope".into()));
+    }
+    let (id, key, hash) = generate();
+    Ok((id, key, hash, scopes.iter().map(|s| s.as_str()).collect()))
+}
+
 /// The principal of a stored key, if `secret` matches its hash. Scopes this version
 /// does not know are ignored rather than failing the key. Shared by the backends.
 pub fn principal(

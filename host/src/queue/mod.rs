@@ -424,6 +424,12 @@ impl Finish {
     }
 }
 
+/// A row value a backend could not decode: logged in full, reported without detail.
+pub(crate) fn decode_err(what: &str, e: impl std::fmt::Display) -> StoreError {
+    tracing::error!(error = %e, what, "undecodable row");
+    StoreError::Database(format!("a stored {what} could not be read"))
+}
+
 /// Puts claimed jobs in claim order: priority (highest first), then run_at, then id.
 /// Shared by the backends, whose `UPDATE … RETURNING` does not keep the order.
 pub(crate) fn sort_claimed(jobs: &mut [Job]) {

@@ -254,10 +254,7 @@ fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn decode_err(what: &str, e: impl std::fmt::Display) -> StoreError {
-    tracing::error!(error = %e, what, "undecodable row");
-    StoreError::Database(format!("a stored {what} could not be read"))
-}
+use super::decode_err;
 
 fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
 where
@@ -1203,12 +1200,7 @@ impl Store for PgStore {
         name: Option<&str>,
         scopes: &[Scope],
     ) -> Result<NewKey, StoreError> {
-        keys::validate_tenant(tenant)?;
-        if scopes.is_empty() {
-            return Err(StoreError::Invalid("a key needs at least one scope".into()));
-        }
-        let (id, key, hash) = keys::generate();
-        let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        let (id, key, hash, scopes) = keys::new_key(tenant, scopes)?;
         sqlx::query(
             "INSERT INTO wasmq_api_keys (id, tenant, name, hash, scopes) VALUES ($1, $2, $3, $4, $5)",
         )

@@ -223,10 +223,7 @@ fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn decode_err(what: &str, e: impl std::fmt::Display) -> StoreError {
-    tracing::error!(error = %e, what, "undecodable row");
-    StoreError::Database(format!("a stored {what} could not be read"))
-}
+use super::decode_err;
 
 fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
 where
@@ -1220,12 +1217,7 @@ impl Store for SqliteStore {
         name: Option<&str>,
         scopes: &[Scope],
     ) -> Result<NewKey, StoreError> {
-        keys::validate_tenant(tenant)?;
-        if scopes.is_empty() {
-            return Err(StoreError::Invalid("a key needs at least one scope".into()));
-        }
-        let (id, key, hash) = keys::generate();
-        let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        let (id, key, hash, scopes) = keys::new_key(tenant, scopes)?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO wasmq_api_keys (id, tenant, name, hash, scopes, created_at) \
