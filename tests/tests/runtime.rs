@@ -599,7 +599,7 @@ async fn a_spinning_guest_does_not_delay_a_normal_job() {
         }
     );
     assert!(
-        took < Duration::from_millis(500),
+        took < Duration::from_secs(1),
         "echo waited {took:?} behind a spinning guest"
     );
     assert!(!spinning.is_finished(), "the spinner was still running");

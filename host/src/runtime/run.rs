@@ -214,7 +214,12 @@ pub(crate) async fn run_attempt(
     store.epoch_deadline_callback(|mut ctx| match ctx.data_mut().check_interrupt() {
         Some(why) => Err(wasmtime::Error::new(Interrupted(why))),
         // Yield to the executor at every tick, so spinning guests share threads fairly.
-        None => Ok(UpdateDeadline::Yield(1)),
+        // tokio's `yield_now` defers the wake-up, so the yielding guest goes behind the
+        // tasks already waiting instead of straight back into the worker's LIFO slot.
+        None => Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        )),
     });
     store.set_epoch_deadline(1);
 
