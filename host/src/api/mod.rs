@@ -10,6 +10,7 @@
 //! `Authorization: Bearer <key>`; the key's tenant scopes every module and job the call
 //! can see (another tenant's job answers 404, never 403).
 
+mod body;
 pub mod error;
 mod extract;
 mod health;
@@ -178,18 +179,30 @@ async fn track(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().as_str().to_owned();
     // An error may be answered before the body is read (a bad name, a missing key, a body
-    // over its limit): the connection then cannot carry another request, so say so rather
-    // than let a client reuse it and fail.
-    let has_body = request
+    // over its limit): the rest is drained so the answer reaches the client, or, when it
+    // is too big for that, the connection is closed (see `body`).
+    let declared = request
         .headers()
-        .contains_key(axum::http::header::TRANSFER_ENCODING)
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let has_body = declared.is_some_and(|n| n > 0)
         || request
             .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
+            .contains_key(axum::http::header::TRANSFER_ENCODING);
     let started = Instant::now();
+    let (request, rest) = if has_body {
+        let (parts, body) = request.into_parts();
+        let (body, rest) = body::tap(body);
+        (Request::from_parts(parts, body), Some(rest))
+    } else {
+        (request, None)
+    };
     let mut response = next.run(request).await;
-    if has_body && (response.status().is_client_error() || response.status().is_server_error()) {
+    if let Some(rest) = rest
+        && (response.status().is_client_error() || response.status().is_server_error())
+        && !rest.drain(declared).await
+    {
         response.headers_mut().insert(
             axum::http::header::CONNECTION,
             axum::http::HeaderValue::from_static("close"),
