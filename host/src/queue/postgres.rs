@@ -88,9 +88,12 @@ impl PgStore {
         let fast_options = PgConnectOptions::from_str(url)
             .map_err(db_err)?
             .options([("synchronous_commit", "off")]);
+        // Not tested on acquire: that costs a round trip before every claim and finish,
+        // and the worker retries a statement that fails on a connection gone stale.
         let fast = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
             .connect_with(fast_options)
             .await
             .map_err(db_err)?;
@@ -361,7 +364,9 @@ resolved AS (
 fresh AS (
     SELECT nextval('wasmq_jobs_id_seq') AS id, r.*
     FROM resolved r
-    WHERE r.pinned IS NOT NULL
+    -- All or nothing: one row naming a module without versions stops the batch, so a
+    -- batch without idempotency keys needs no transaction around this statement.
+    WHERE NOT EXISTS (SELECT 1 FROM resolved u WHERE u.pinned IS NULL)
       AND (r.idempotency_key IS NULL
            OR (r.key_rank = 1
                AND NOT EXISTS (SELECT 1 FROM wasmq_jobs j
@@ -700,8 +705,7 @@ impl PgStore {
             keys.push(job.idempotency_key.as_deref());
         }
 
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let rows = sqlx::query(ENQUEUE)
+        let query = sqlx::query(ENQUEUE)
             .bind(&tenants)
             .bind(&modules)
             .bind(&digests)
@@ -711,10 +715,22 @@ impl PgStore {
             .bind(&run_ats)
             .bind(&max_attempts)
             .bind(&limits)
-            .bind(&keys)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            .bind(&keys);
+        // Without idempotency keys the statement is all or nothing by itself (see
+        // ENQUEUE), and runs alone: no BEGIN and COMMIT round trips. With keys, a row can
+        // lose a race with a concurrent insert of its key while the rest go in, so the
+        // batch runs in a transaction that is rolled back and retried.
+        let keyless = keys.iter().all(Option::is_none);
+        let mut tx = if keyless {
+            None
+        } else {
+            Some(self.pool.begin().await.map_err(db_err)?)
+        };
+        let rows = match tx.as_mut() {
+            Some(tx) => query.fetch_all(&mut **tx).await,
+            None => query.fetch_all(&self.pool).await,
+        }
+        .map_err(db_err)?;
 
         let mut out: Vec<Option<Enqueued>> = vec![None; n];
         for row in &rows {
@@ -729,7 +745,9 @@ impl PgStore {
             });
         }
         if out.iter().all(Option::is_some) {
-            tx.commit().await.map_err(db_err)?;
+            if let Some(tx) = tx {
+                tx.commit().await.map_err(db_err)?;
+            }
             return Ok(Some(out.into_iter().flatten().collect()));
         }
 
@@ -742,11 +760,15 @@ impl PgStore {
             .unzip();
         let missing = sqlx::query(MISSING_MODULES)
             .bind(&m_tenants)
-            .bind(&m_names)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.rollback().await.map_err(db_err)?;
+            .bind(&m_names);
+        let missing = match tx.as_mut() {
+            Some(tx) => missing.fetch_all(&mut **tx).await,
+            None => missing.fetch_all(&self.pool).await,
+        }
+        .map_err(db_err)?;
+        if let Some(tx) = tx {
+            tx.rollback().await.map_err(db_err)?;
+        }
         if let Some(row) = missing.first() {
             return Err(StoreError::ModuleNotFound {
                 module: get(row, "name")?,

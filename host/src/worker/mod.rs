@@ -173,6 +173,10 @@ impl Worker {
     }
 }
 
+/// A claim sent to the store and not yet answered.
+type ClaimFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Job>, crate::queue::StoreError>> + Send>>;
+
 struct QueueLoop {
     store: Arc<dyn Store>,
     runtime: Runtime,
@@ -184,10 +188,12 @@ struct QueueLoop {
 }
 
 impl QueueLoop {
-    /// Claims ahead: a claim takes up to the free slots plus one more round
-    /// (`concurrency`), kept in `ready`, so a busy queue makes one claim per batch rather
-    /// than one per finished job. Prefetched jobs are leased and heartbeated like running
-    /// ones, and given back on shutdown.
+    /// Claims ahead, with at most one claim in flight while jobs run: up to
+    /// `concurrency` jobs run and up to `concurrency` more wait in `ready`. A claim is
+    /// sent as soon as `ready` holds less than a round, for everything that fits, so the
+    /// next jobs arrive while the current ones run; a busy queue makes one claim per
+    /// batch, sized by how many finished during the last one. Prefetched jobs are leased
+    /// and heartbeated like running ones, and given back on shutdown.
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut events = self.store.subscribe();
         let freed = Arc::new(Notify::new());
@@ -196,6 +202,10 @@ impl QueueLoop {
         let mut backoff = Duration::from_millis(50);
         // Whether the last claim may have left jobs behind (it filled its batch).
         let mut more = true;
+        // The claim in flight, and how many jobs it asked for.
+        let mut claiming: Option<(ClaimFuture, usize)> = None;
+        // After a failed claim, no new one before this.
+        let mut retry_at = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -208,37 +218,39 @@ impl QueueLoop {
                 self.start(job, cancel, &mut jobs, freed.clone());
             }
             let free = self.concurrency.saturating_sub(jobs.len());
-            if ready.is_empty() && more {
-                let limit = free + self.concurrency;
-                match self
-                    .store
-                    .claim(&self.queue, &self.config.id, limit, self.config.lease)
-                    .await
-                {
-                    Ok(claimed) => {
-                        backoff = Duration::from_millis(50);
-                        more = claimed.len() == limit;
-                        let mut running = self.running.lock().expect("running lock");
-                        for job in claimed {
-                            let cancel = CancelHandle::new();
-                            running.insert(job.id, (job.attempt, cancel.clone()));
-                            ready.push_back((job, cancel));
+            let room = (2 * self.concurrency).saturating_sub(jobs.len() + ready.len());
+            if claiming.is_none()
+                && more
+                && ready.len() < self.concurrency
+                && room > 0
+                && tokio::time::Instant::now() >= retry_at
+            {
+                let (store, queue, id, lease) = (
+                    self.store.clone(),
+                    self.queue.clone(),
+                    self.config.id.clone(),
+                    self.config.lease,
+                );
+                let claim: ClaimFuture =
+                    Box::pin(async move { store.claim(&queue, &id, room, lease).await });
+                claiming = Some((claim, room));
+            }
+            tokio::select! {
+                claimed = async { (&mut claiming.as_mut().expect("a claim in flight").0).await }, if claiming.is_some() => {
+                    let (_, limit) = claiming.take().expect("a claim in flight");
+                    match claimed {
+                        Ok(claimed) => {
+                            backoff = Duration::from_millis(50);
+                            more = claimed.len() == limit;
+                            self.hold(claimed, &mut ready);
                         }
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(queue = %self.queue, error = %e, "claim failed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = triggered(&mut shutdown) => break,
+                        Err(e) => {
+                            tracing::warn!(queue = %self.queue, error = %e, "claim failed; retrying");
+                            retry_at = tokio::time::Instant::now() + backoff;
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
-                        continue;
                     }
                 }
-            }
-            // Wait for a reason to start or claim again.
-            tokio::select! {
                 _ = freed.notified(), if free == 0 || !ready.is_empty() => {}
                 ev = events.recv() => match ev {
                     Ok(StoreEvent::JobsAvailable { queue }) if queue == self.queue => more = true,
@@ -248,9 +260,16 @@ impl QueueLoop {
                         events = self.store.subscribe();
                     }
                 },
+                _ = tokio::time::sleep_until(retry_at), if claiming.is_none() && more && retry_at > tokio::time::Instant::now() => {}
                 _ = tokio::time::sleep(self.config.poll) => more = true,
                 _ = triggered(&mut shutdown) => break,
             }
+        }
+        // A claim in flight may already hold jobs: take them, to give them back.
+        if let Some((claim, _)) = claiming
+            && let Ok(claimed) = claim.await
+        {
+            self.hold(claimed, &mut ready);
         }
         // Prefetched jobs never started: give them back at once.
         for (job, _) in ready.drain(..) {
@@ -260,6 +279,16 @@ impl QueueLoop {
                 .send(Finish::new(job.id, job.attempt, StoreOutcome::Release));
         }
         self.drain(jobs).await;
+    }
+
+    /// Records claimed jobs as held (the heartbeat extends their leases) and queues them.
+    fn hold(&self, claimed: Vec<Job>, ready: &mut VecDeque<(Job, CancelHandle)>) {
+        let mut running = self.running.lock().expect("running lock");
+        for job in claimed {
+            let cancel = CancelHandle::new();
+            running.insert(job.id, (job.attempt, cancel.clone()));
+            ready.push_back((job, cancel));
+        }
     }
 
     fn start(&self, job: Job, cancel: CancelHandle, jobs: &mut JoinSet<()>, freed: Arc<Notify>) {
