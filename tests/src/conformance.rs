@@ -39,6 +39,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@cases $make;
             enqueue_then_get_round_trips,
             bulk_enqueue_of_5000_in_one_call,
+            repeated_batches_keep_their_order,
             idempotency_key_across_calls,
             idempotency_key_within_one_batch,
             enqueue_of_unknown_module_fails,
@@ -262,6 +263,35 @@ pub async fn bulk_enqueue_of_5000_in_one_call(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(page.jobs[0].id, out.iter().map(|e| e.job.id).max().unwrap());
+}
+
+/// Batch after batch (so a backend's statement cache has settled on one plan), with and
+/// without idempotency keys, each answer lines up with its input.
+pub async fn repeated_batches_keep_their_order(store: Arc<dyn Store>) {
+    let t = tenant();
+    put(&store, &t, "batches", b"batches").await;
+    for round in 0..8u32 {
+        let keyed = round % 2 == 1;
+        let jobs: Vec<NewJob> = (0..1_000u32)
+            .map(|i| {
+                let input = (round * 1_000 + i).to_le_bytes();
+                NewJob {
+                    idempotency_key: keyed.then(|| format!("k-{round}-{i}")),
+                    ..job(&t, "batches", &input)
+                }
+            })
+            .collect();
+        let out = store.enqueue(jobs).await.expect("batch enqueue");
+        assert_eq!(out.len(), 1_000, "round {round}");
+        for (i, e) in out.iter().enumerate() {
+            assert!(!e.duplicate, "round {round}, job {i}");
+            assert_eq!(
+                e.job.input,
+                (round * 1_000 + i as u32).to_le_bytes(),
+                "round {round}: answers are in input order"
+            );
+        }
+    }
 }
 
 /// A key enqueued again returns the first job, marked duplicate, and creates nothing.
