@@ -11,10 +11,12 @@
 //! - **Group commit of finishes.** Concurrent [`Store::finish`] calls are coalesced: a caller
 //!   queues its reports and whoever holds the write turn applies every queued report in one
 //!   transaction (one fsync), answering each caller separately.
-//! - **Durability.** WAL with `synchronous=FULL`: the WAL is fsynced at every commit, so an
-//!   acknowledged enqueue or finish survives `kill -9` *and* an OS crash or power loss.
-//!   (`NORMAL` would survive a process crash but could lose the last commits on power loss;
-//!   a job queue that acknowledged a job must not forget it.)
+//! - **Durability.** WAL with `synchronous=FULL` for what a caller was promised: an
+//!   acknowledged enqueue (or cancel, module, key) is fsynced before the answer, so it
+//!   survives `kill -9` *and* an OS crash or power loss. Claims, heartbeats, progress and
+//!   finishes commit with `NORMAL` (no fsync of their own), like PostgreSQL's
+//!   `synchronous_commit=off`: they survive a process crash, and a power loss can only
+//!   make a job run again (see [`SqliteStore::writer`]).
 //! - **Wake-ups in process.** There is no LISTEN/NOTIFY and no other node: events are sent
 //!   on a tokio broadcast channel after the transaction that causes them commits.
 //! - **Rescue** needs no advisory lock: two concurrent calls are serialized by the writer and
@@ -31,6 +33,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -142,11 +145,43 @@ impl SqliteStore {
     /// write lock up front, so a transaction that reads and then writes never fails to
     /// upgrade because another process wrote in between.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.inner
-            .write
-            .begin_with("BEGIN IMMEDIATE")
+        self.begin_write_with(true).await
+    }
+
+    /// [`SqliteStore::begin_write`], durable or not (see [`SqliteStore::writer`]).
+    async fn begin_write_with(
+        &self,
+        durable: bool,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        let conn = self.writer(durable).await?;
+        Transaction::begin(
+            conn,
+            Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")),
+        )
+        .await
+        .map_err(db_err)
+    }
+
+    /// The writer connection, set for what the next commit is. Durable commits
+    /// (`synchronous=FULL`) wait for the WAL fsync: enqueues, cancels, modules, keys,
+    /// maintenance. Claims, heartbeats, progress and finishes do not (`NORMAL`): they
+    /// survive a process crash (the WAL is written before the commit returns), and on a
+    /// power loss the last of them may be lost, which the queue tolerates as PostgreSQL's
+    /// `synchronous_commit=off` does (a lost claim leaves the job waiting; a lost finish
+    /// leaves it running until its lease expires and it runs again). The next durable
+    /// commit's fsync covers them too.
+    async fn writer(&self, durable: bool) -> Result<PoolConnection<Sqlite>, StoreError> {
+        let mut conn = self.inner.write.acquire().await.map_err(db_err)?;
+        let pragma = if durable {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        };
+        sqlx::query(pragma)
+            .execute(&mut *conn)
             .await
-            .map_err(db_err)
+            .map_err(db_err)?;
+        Ok(conn)
     }
 
     fn notify(&self, event: StoreEvent) {
@@ -570,7 +605,7 @@ impl SqliteStore {
     async fn finish_group(&self, groups: &[Vec<Finish>]) -> Result<Vec<Vec<bool>>, StoreError> {
         let now = Utc::now();
         let now_us = micros(now);
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write_with(false).await?;
         let mut answers = Vec::with_capacity(groups.len());
         let mut finished = Vec::new();
         let mut released = BTreeSet::new();
@@ -785,7 +820,7 @@ impl Store for SqliteStore {
             .bind(micros_after(now, lease))
             .bind(queue)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.inner.write)
+            .fetch_all(&mut *self.writer(false).await?)
             .await
             .map_err(db_err)?;
         let mut jobs = rows
@@ -810,7 +845,7 @@ impl Store for SqliteStore {
             .bind(worker_id)
             .bind(json_text(&ids))
             .bind(micros_after(now, lease))
-            .fetch_all(&self.inner.write)
+            .fetch_all(&mut *self.writer(false).await?)
             .await
             .map_err(db_err)?;
         let held = rows
@@ -854,7 +889,7 @@ impl Store for SqliteStore {
             .bind(id)
             .bind(i64::from(attempt))
             .bind(json_text(&progress))
-            .execute(&self.inner.write)
+            .execute(&mut *self.writer(false).await?)
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
@@ -948,7 +983,7 @@ impl Store for SqliteStore {
             let queues: Vec<String> = sqlx::query_scalar(PROMOTE)
                 .bind(now)
                 .bind(PROMOTE_BATCH)
-                .fetch_all(&self.inner.write)
+                .fetch_all(&mut *self.writer(true).await?)
                 .await
                 .map_err(db_err)?;
             total += queues.len() as u64;
@@ -1049,7 +1084,7 @@ impl Store for SqliteStore {
             let deleted = sqlx::query(PRUNE)
                 .bind(cutoff)
                 .bind(PRUNE_BATCH)
-                .execute(&self.inner.write)
+                .execute(&mut *self.writer(true).await?)
                 .await
                 .map_err(db_err)?
                 .rows_affected();
@@ -1060,7 +1095,7 @@ impl Store for SqliteStore {
         }
         if let Err(e) = sqlx::query(SWEEP_BLOBS)
             .bind(None::<String>)
-            .execute(&self.inner.write)
+            .execute(&mut *self.writer(true).await?)
             .await
         {
             tracing::warn!(error = %e, "sweeping unused module bytes failed");
@@ -1357,6 +1392,29 @@ mod tests {
             .execute(&store.inner.read)
             .await;
         assert!(readonly.is_err(), "the read pool cannot write");
+    }
+
+    /// Enqueues wait for the fsync; a claim before them does not, and leaves no trace.
+    #[tokio::test]
+    async fn enqueues_commit_durably_after_claims_that_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_module(&dir).await;
+        let synchronous = || async {
+            sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+                .fetch_one(&store.inner.write)
+                .await
+                .unwrap()
+        };
+        store.enqueue(jobs(2)).await.unwrap();
+        assert_eq!(synchronous().await, 2, "FULL after an enqueue");
+        let claimed = store
+            .claim("default", "w", 1, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(synchronous().await, 1, "NORMAL after a claim");
+        store.enqueue(jobs(1)).await.unwrap();
+        assert_eq!(synchronous().await, 2, "FULL again for the next enqueue");
     }
 
     /// Two rescuers at once (two workers in one process) rescue each job once.
