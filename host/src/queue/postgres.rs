@@ -771,7 +771,7 @@ impl PgStore {
             return Ok(Some(out.into_iter().flatten().collect()));
         }
         // Some rows got no job: a module without versions, or a key inserted concurrently.
-        let missing = self.missing_module(jobs, &out, &mut *tx).await;
+        let missing = self.missing_module(jobs, &out, &mut tx).await;
         tx.rollback().await.map_err(db_err)?;
         missing?;
         Ok(None)
@@ -803,7 +803,7 @@ impl PgStore {
         }
         let none = vec![None; jobs.len()];
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        self.missing_module(jobs, &none, &mut *conn).await?;
+        self.missing_module(jobs, &none, &mut conn).await?;
         if rows.is_empty() {
             // The module got its first version meanwhile: try again.
             return Ok(None);

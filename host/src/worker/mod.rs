@@ -208,11 +208,10 @@ impl QueueLoop {
     /// round ahead 7,000 jobs/s, four 10,000, eight 10,500.
     fn ahead(&self) -> usize {
         let mean = self.mean_us.load(Ordering::Relaxed);
-        let rounds = if mean == 0 {
-            1
-        } else {
-            (CLAIM_AHEAD.as_micros() as u64 / mean).clamp(1, MAX_ROUNDS_AHEAD as u64) as usize
-        };
+        // No attempt has ended yet (mean 0): one round.
+        let rounds = (CLAIM_AHEAD.as_micros() as u64)
+            .checked_div(mean)
+            .map_or(1, |r| r.clamp(1, MAX_ROUNDS_AHEAD as u64) as usize);
         rounds * self.concurrency
     }
 
