@@ -886,6 +886,34 @@ async fn an_oversize_chunked_upload_is_cut_off_and_not_stored() {
     s.stop().await;
 }
 
+/// A client that waits for `100 Continue` before uploading, and is refused (here: no
+/// key), gets the refusal at once and is never asked for the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_expect_continue_upload_is_not_asked_for_its_body() {
+    let s = Server::start().await;
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(
+            b"PUT /v1/modules/later HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\nexpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf))
+            .await
+            .expect("an answer without the body")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(text.split_whitespace().nth(1), Some("401"), "{text}");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_input_and_result_travel_as_base64() {
     use base64::Engine as _;

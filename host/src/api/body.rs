@@ -7,9 +7,12 @@
 //! request body is read through a [`Tap`] that the middleware keeps a handle on; after an
 //! error it discards what is left, up to [`DRAIN_MAX`] bytes within [`DRAIN_TIME`] (the
 //! "lingering close" of nginx and Apache). Nothing drained is kept. A body larger than
-//! that, or one declared larger, gets `Connection: close` and is cut off.
+//! that, or one declared larger, gets `Connection: close` and is cut off, as does a
+//! request with `Expect: 100-continue` whose body was never read (its client has not sent
+//! it and should not).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -26,15 +29,24 @@ pub const DRAIN_MAX: u64 = 16 << 20;
 /// Draining gives up (and closes) after this long: a slow sender cannot hold a task.
 pub const DRAIN_TIME: Duration = Duration::from_secs(2);
 
+/// The body, and whether anyone has read from it.
+struct Shared {
+    body: Mutex<Body>,
+    read: AtomicBool,
+}
+
 /// A request body the handler reads while the middleware keeps a handle on the rest.
-pub struct Tap(Arc<Mutex<Body>>);
+pub struct Tap(Arc<Shared>);
 
 /// The middleware's handle on a [`Tap`]ped body.
-pub struct Rest(Arc<Mutex<Body>>);
+pub struct Rest(Arc<Shared>);
 
 /// Splits `body` into the body a handler reads and the handle that can drain it later.
 pub fn tap(body: Body) -> (Body, Rest) {
-    let shared = Arc::new(Mutex::new(body));
+    let shared = Arc::new(Shared {
+        body: Mutex::new(body),
+        read: AtomicBool::new(false),
+    });
     (Body::new(Tap(shared.clone())), Rest(shared))
 }
 
@@ -46,12 +58,14 @@ impl http_body::Body for Tap {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        self.0.read.store(true, Ordering::Relaxed);
+        let mut inner = self.0.body.lock().unwrap_or_else(PoisonError::into_inner);
         Pin::new(&mut *inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
         self.0
+            .body
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_end_stream()
@@ -59,6 +73,7 @@ impl http_body::Body for Tap {
 
     fn size_hint(&self) -> SizeHint {
         self.0
+            .body
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .size_hint()
@@ -66,13 +81,19 @@ impl http_body::Body for Tap {
 }
 
 impl Rest {
+    /// Whether the handler read from the body at all.
+    pub fn was_read(&self) -> bool {
+        self.0.read.load(Ordering::Relaxed)
+    }
+
     /// Discards the unread rest of the body. True when it ended within the bounds (the
     /// connection can carry the answer and another request); false when it must close.
     pub async fn drain(self, declared: Option<u64>) -> bool {
         if declared.is_some_and(|n| n > DRAIN_MAX) {
             return false;
         }
-        let mut body = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut body =
+            std::mem::take(&mut *self.0.body.lock().unwrap_or_else(PoisonError::into_inner));
         let read = async {
             let mut seen = 0u64;
             while let Some(frame) = body.frame().await {

@@ -190,6 +190,10 @@ async fn track(request: Request, next: Next) -> Response {
         || request
             .headers()
             .contains_key(axum::http::header::TRANSFER_ENCODING);
+    // A client that asked before sending (`Expect: 100-continue`) and was refused before
+    // the body was read has sent nothing: asking for the body only to discard it would
+    // make it upload. Its connection is closed instead.
+    let expects = request.headers().contains_key(axum::http::header::EXPECT);
     let started = Instant::now();
     let (request, rest) = if has_body {
         let (parts, body) = request.into_parts();
@@ -199,9 +203,10 @@ async fn track(request: Request, next: Next) -> Response {
         (request, None)
     };
     let mut response = next.run(request).await;
+    let elapsed = started.elapsed();
     if let Some(rest) = rest
         && (response.status().is_client_error() || response.status().is_server_error())
-        && !rest.drain(declared).await
+        && ((expects && !rest.was_read()) || !rest.drain(declared).await)
     {
         response.headers_mut().insert(
             axum::http::header::CONNECTION,
@@ -217,7 +222,7 @@ async fn track(request: Request, next: Next) -> Response {
     crate::metrics::observe(
         "wasmq_http_request_duration_seconds",
         &[("route", &route)],
-        started.elapsed().as_secs_f64(),
+        elapsed.as_secs_f64(),
         crate::metrics::SECONDS_BUCKETS,
     );
     response

@@ -631,7 +631,7 @@ const GET: &str = "SELECT * FROM wasmq_jobs WHERE tenant = $1 AND id = $2";
 
 /// The listing: only the filters given are in the text (one prepared statement per
 /// combination), so the generic plan of each picks its index: `wasmq_jobs_list_state`
-/// with a state, the primary key newest-first otherwise.
+/// with a state, `wasmq_jobs_list` (tenant, newest first) otherwise.
 fn list_query(tenant: &str, filter: &JobFilter, limit: i64) -> sqlx::QueryBuilder<sqlx::Postgres> {
     let mut q = sqlx::QueryBuilder::new("SELECT * FROM wasmq_jobs WHERE tenant = ");
     q.push_bind(tenant);
@@ -799,6 +799,16 @@ impl PgStore {
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             enqueued.sort_by_key(|e| e.job.id);
+            // Ids rise in batch order (see ENQUEUE_KEYLESS); checked, not assumed.
+            let lined_up = enqueued.iter().zip(jobs).all(|(e, job)| {
+                e.job.input == job.input && e.job.module == job.module && e.job.queue == job.queue
+            });
+            if !lined_up {
+                return Err(StoreError::Database(format!(
+                    "{} jobs were enqueued, but their ids do not follow the order of the batch",
+                    jobs.len()
+                )));
+            }
             return Ok(Some(enqueued));
         }
         let none = vec![None; jobs.len()];
@@ -911,7 +921,9 @@ impl Store for PgStore {
             }
         }
         Err(StoreError::Conflict(
-            "the same idempotency keys are being enqueued concurrently; try again".into(),
+            "the batch kept changing under concurrent enqueues (idempotency keys) or module \
+             uploads; try again"
+                .into(),
         ))
     }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::queue::{ErrorKind, Finish, Job, JobError, Outcome as StoreOutcome, Store, StoreEvent};
@@ -198,6 +198,10 @@ struct QueueLoop {
 /// (a job enqueued with a higher priority is not stuck behind a long prefetch).
 const CLAIM_AHEAD: Duration = Duration::from_millis(20);
 
+/// On shutdown, how long a claim in flight may take to answer (its jobs are then given
+/// back).
+const SHUTDOWN_CLAIM_WAIT: Duration = Duration::from_secs(5);
+
 /// At most this many rounds (`concurrency` jobs each) are claimed ahead.
 const MAX_ROUNDS_AHEAD: usize = 8;
 
@@ -223,7 +227,6 @@ impl QueueLoop {
     /// running ones, and given back on shutdown.
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut events = self.store.subscribe();
-        let freed = Arc::new(Notify::new());
         let mut jobs: JoinSet<()> = JoinSet::new();
         let mut ready: VecDeque<(Job, CancelHandle)> = VecDeque::new();
         let mut backoff = Duration::from_millis(50);
@@ -231,6 +234,9 @@ impl QueueLoop {
         let mut more = true;
         // The claim in flight, and how many jobs it asked for.
         let mut claiming: Option<(ClaimFuture, usize)> = None;
+        // Whether a wake-up came while a claim was in flight: the claim may have missed
+        // the job it announced, so its being short does not mean the queue is empty.
+        let mut woke = false;
         // After a failed claim, no new one before this.
         let mut retry_at = tokio::time::Instant::now();
         loop {
@@ -242,9 +248,8 @@ impl QueueLoop {
                 let Some((job, cancel)) = ready.pop_front() else {
                     break;
                 };
-                self.start(job, cancel, &mut jobs, freed.clone());
+                self.start(job, cancel, &mut jobs);
             }
-            let free = self.concurrency.saturating_sub(jobs.len());
             let room = (self.concurrency + self.ahead()).saturating_sub(jobs.len() + ready.len());
             if claiming.is_none()
                 && more
@@ -261,6 +266,7 @@ impl QueueLoop {
                 let claim: ClaimFuture =
                     Box::pin(async move { store.claim(&queue, &id, room, lease).await });
                 claiming = Some((claim, room));
+                woke = false;
             }
             tokio::select! {
                 claimed = async { (&mut claiming.as_mut().expect("a claim in flight").0).await }, if claiming.is_some() => {
@@ -268,20 +274,28 @@ impl QueueLoop {
                     match claimed {
                         Ok(claimed) => {
                             backoff = Duration::from_millis(50);
-                            more = claimed.len() == limit;
+                            more = claimed.len() == limit || woke;
                             self.hold(claimed, &mut ready);
                         }
                         Err(e) => {
                             tracing::warn!(queue = %self.queue, error = %e, "claim failed; retrying");
                             retry_at = tokio::time::Instant::now() + backoff;
+                            more = true;
                             backoff = (backoff * 2).min(Duration::from_secs(2));
                         }
                     }
                 }
-                _ = freed.notified(), if free == 0 || !ready.is_empty() => {}
+                // A job ended: a slot is free.
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
                 ev = events.recv() => match ev {
-                    Ok(StoreEvent::JobsAvailable { queue }) if queue == self.queue => more = true,
-                    Ok(StoreEvent::Reconnected) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => more = true,
+                    Ok(StoreEvent::JobsAvailable { queue }) if queue == self.queue => {
+                        more = true;
+                        woke = true;
+                    }
+                    Ok(StoreEvent::Reconnected) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        more = true;
+                        woke = true;
+                    }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                         events = self.store.subscribe();
@@ -292,9 +306,10 @@ impl QueueLoop {
                 _ = triggered(&mut shutdown) => break,
             }
         }
-        // A claim in flight may already hold jobs: take them, to give them back.
+        // A claim in flight may already hold jobs: take them, to give them back. One
+        // that does not answer in time leaves its jobs to the rescuer (lease expiry).
         if let Some((claim, _)) = claiming
-            && let Ok(claimed) = claim.await
+            && let Ok(Ok(claimed)) = tokio::time::timeout(SHUTDOWN_CLAIM_WAIT, claim).await
         {
             self.hold(claimed, &mut ready);
         }
@@ -318,7 +333,7 @@ impl QueueLoop {
         }
     }
 
-    fn start(&self, job: Job, cancel: CancelHandle, jobs: &mut JoinSet<()>, freed: Arc<Notify>) {
+    fn start(&self, job: Job, cancel: CancelHandle, jobs: &mut JoinSet<()>) {
         let (store, runtime, running, finish, mean_us) = (
             self.store.clone(),
             self.runtime.clone(),
@@ -341,7 +356,6 @@ impl QueueLoop {
             mean_us.store(mean.max(1), Ordering::Relaxed);
             running.lock().expect("running lock").remove(&id);
             let _ = finish.send(report);
-            freed.notify_one();
         });
     }
 
