@@ -90,6 +90,17 @@ impl Server {
             .bearer_auth(key)
     }
 
+    /// Sends a bodiless request and returns its JSON answer.
+    async fn call(&self, method: Method, path: &str, key: &str) -> Value {
+        self.req(method, path, key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn push(&self, key: &str, name: &str, path: &str) -> (StatusCode, Value) {
         let r = self
             .req(Method::PUT, &format!("/v1/modules/{name}"), key)
@@ -114,13 +125,8 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let job: Value = self
-                .req(Method::GET, &format!("/v1/jobs/{id}?wait=10s"), key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .call(Method::GET, &format!("/v1/jobs/{id}?wait=10s"), key)
+                .await;
             if matches!(
                 job["state"].as_str(),
                 Some("completed" | "failed" | "cancelled")
@@ -288,23 +294,9 @@ async fn uploads_are_validated_versioned_and_limited() {
         .await;
     assert_eq!(job["limits"], json!({"fuel": 5000000, "timeout_ms": 1000}));
 
-    let list: Value = s
-        .req(Method::GET, "/v1/modules", &s.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = s.call(Method::GET, "/v1/modules", &s.admin).await;
     assert_eq!(list["modules"].as_array().unwrap().len(), 2);
-    let versions: Value = s
-        .req(Method::GET, "/v1/modules/echo", &s.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let versions: Value = s.call(Method::GET, "/v1/modules/echo", &s.admin).await;
     assert_eq!(versions["modules"][0]["version"], 2, "newest first");
     let deleted = s
         .req(Method::DELETE, "/v1/modules/echo", &s.admin)
@@ -501,34 +493,15 @@ async fn tenants_cannot_see_run_or_cancel_each_others_things() {
     }
     let (status, _) = s.enqueue(&b, json!({"module": "echo"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "b cannot run a's module");
-    let list: Value = s
-        .req(Method::GET, "/v1/jobs", &b)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = s.call(Method::GET, "/v1/jobs", &b).await;
     assert_eq!(list["jobs"], json!([]));
-    let modules: Value = s
-        .req(Method::GET, "/v1/modules", &b)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let modules: Value = s.call(Method::GET, "/v1/modules", &b).await;
     assert_eq!(modules["modules"], json!([]));
 
     // Still intact for its owner, who can cancel it.
     let cancelled: Value = s
-        .req(Method::POST, &format!("/v1/jobs/{id}/cancel"), &a)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .call(Method::POST, &format!("/v1/jobs/{id}/cancel"), &a)
+        .await;
     assert_eq!(cancelled["state"], "cancelled");
     s.stop().await;
 }
@@ -542,17 +515,12 @@ async fn long_poll_answers_on_finish_or_when_time_is_up() {
         .await;
     let started = Instant::now();
     let done: Value = s
-        .req(
+        .call(
             Method::GET,
             &format!("/v1/jobs/{}?wait=30s", job["id"]),
             &s.admin,
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(done["state"], "completed");
     assert_eq!(done["result"], 7);
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -562,17 +530,12 @@ async fn long_poll_answers_on_finish_or_when_time_is_up() {
         .await;
     let started = Instant::now();
     let still: Value = s
-        .req(
+        .call(
             Method::GET,
             &format!("/v1/jobs/{}?wait=1s", later["id"]),
             &s.admin,
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(still["state"], "scheduled");
     assert!(started.elapsed() >= Duration::from_millis(900));
     let bad = s
@@ -646,14 +609,7 @@ async fn idempotency_batches_listing_log_and_cancel() {
             Some(c) => format!("/v1/jobs?state=scheduled&limit=100&cursor={c}"),
             None => "/v1/jobs?state=scheduled&limit=100".to_owned(),
         };
-        let page: Value = s
-            .req(Method::GET, &path, &s.admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = s.call(Method::GET, &path, &s.admin).await;
         seen.extend(
             page["jobs"]
                 .as_array()
@@ -671,13 +627,8 @@ async fn idempotency_batches_listing_log_and_cancel() {
 
     let id = seen[0];
     let cancelled: Value = s
-        .req(Method::POST, &format!("/v1/jobs/{id}/cancel"), &s.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .call(Method::POST, &format!("/v1/jobs/{id}/cancel"), &s.admin)
+        .await;
     assert_eq!(cancelled["state"], "cancelled");
     assert_eq!(cancelled["error"]["kind"], "cancelled");
 
