@@ -18,6 +18,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -39,15 +41,42 @@ struct Shared {
 pub struct Tap(Arc<Shared>);
 
 /// The middleware's handle on a [`Tap`]ped body.
-pub struct Rest(Arc<Shared>);
+pub struct Rest {
+    shared: Arc<Shared>,
+    /// The declared `Content-Length`, if any.
+    declared: Option<u64>,
+    /// Whether the client waits for `100 Continue` before it sends the body.
+    expects: bool,
+}
 
-/// Splits `body` into the body a handler reads and the handle that can drain it later.
-pub fn tap(body: Body) -> (Body, Rest) {
+/// For a request with a body, the same request reading through a [`Tap`], and the handle
+/// that can drain what it leaves; a request without a body comes back as it was.
+pub fn tap(request: Request) -> (Request, Option<Rest>) {
+    let headers = request.headers();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let has_body =
+        declared.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING);
+    if !has_body {
+        return (request, None);
+    }
+    let expects = headers.contains_key(header::EXPECT);
+    let (parts, body) = request.into_parts();
     let shared = Arc::new(Shared {
         body: Mutex::new(body),
         read: AtomicBool::new(false),
     });
-    (Body::new(Tap(shared.clone())), Rest(shared))
+    let rest = Rest {
+        shared: shared.clone(),
+        declared,
+        expects,
+    };
+    (
+        Request::from_parts(parts, Body::new(Tap(shared))),
+        Some(rest),
+    )
 }
 
 impl http_body::Body for Tap {
@@ -81,19 +110,22 @@ impl http_body::Body for Tap {
 }
 
 impl Rest {
-    /// Whether the handler read from the body at all.
-    pub fn was_read(&self) -> bool {
-        self.0.read.load(Ordering::Relaxed)
-    }
-
     /// Discards the unread rest of the body. True when it ended within the bounds (the
-    /// connection can carry the answer and another request); false when it must close.
-    pub async fn drain(self, declared: Option<u64>) -> bool {
-        if declared.is_some_and(|n| n > DRAIN_MAX) {
+    /// connection can carry the answer and another request); false when it must close:
+    /// the body is, or is declared, too big, or its client is waiting for `100 Continue`
+    /// and nobody asked for it.
+    pub async fn drain(self) -> bool {
+        let unasked = self.expects && !self.shared.read.load(Ordering::Relaxed);
+        if unasked || self.declared.is_some_and(|n| n > DRAIN_MAX) {
             return false;
         }
-        let mut body =
-            std::mem::take(&mut *self.0.body.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut body = std::mem::take(
+            &mut *self
+                .shared
+                .body
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         let read = async {
             let mut seen = 0u64;
             while let Some(frame) = body.frame().await {

@@ -179,34 +179,15 @@ async fn track(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().as_str().to_owned();
     // An error may be answered before the body is read (a bad name, a missing key, a body
-    // over its limit): the rest is drained so the answer reaches the client, or, when it
-    // is too big for that, the connection is closed (see `body`).
-    let declared = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let has_body = declared.is_some_and(|n| n > 0)
-        || request
-            .headers()
-            .contains_key(axum::http::header::TRANSFER_ENCODING);
-    // A client that asked before sending (`Expect: 100-continue`) and was refused before
-    // the body was read has sent nothing: asking for the body only to discard it would
-    // make it upload. Its connection is closed instead.
-    let expects = request.headers().contains_key(axum::http::header::EXPECT);
+    // over its limit): the rest is drained so the answer reaches the client, or the
+    // connection is closed (see `body`).
     let started = Instant::now();
-    let (request, rest) = if has_body {
-        let (parts, body) = request.into_parts();
-        let (body, rest) = body::tap(body);
-        (Request::from_parts(parts, body), Some(rest))
-    } else {
-        (request, None)
-    };
+    let (request, rest) = body::tap(request);
     let mut response = next.run(request).await;
     let elapsed = started.elapsed();
     if let Some(rest) = rest
         && (response.status().is_client_error() || response.status().is_server_error())
-        && ((expects && !rest.was_read()) || !rest.drain(declared).await)
+        && !rest.drain().await
     {
         response.headers_mut().insert(
             axum::http::header::CONNECTION,

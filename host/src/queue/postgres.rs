@@ -371,7 +371,7 @@ resolved AS (
 fresh AS (
     SELECT nextval('wasmq_jobs_id_seq') AS id, r.*
     FROM resolved r
-    WHERE NOT EXISTS (SELECT 1 FROM resolved u WHERE u.pinned IS NULL)
+    WHERE r.pinned IS NOT NULL
       AND (r.idempotency_key IS NULL
            OR (r.key_rank = 1
                AND NOT EXISTS (SELECT 1 FROM wasmq_jobs j
@@ -771,7 +771,8 @@ impl PgStore {
             return Ok(Some(out.into_iter().flatten().collect()));
         }
         // Some rows got no job: a module without versions, or a key inserted concurrently.
-        let missing = self.missing_module(jobs, &out, &mut tx).await;
+        let unanswered = jobs.iter().zip(&out).filter(|(_, slot)| slot.is_none());
+        let missing = missing_module(unanswered.map(|(job, _)| job), &mut *tx).await;
         tx.rollback().await.map_err(db_err)?;
         missing?;
         Ok(None)
@@ -788,69 +789,59 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        if rows.len() == jobs.len() {
-            let mut enqueued = rows
-                .iter()
-                .map(|row| {
-                    Ok(Enqueued {
-                        job: job_from_row(row)?,
-                        duplicate: false,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            enqueued.sort_by_key(|e| e.job.id);
-            // Ids rise in batch order (see ENQUEUE_KEYLESS); checked, not assumed.
-            let lined_up = enqueued.iter().zip(jobs).all(|(e, job)| {
-                e.job.input == job.input && e.job.module == job.module && e.job.queue == job.queue
-            });
-            if !lined_up {
-                return Err(StoreError::Database(format!(
-                    "{} jobs were enqueued, but their ids do not follow the order of the batch",
-                    jobs.len()
-                )));
-            }
-            return Ok(Some(enqueued));
-        }
-        let none = vec![None; jobs.len()];
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        self.missing_module(jobs, &none, &mut conn).await?;
         if rows.is_empty() {
+            missing_module(jobs.iter(), &self.pool).await?;
             // The module got its first version meanwhile: try again.
             return Ok(None);
         }
-        Err(StoreError::Database(format!(
-            "an enqueue of {} jobs inserted {}",
-            jobs.len(),
-            rows.len()
-        )))
-    }
-
-    /// Fails with [`StoreError::ModuleNotFound`] if a job without an answer names a
-    /// module that has no version.
-    async fn missing_module(
-        &self,
-        jobs: &[NewJob],
-        out: &[Option<Enqueued>],
-        conn: &mut sqlx::PgConnection,
-    ) -> Result<(), StoreError> {
-        let (m_tenants, m_names): (Vec<&str>, Vec<&str>) = jobs
+        let mut enqueued = rows
             .iter()
-            .zip(out)
-            .filter(|(job, slot)| slot.is_none() && job.digest.is_none())
-            .map(|(job, _)| (job.tenant.as_str(), job.module.as_str()))
-            .unzip();
-        let missing = sqlx::query(MISSING_MODULES)
-            .bind(&m_tenants)
-            .bind(&m_names)
-            .fetch_all(conn)
-            .await
-            .map_err(db_err)?;
-        match missing.first() {
-            Some(row) => Err(StoreError::ModuleNotFound {
-                module: get(row, "name")?,
-            }),
-            None => Ok(()),
+            .map(|row| {
+                Ok(Enqueued {
+                    job: job_from_row(row)?,
+                    duplicate: false,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        enqueued.sort_by_key(|e| e.job.id);
+        // All or nothing, and ids rise in batch order (see ENQUEUE_KEYLESS): checked, not
+        // assumed.
+        let lined_up = enqueued.len() == jobs.len()
+            && enqueued.iter().zip(jobs).all(|(e, job)| {
+                e.job.input == job.input && e.job.module == job.module && e.job.queue == job.queue
+            });
+        if !lined_up {
+            return Err(StoreError::Database(format!(
+                "{} of {} jobs were enqueued, but the answers do not line up with the batch",
+                enqueued.len(),
+                jobs.len()
+            )));
         }
+        Ok(Some(enqueued))
+    }
+}
+
+/// Fails with [`StoreError::ModuleNotFound`] if one of `jobs` (those the enqueue did not
+/// answer) names a module that has no version.
+async fn missing_module<'a>(
+    jobs: impl Iterator<Item = &'a NewJob>,
+    db: impl sqlx::PgExecutor<'_>,
+) -> Result<(), StoreError> {
+    let (tenants, names): (Vec<&str>, Vec<&str>) = jobs
+        .filter(|job| job.digest.is_none())
+        .map(|job| (job.tenant.as_str(), job.module.as_str()))
+        .unzip();
+    let missing = sqlx::query(MISSING_MODULES)
+        .bind(&tenants)
+        .bind(&names)
+        .fetch_all(db)
+        .await
+        .map_err(db_err)?;
+    match missing.first() {
+        Some(row) => Err(StoreError::ModuleNotFound {
+            module: get(row, "name")?,
+        }),
+        None => Ok(()),
     }
 }
 
