@@ -39,6 +39,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@cases $make;
             enqueue_then_get_round_trips,
             bulk_enqueue_of_5000_in_one_call,
+            a_mixed_batch_answers_what_is_stored,
             repeated_batches_keep_their_order,
             idempotency_key_across_calls,
             idempotency_key_within_one_batch,
@@ -263,6 +264,95 @@ pub async fn bulk_enqueue_of_5000_in_one_call(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(page.jobs[0].id, out.iter().map(|e| e.job.id).max().unwrap());
+}
+
+/// A batch without idempotency keys mixing modules (one pinned to an older version), queues,
+/// limits, priorities, attempts and run times: each answer is exactly the job `get` then
+/// returns, with the state and the pinned version it should have.
+pub async fn a_mixed_batch_answers_what_is_stored(store: Arc<dyn Store>) {
+    let t = tenant();
+    let old = put(&store, &t, "a", b"a v1").await;
+    let latest = put(&store, &t, "a", b"a v2").await;
+    let other = put(&store, &t, "b", b"b").await;
+    let limits = Limits {
+        fuel: Some(5_000),
+        log_bytes: Some(64),
+        ..Limits::default()
+    };
+    // Nanoseconds: the store keeps microseconds, and its answer must say so too.
+    let later = Utc::now() + chrono::Duration::hours(1) + chrono::Duration::nanoseconds(789);
+    let earlier = Utc::now() - chrono::Duration::hours(1) + chrono::Duration::nanoseconds(789);
+    let jobs = vec![
+        job(&t, "a", b"unpinned"),
+        NewJob {
+            digest: Some(old.digest.clone()),
+            queue: "slow".into(),
+            priority: -3,
+            ..job(&t, "a", b"pinned to v1")
+        },
+        NewJob {
+            limits: limits.clone(),
+            max_attempts: 9,
+            run_at: Some(later),
+            ..job(&t, "b", &[0, 255])
+        },
+        NewJob {
+            run_at: Some(earlier),
+            priority: 4,
+            ..job(&t, "b", b"")
+        },
+        NewJob {
+            queue: "slow".into(),
+            limits,
+            ..job(&t, "a", b"unpinned, other kind")
+        },
+    ];
+    let out = store.enqueue(jobs.clone()).await.expect("mixed batch");
+    assert_eq!(out.len(), jobs.len());
+    for (e, new) in out.iter().zip(&jobs) {
+        assert!(!e.duplicate);
+        assert_eq!(e.job.input, new.input, "answers are in input order");
+        assert_eq!(
+            e.job,
+            get(&store, &t, e.job.id).await,
+            "the answer is what was stored"
+        );
+    }
+    let digests: Vec<&str> = out.iter().map(|e| e.job.digest.as_str()).collect();
+    assert_eq!(
+        digests,
+        [
+            &latest.digest,
+            &old.digest,
+            &other.digest,
+            &other.digest,
+            &latest.digest
+        ]
+    );
+    let states: Vec<JobState> = out.iter().map(|e| e.job.state).collect();
+    assert_eq!(
+        states,
+        [
+            JobState::Available,
+            JobState::Available,
+            JobState::Scheduled,
+            JobState::Available,
+            JobState::Available
+        ]
+    );
+    assert_eq!(
+        out[2].job.run_at.timestamp_micros(),
+        later.timestamp_micros()
+    );
+    assert_eq!(
+        out[3].job.run_at.timestamp_micros(),
+        earlier.timestamp_micros()
+    );
+    let ids: Vec<i64> = out.iter().map(|e| e.job.id).collect();
+    assert!(
+        ids.is_sorted_by(|a, b| a < b),
+        "ids rise in batch order: {ids:?}"
+    );
 }
 
 /// Batch after batch (so a backend's statement cache has settled on one plan), with and
@@ -1064,6 +1154,39 @@ pub async fn list_filters_and_pages_newest_first(store: Arc<dyn Store>) {
         by_state.iter().map(|j| j.id).collect::<Vec<_>>(),
         running_ids
     );
+    // Finished jobs, by state (stores may index some states and not others).
+    store
+        .finish(vec![
+            Finish::new(
+                running[0].id,
+                running[0].attempt,
+                Outcome::Complete { result: vec![] },
+            ),
+            Finish::new(
+                running[1].id,
+                running[1].attempt,
+                Outcome::Fail {
+                    error: JobError::new(ErrorKind::Trap, "boom"),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    for (state, id) in [
+        (JobState::Completed, running[0].id),
+        (JobState::Failed, running[1].id),
+        (JobState::Running, running[2].id),
+    ] {
+        let ids: Vec<i64> = list(JobFilter {
+            state: Some(state),
+            ..JobFilter::default()
+        })
+        .await
+        .iter()
+        .map(|j| j.id)
+        .collect();
+        assert_eq!(ids, [id], "listing {state:?} jobs");
+    }
     let combined = list(JobFilter {
         state: Some(JobState::Available),
         module: Some("a".into()),

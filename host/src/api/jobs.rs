@@ -323,9 +323,14 @@ async fn prepare(
     Ok(jobs)
 }
 
+/// Counts new jobs per module: one metrics update per module, not per job.
 fn count_enqueued(enqueued: &[queue::Enqueued]) {
+    let mut per_module: HashMap<&str, u64> = HashMap::new();
     for e in enqueued.iter().filter(|e| !e.duplicate) {
-        crate::metrics::inc("wasmq_jobs_enqueued_total", &[("module", &e.job.module)], 1);
+        *per_module.entry(&e.job.module).or_default() += 1;
+    }
+    for (module, n) in per_module {
+        crate::metrics::inc("wasmq_jobs_enqueued_total", &[("module", module)], n);
     }
 }
 

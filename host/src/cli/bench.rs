@@ -99,15 +99,18 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             tenant: TENANT.into(),
             name: "echo".into(),
             kind: ModuleKind::Component,
-            digest,
+            digest: digest.clone(),
             bytes,
             limits: Default::default(),
         })
         .await?;
     let queue = format!("wasmq-bench-{:08x}", rand::random::<u32>());
+    // Pinned to the uploaded version, as the HTTP API pins each job to the module version
+    // it looked up.
     let new_job = |i: usize| NewJob {
         tenant: TENANT.into(),
         queue: queue.clone(),
+        digest: Some(digest.clone()),
         ..NewJob::new("echo", format!("{{\"n\": {i}}}").into_bytes())
     };
 

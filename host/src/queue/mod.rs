@@ -206,7 +206,7 @@ pub struct AttemptRecord {
 
 /// Resource limits of an attempt. `None` means "not set here": the worker takes the
 /// module's default, then the server's maximum. Stored as JSON without the unset fields.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Limits {
     /// Wasm fuel (instructions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -301,6 +301,49 @@ pub struct Job {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// A user asked to cancel it while it ran.
     pub cancel_requested: bool,
+}
+
+impl Job {
+    /// The job `new` became when it was just stored: what the store chose (id, pinned
+    /// digest, state, run time, creation time) and the rest as enqueued, with no attempt
+    /// yet. Lets a store answer an enqueue without reading every column back.
+    pub fn just_enqueued(
+        new: NewJob,
+        id: i64,
+        digest: String,
+        state: JobState,
+        run_at: DateTime<Utc>,
+        created_at: DateTime<Utc>,
+    ) -> Job {
+        Job {
+            id,
+            tenant: new.tenant,
+            module: new.module,
+            digest,
+            queue: new.queue,
+            priority: new.priority,
+            input: new.input,
+            state,
+            run_at,
+            attempt: 0,
+            max_attempts: new.max_attempts,
+            limits: new.limits,
+            idempotency_key: new.idempotency_key,
+            progress: None,
+            result: None,
+            error: None,
+            usage: None,
+            log: String::new(),
+            log_dropped: 0,
+            history: Vec::new(),
+            created_at,
+            started_at: None,
+            finished_at: None,
+            worker_id: None,
+            lease_expires_at: None,
+            cancel_requested: false,
+        }
+    }
 }
 
 /// A job to enqueue. Build with [`NewJob::new`] and set what differs from the defaults.
