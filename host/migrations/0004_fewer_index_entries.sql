@@ -13,7 +13,12 @@
 -- - The digest index goes. Only the blob sweeper asked it whether an unfinished job
 --   still pins a digest, and only for a blob no module version refers to any more (after
 --   a module is deleted); it now reads the claim and lease indexes instead.
+--
+-- The new index is built first, while the old ones still serve: building it blocks
+-- writes to wasmq_jobs (not reads) for its duration; the drops, which block reads too,
+-- come last and hold their lock only until the commit right after.
+CREATE INDEX wasmq_jobs_list_state_unfinished ON wasmq_jobs (tenant, state, id DESC)
+    WHERE state IN ('scheduled', 'available', 'retryable', 'failed', 'cancelled');
 DROP INDEX wasmq_jobs_digest_unfinished;
 DROP INDEX wasmq_jobs_list_state;
-CREATE INDEX wasmq_jobs_list_state ON wasmq_jobs (tenant, state, id DESC)
-    WHERE state IN ('scheduled', 'available', 'retryable', 'failed', 'cancelled');
+ALTER INDEX wasmq_jobs_list_state_unfinished RENAME TO wasmq_jobs_list_state;

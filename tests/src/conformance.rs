@@ -353,6 +353,29 @@ pub async fn a_mixed_batch_answers_what_is_stored(store: Arc<dyn Store>) {
         ids.is_sorted_by(|a, b| a < b),
         "ids rise in batch order: {ids:?}"
     );
+
+    // Every job different (a store may split such a batch): still in order, still
+    // what is stored.
+    let jobs: Vec<NewJob> = (0..150u64)
+        .map(|i| NewJob {
+            limits: Limits {
+                fuel: Some(1_000 + i),
+                ..Limits::default()
+            },
+            ..job(&t, "b", &i.to_le_bytes())
+        })
+        .collect();
+    let out = store
+        .enqueue(jobs.clone())
+        .await
+        .expect("batch of 150 kinds");
+    assert_eq!(out.len(), jobs.len());
+    for (e, new) in out.iter().zip(&jobs) {
+        assert_eq!(e.job.input, new.input, "answers are in input order");
+        assert_eq!(e.job, get(&store, &t, e.job.id).await);
+    }
+    let ids: Vec<i64> = out.iter().map(|e| e.job.id).collect();
+    assert!(ids.is_sorted_by(|a, b| a < b), "ids rise in batch order");
 }
 
 /// Batch after batch (so a backend's statement cache has settled on one plan), with and

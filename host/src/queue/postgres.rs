@@ -414,7 +414,7 @@ WHERE r.key_rank > 1
 /// one digest, not 10,000. No join between the batch and the inserted rows (a generic
 /// plan expects ten rows and nested ENQUEUE's joins: 7 s for 5,000 rows). Rows go in
 /// array order and come back in insert order, with ids (`nextval` as each row is
-/// inserted) rising, which the caller checks. Only the id and the statement's time come
+/// inserted) rising. Only the id and the statement's time come
 /// back: the state, run time and creation time follow from them (see
 /// [`Answer::inserted`]); reading back five columns cost a fifth of the statement.
 /// `$11` are the queues to wake (notified at commit).
@@ -786,32 +786,22 @@ impl PgStore {
     /// job from its request.
     async fn enqueue_keyless(&self, jobs: &[NewJob]) -> Result<Vec<Answer>, StoreError> {
         let latest = self.latest_digests(jobs).await?;
-        let batch = Pinned::new(jobs, &latest)?;
-        let rows = batch.bind().fetch_all(&self.pool).await.map_err(db_err)?;
-        let ids = rows
-            .iter()
-            .map(|row| get::<i64>(row, "id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        // All or nothing, in batch order: checked, not assumed.
-        if ids.len() != jobs.len() || !ids.is_sorted_by(|a, b| a < b) {
-            return Err(StoreError::Database(format!(
-                "{} of {} jobs were enqueued, but the answers do not line up with the batch",
-                ids.len(),
-                jobs.len()
-            )));
+        let (first, n) = Pinned::new(jobs, &latest)?;
+        if n == jobs.len() {
+            return first.insert(&jobs[..n], &self.pool).await;
         }
-        let Some(row) = rows.first() else {
-            return Ok(Vec::new());
-        };
-        let at: chrono::DateTime<chrono::Utc> = get(row, "at")?;
-        Ok(ids
-            .into_iter()
-            .zip(jobs.iter().zip(&batch.kind))
-            .map(|(id, (job, kind))| {
-                let digest = batch.kinds.digests[(*kind - 1) as usize];
-                Answer::inserted(id, digest, job.run_at, at)
-            })
-            .collect())
+        // More kinds than one statement takes: one statement per run of jobs, in one
+        // transaction (all or nothing, one durable commit).
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut answers = first.insert(&jobs[..n], &mut *tx).await?;
+        let mut done = n;
+        while done < jobs.len() {
+            let (batch, n) = Pinned::new(&jobs[done..], &latest)?;
+            answers.extend(batch.insert(&jobs[done..done + n], &mut *tx).await?);
+            done += n;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(answers)
     }
 
     /// The latest digest of each module that `jobs` name without a digest, by (tenant,
@@ -905,10 +895,17 @@ impl Answer {
                 state,
                 run_at,
                 created_at,
-            } => Enqueued {
-                job: Job::just_enqueued(job, id, digest, state, run_at, created_at),
-                duplicate: false,
-            },
+            } => {
+                let job = NewJob {
+                    // Stored clamped (the column is an integer).
+                    max_attempts: job.max_attempts.min(i32::MAX as u32),
+                    ..job
+                };
+                Enqueued {
+                    job: Job::just_enqueued(job, id, digest, state, run_at, created_at),
+                    duplicate: false,
+                }
+            }
             Answer::Read(enqueued) => *enqueued,
         }
     }
@@ -1003,22 +1000,29 @@ struct Pinned<'a> {
     inputs: Vec<&'a [u8]>,
     run_ats: Vec<Option<chrono::DateTime<chrono::Utc>>>,
     max_attempts: Vec<i32>,
-    /// Queues with a job due now (or within a second: a needless wake-up costs an empty
+    /// The batch's queues, to wake (even for scheduled jobs: deciding "due" here would
+    /// use this host's clock, not the database's; a needless wake-up costs one empty
     /// claim, a missed one a poll interval).
     wake: Vec<&'a str>,
 }
 
+/// At most this many kinds go in one [`ENQUEUE_PINNED`]: PostgreSQL finds an array's
+/// k-th text or JSON element by walking the k-1 before it, so a batch whose jobs all
+/// differ would cost jobs × kinds. A batch with more is split (see
+/// [`PgStore::enqueue_keyless`]).
+const MAX_KINDS: usize = 64;
+
 impl<'a> Pinned<'a> {
+    /// The longest prefix of `jobs` with at most [`MAX_KINDS`] kinds, and its length.
     fn new(
         jobs: &'a [NewJob],
         latest: &'a HashMap<(&'a str, &'a str), String>,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<(Self, usize), StoreError> {
         type Kind<'k> = (&'k str, &'k str, &'k str, &'k str, &'k Limits);
         let mut numbers: HashMap<Kind<'a>, i32> = HashMap::new();
         let mut kinds = Kinds::default();
         let mut kind = Vec::with_capacity(jobs.len());
         let mut wake = HashSet::new();
-        let soon = chrono::Utc::now() + chrono::Duration::seconds(1);
         for job in jobs {
             let digest = match &job.digest {
                 Some(d) => d.as_str(),
@@ -1036,6 +1040,9 @@ impl<'a> Pinned<'a> {
                 job.queue.as_str(),
                 &job.limits,
             );
+            if numbers.len() == MAX_KINDS && !numbers.contains_key(&key) {
+                break;
+            }
             let next = i32::try_from(numbers.len() + 1).unwrap_or(i32::MAX);
             let number = *numbers.entry(key).or_insert_with(|| {
                 kinds.tenants.push(key.0);
@@ -1046,11 +1053,10 @@ impl<'a> Pinned<'a> {
                 next
             });
             kind.push(number);
-            if job.run_at.is_none_or(|at| at <= soon) {
-                wake.insert(key.3);
-            }
+            wake.insert(key.3);
         }
-        Ok(Pinned {
+        let jobs = &jobs[..kind.len()];
+        let batch = Pinned {
             kinds,
             kind,
             priorities: jobs.iter().map(|j| j.priority).collect(),
@@ -1058,7 +1064,36 @@ impl<'a> Pinned<'a> {
             run_ats: jobs.iter().map(|j| j.run_at).collect(),
             max_attempts: jobs.iter().map(|j| clamp_i32(j.max_attempts)).collect(),
             wake: wake.into_iter().collect(),
-        })
+        };
+        Ok((batch, jobs.len()))
+    }
+
+    /// Runs the statement for `jobs` (the ones this batch was made of) and answers each.
+    async fn insert(
+        &self,
+        jobs: &[NewJob],
+        db: impl sqlx::PgExecutor<'_>,
+    ) -> Result<Vec<Answer>, StoreError> {
+        let rows = self.bind().fetch_all(db).await.map_err(db_err)?;
+        // All or nothing (one statement): a short answer would be a bug, so it is an error.
+        if rows.len() != jobs.len() {
+            return Err(StoreError::Database(format!(
+                "{} of {} jobs were enqueued, but the answers do not line up with the batch",
+                rows.len(),
+                jobs.len()
+            )));
+        }
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let at: chrono::DateTime<chrono::Utc> = get(first, "at")?;
+        rows.iter()
+            .zip(jobs.iter().zip(&self.kind))
+            .map(|(row, (job, kind))| {
+                let digest = self.kinds.digests[(*kind - 1) as usize];
+                Ok(Answer::inserted(get(row, "id")?, digest, job.run_at, at))
+            })
+            .collect()
     }
 
     fn bind(&self) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
