@@ -416,11 +416,13 @@ WHERE r.key_rank > 1
 /// array order and come back in insert order, with ids (`nextval` as each row is
 /// inserted) rising. Only the id and the statement's time come
 /// back: the state, run time and creation time follow from them (see
-/// [`Answer::inserted`]); reading back five columns cost a fifth of the statement.
-/// `$11` are the queues to wake (notified at commit).
+/// [`Answer::into_enqueued`]); reading back five columns cost a fifth of the statement.
+/// Every queue of the batch is woken at commit, even for scheduled jobs: deciding "due"
+/// in Rust would use this host's clock, not the database's, and a needless wake-up costs
+/// one empty claim, a missed one a poll interval.
 const ENQUEUE_PINNED: &str = r#"
 WITH woken AS (
-    SELECT pg_notify('wasmq_jobs', q) FROM UNNEST($11::text[]) AS q
+    SELECT pg_notify('wasmq_jobs', q) FROM (SELECT DISTINCT q FROM UNNEST($4::text[]) AS q) w
 )
 INSERT INTO wasmq_jobs (tenant, module, digest, queue, limits, priority, input, state,
                         run_at, max_attempts)
@@ -788,16 +790,16 @@ impl PgStore {
         let latest = self.latest_digests(jobs).await?;
         let (first, n) = Pinned::new(jobs, &latest)?;
         if n == jobs.len() {
-            return first.insert(&jobs[..n], &self.pool).await;
+            return first.insert(&self.pool).await;
         }
         // More kinds than one statement takes: one statement per run of jobs, in one
         // transaction (all or nothing, one durable commit).
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let mut answers = first.insert(&jobs[..n], &mut *tx).await?;
+        let mut answers = first.insert(&mut *tx).await?;
         let mut done = n;
         while done < jobs.len() {
             let (batch, n) = Pinned::new(&jobs[done..], &latest)?;
-            answers.extend(batch.insert(&jobs[done..done + n], &mut *tx).await?);
+            answers.extend(batch.insert(&mut *tx).await?);
             done += n;
         }
         tx.commit().await.map_err(db_err)?;
@@ -805,7 +807,7 @@ impl PgStore {
     }
 
     /// The latest digest of each module that `jobs` name without a digest, by (tenant,
-    /// name); [`StoreError::ModuleNotFound`] for the first that has no version.
+    /// name). A module with no version is missing from it ([`Pinned::new`] says which).
     async fn latest_digests<'a>(
         &self,
         jobs: &'a [NewJob],
@@ -832,77 +834,48 @@ impl PgStore {
                 get(row, "digest")?,
             );
         }
-        let mut latest = HashMap::with_capacity(wanted.len());
-        // In batch order, so the error names the first job's module.
-        for job in jobs.iter().filter(|job| job.digest.is_none()) {
-            let key = (job.tenant.as_str(), job.module.as_str());
-            if latest.contains_key(&key) {
-                continue;
-            }
-            let digest = found
-                .remove(&(job.tenant.clone(), job.module.clone()))
-                .ok_or_else(|| StoreError::ModuleNotFound {
-                    module: job.module.clone(),
-                })?;
-            latest.insert(key, digest);
-        }
-        Ok(latest)
+        Ok(wanted
+            .into_iter()
+            .filter_map(|(tenant, name)| {
+                let digest = found.remove(&(tenant.to_owned(), name.to_owned()))?;
+                Some(((tenant, name), digest))
+            })
+            .collect())
     }
 }
 
 /// The store's answer to one job of an enqueue, in batch order.
 enum Answer {
-    /// A new job, of which only what the store chose was read back.
+    /// A new job, of which only what the store chose was read back: its id, its pinned
+    /// digest and the time of the statement (its `now()`).
     Inserted {
         id: i64,
         digest: String,
-        state: JobState,
-        run_at: chrono::DateTime<chrono::Utc>,
-        created_at: chrono::DateTime<chrono::Utc>,
+        at: chrono::DateTime<chrono::Utc>,
     },
     /// The whole stored job (a batch with idempotency keys).
     Read(Box<Enqueued>),
 }
 
 impl Answer {
-    /// A job [`ENQUEUE_PINNED`] inserted at `at` (the statement's `now()`), with the
-    /// state and run time that statement gave it.
-    fn inserted(
-        id: i64,
-        digest: &str,
-        run_at: Option<chrono::DateTime<chrono::Utc>>,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Self {
-        // Stored with microseconds, as sent (sqlx truncates).
-        let run_at = run_at.map(|t| chrono::SubsecRound::trunc_subsecs(t, 6));
-        Answer::Inserted {
-            id,
-            digest: digest.to_owned(),
-            state: match run_at {
-                Some(t) if t > at => JobState::Scheduled,
-                _ => JobState::Available,
-            },
-            run_at: run_at.unwrap_or(at),
-            created_at: at,
-        }
-    }
-
+    /// The job as stored: for an inserted one, what [`ENQUEUE_PINNED`] wrote (`CASE WHEN
+    /// run_at > now() THEN 'scheduled' ELSE 'available'`, `COALESCE(run_at, now())`,
+    /// `max_attempts` clamped to the integer column, times in microseconds as sqlx sends
+    /// them) and the rest of the request.
     fn into_enqueued(self, job: NewJob) -> Enqueued {
         match self {
-            Answer::Inserted {
-                id,
-                digest,
-                state,
-                run_at,
-                created_at,
-            } => {
+            Answer::Inserted { id, digest, at } => {
+                let run_at = job.run_at.map(|t| chrono::SubsecRound::trunc_subsecs(t, 6));
+                let state = match run_at {
+                    Some(t) if t > at => JobState::Scheduled,
+                    _ => JobState::Available,
+                };
                 let job = NewJob {
-                    // Stored clamped (the column is an integer).
                     max_attempts: job.max_attempts.min(i32::MAX as u32),
                     ..job
                 };
                 Enqueued {
-                    job: Job::just_enqueued(job, id, digest, state, run_at, created_at),
+                    job: Job::just_enqueued(job, id, digest, state, run_at.unwrap_or(at), at),
                     duplicate: false,
                 }
             }
@@ -1000,10 +973,6 @@ struct Pinned<'a> {
     inputs: Vec<&'a [u8]>,
     run_ats: Vec<Option<chrono::DateTime<chrono::Utc>>>,
     max_attempts: Vec<i32>,
-    /// The batch's queues, to wake (even for scheduled jobs: deciding "due" here would
-    /// use this host's clock, not the database's; a needless wake-up costs one empty
-    /// claim, a missed one a poll interval).
-    wake: Vec<&'a str>,
 }
 
 /// At most this many kinds go in one [`ENQUEUE_PINNED`]: PostgreSQL finds an array's
@@ -1013,7 +982,8 @@ struct Pinned<'a> {
 const MAX_KINDS: usize = 64;
 
 impl<'a> Pinned<'a> {
-    /// The longest prefix of `jobs` with at most [`MAX_KINDS`] kinds, and its length.
+    /// The longest prefix of `jobs` with at most [`MAX_KINDS`] kinds, and its length;
+    /// [`StoreError::ModuleNotFound`] for the first job whose module has no version.
     fn new(
         jobs: &'a [NewJob],
         latest: &'a HashMap<(&'a str, &'a str), String>,
@@ -1022,7 +992,6 @@ impl<'a> Pinned<'a> {
         let mut numbers: HashMap<Kind<'a>, i32> = HashMap::new();
         let mut kinds = Kinds::default();
         let mut kind = Vec::with_capacity(jobs.len());
-        let mut wake = HashSet::new();
         for job in jobs {
             let digest = match &job.digest {
                 Some(d) => d.as_str(),
@@ -1053,7 +1022,6 @@ impl<'a> Pinned<'a> {
                 next
             });
             kind.push(number);
-            wake.insert(key.3);
         }
         let jobs = &jobs[..kind.len()];
         let batch = Pinned {
@@ -1063,24 +1031,19 @@ impl<'a> Pinned<'a> {
             inputs: jobs.iter().map(|j| j.input.as_slice()).collect(),
             run_ats: jobs.iter().map(|j| j.run_at).collect(),
             max_attempts: jobs.iter().map(|j| clamp_i32(j.max_attempts)).collect(),
-            wake: wake.into_iter().collect(),
         };
         Ok((batch, jobs.len()))
     }
 
-    /// Runs the statement for `jobs` (the ones this batch was made of) and answers each.
-    async fn insert(
-        &self,
-        jobs: &[NewJob],
-        db: impl sqlx::PgExecutor<'_>,
-    ) -> Result<Vec<Answer>, StoreError> {
+    /// Runs the statement and answers each of the batch's jobs.
+    async fn insert(&self, db: impl sqlx::PgExecutor<'_>) -> Result<Vec<Answer>, StoreError> {
         let rows = self.bind().fetch_all(db).await.map_err(db_err)?;
         // All or nothing (one statement): a short answer would be a bug, so it is an error.
-        if rows.len() != jobs.len() {
+        if rows.len() != self.kind.len() {
             return Err(StoreError::Database(format!(
                 "{} of {} jobs were enqueued, but the answers do not line up with the batch",
                 rows.len(),
-                jobs.len()
+                self.kind.len()
             )));
         }
         let Some(first) = rows.first() else {
@@ -1088,10 +1051,13 @@ impl<'a> Pinned<'a> {
         };
         let at: chrono::DateTime<chrono::Utc> = get(first, "at")?;
         rows.iter()
-            .zip(jobs.iter().zip(&self.kind))
-            .map(|(row, (job, kind))| {
-                let digest = self.kinds.digests[(*kind - 1) as usize];
-                Ok(Answer::inserted(get(row, "id")?, digest, job.run_at, at))
+            .zip(&self.kind)
+            .map(|(row, kind)| {
+                Ok(Answer::Inserted {
+                    id: get(row, "id")?,
+                    digest: self.kinds.digests[(*kind - 1) as usize].to_owned(),
+                    at,
+                })
             })
             .collect()
     }
@@ -1108,7 +1074,6 @@ impl<'a> Pinned<'a> {
             .bind(&self.inputs)
             .bind(&self.run_ats)
             .bind(&self.max_attempts)
-            .bind(&self.wake)
     }
 }
 
