@@ -5,3 +5,65 @@ wasmq_tests::store_conformance_tests!(std::sync::Arc::new(
         .await
         .expect("connect to the test database"),
 ));
+
+mod nodes {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use wasmq_host::queue::postgres::PgStore;
+    use wasmq_host::queue::{Finish, NewJob, Outcome, Store, StoreEvent};
+    use wasmq_tests::guests;
+    use wasmq_tests::harness::put_module;
+
+    /// Two stores on one database are two nodes. Each hears the other's enqueues and
+    /// finishes (LISTEN/NOTIFY), and its own exactly once: it tells its own subscribers
+    /// as soon as the statement commits and drops its own notifications when they come
+    /// back.
+    #[tokio::test]
+    async fn each_node_hears_every_enqueue_and_finish_once() {
+        let url = wasmq_tests::pg::fresh_database().await;
+        let a: Arc<dyn Store> = Arc::new(PgStore::connect(&url, 4).await.unwrap());
+        let b: Arc<dyn Store> = Arc::new(PgStore::connect(&url, 4).await.unwrap());
+        put_module(&a, "echo", guests::ECHO).await;
+        let (mut on_a, mut on_b) = (a.subscribe(), b.subscribe());
+
+        let new = NewJob {
+            queue: "nodes".into(),
+            ..NewJob::new("echo", b"{}".to_vec())
+        };
+        let id = a.enqueue(vec![new]).await.unwrap()[0].job.id;
+        let claimed = b
+            .claim("nodes", "w", 1, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        let complete = Outcome::Complete { result: vec![] };
+        assert_eq!(
+            b.finish(vec![Finish::new(id, 1, complete)]).await.unwrap(),
+            [true]
+        );
+
+        // Long enough for a notification to come back twice.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let heard = |rx: &mut tokio::sync::broadcast::Receiver<StoreEvent>| {
+            let mut events = Vec::new();
+            while let Ok(e) = rx.try_recv() {
+                events.push(format!("{e:?}"));
+            }
+            events.sort();
+            events
+        };
+        let mut expected = vec![
+            format!(
+                "{:?}",
+                StoreEvent::JobsAvailable {
+                    queue: "nodes".into()
+                }
+            ),
+            format!("{:?}", StoreEvent::JobsFinished { ids: vec![id] }),
+        ];
+        expected.sort();
+        assert_eq!(heard(&mut on_a), expected, "node A (enqueued)");
+        assert_eq!(heard(&mut on_b), expected, "node B (ran it)");
+    }
+}

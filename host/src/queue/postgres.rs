@@ -10,6 +10,13 @@
 //! them, so they are delivered on commit only. A background task LISTENs on a dedicated
 //! connection and forwards them to [`Store::subscribe`]rs; it reconnects with backoff when
 //! the database restarts and then sends [`StoreEvent::Reconnected`].
+//!
+//! Enqueue and finish also tell this process's subscribers themselves, as soon as their
+//! statement has committed: a worker in the same process as the API (`wasmq serve`) wakes
+//! without the round trip through the server's listener process and the notification
+//! connection, which on an idle two-core machine was half a millisecond each way. Their
+//! notifications carry the sending store's [`PgStore`] id (`"<id> <payload>"`, 16 hex
+//! digits), so the listener drops its own and other nodes still hear them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,11 +24,14 @@ use std::time::Duration;
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Connection, Row};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
+
+mod warm;
+use warm::Warm;
 
 use super::{
     AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobCount, JobError, JobFilter,
@@ -48,10 +58,12 @@ const ENQUEUE_TRIES: usize = 5;
 #[derive(Clone)]
 pub struct PgStore {
     /// Durable commits: enqueue, cancel, modules, rescue, prune.
-    pool: PgPool,
+    pool: Arc<Warm>,
     /// `synchronous_commit = off`: the worker's claim, heartbeat, progress and finish.
-    fast: PgPool,
+    fast: Arc<Warm>,
     events: broadcast::Sender<StoreEvent>,
+    /// Prefixed to the notifications this store sends and tells its subscribers itself.
+    node: Arc<str>,
     _listener: Arc<ListenerTask>,
 }
 
@@ -95,12 +107,11 @@ impl PgStore {
         // lease expires and it is run again (at-least-once, and the guarded finish keeps
         // it to one completion). Enqueues, cancels and modules stay fully durable.
         let fast_options = options.options([("synchronous_commit", "off")]);
-        // Not tested on acquire: that costs a round trip before every claim and finish,
-        // and the worker retries a statement that fails on a connection gone stale.
+        // Both pools test a connection when it is taken out and when it goes back; the
+        // statements skip both tests while a connection is warm (see `warm`).
         let fast = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
-            .test_before_acquire(false)
             .connect_with(fast_options)
             .await
             .map_err(db_err)?;
@@ -114,7 +125,13 @@ impl PgStore {
 
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let task = tokio::spawn(listen(url.to_owned(), events.clone(), ready_tx));
+        let node: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
+        let task = tokio::spawn(listen(
+            url.to_owned(),
+            events.clone(),
+            node.clone(),
+            ready_tx,
+        ));
         let listener = Arc::new(ListenerTask(task));
         match ready_rx.await {
             Ok(Ok(())) => {}
@@ -126,16 +143,12 @@ impl PgStore {
             }
         }
         Ok(PgStore {
-            pool,
-            fast,
+            pool: Arc::new(Warm::new(pool)),
+            fast: Arc::new(Warm::new(fast)),
             events,
+            node,
             _listener: listener,
         })
-    }
-
-    /// The connection pool, for callers that need PostgreSQL itself (e.g. metrics).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 }
 
@@ -143,6 +156,7 @@ impl PgStore {
 async fn listen(
     url: String,
     events: broadcast::Sender<StoreEvent>,
+    node: Arc<str>,
     ready: oneshot::Sender<Result<(), StoreError>>,
 ) {
     let mut ready = Some(ready);
@@ -183,7 +197,7 @@ async fn listen(
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
                     if let Some(event) =
-                        parse_notification(notification.channel(), notification.payload())
+                        parse_notification(notification.channel(), notification.payload(), &node)
                     {
                         // No receivers is fine: nobody is waiting.
                         let _ = events.send(event);
@@ -202,7 +216,19 @@ async fn listen(
     }
 }
 
-fn parse_notification(channel: &str, payload: &str) -> Option<StoreEvent> {
+/// The event a notification stands for; `None` for one this store (`node`) sent, whose
+/// event it has already sent itself.
+fn parse_notification(channel: &str, payload: &str, node: &str) -> Option<StoreEvent> {
+    let payload = match payload.split_at_checked(node.len()) {
+        Some((sender, rest)) if rest.starts_with(' ') && is_node_id(sender) => {
+            if sender == node {
+                return None;
+            }
+            &rest[1..]
+        }
+        // From a store that does not say who it is (a version before node ids).
+        _ => payload,
+    };
     match channel {
         CHANNEL_JOBS => Some(StoreEvent::JobsAvailable {
             queue: payload.to_owned(),
@@ -219,6 +245,11 @@ fn parse_notification(channel: &str, payload: &str) -> Option<StoreEvent> {
         }),
         _ => None,
     }
+}
+
+/// Whether `s` looks like a [`PgStore`] id: 16 lowercase hex digits.
+fn is_node_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Turns a driver error into a domain error; the detail of unexpected ones goes to the log.
@@ -390,7 +421,7 @@ ins AS (
     RETURNING *
 ),
 notified AS (
-    SELECT pg_notify('wasmq_jobs', q.queue)
+    SELECT pg_notify('wasmq_jobs', $11 || ' ' || q.queue)
     FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') q
 )
 SELECT f.ord, false AS duplicate, ins.*
@@ -422,7 +453,8 @@ WHERE r.key_rank > 1
 /// one empty claim, a missed one a poll interval.
 const ENQUEUE_PINNED: &str = r#"
 WITH woken AS (
-    SELECT pg_notify('wasmq_jobs', q) FROM (SELECT DISTINCT q FROM UNNEST($4::text[]) AS q) w
+    SELECT pg_notify('wasmq_jobs', $11 || ' ' || q)
+    FROM (SELECT DISTINCT q FROM UNNEST($4::text[]) AS q) w
 )
 INSERT INTO wasmq_jobs (tenant, module, digest, queue, limits, priority, input, state,
                         run_at, max_attempts)
@@ -518,15 +550,17 @@ upd AS (
     RETURNING j.id, j.state, j.queue
 ),
 notified AS (
-    SELECT pg_notify('wasmq_finished', string_agg(id::text, ','))
+    SELECT pg_notify('wasmq_finished', $11 || ' ' || string_agg(id::text, ','))
     FROM (SELECT id, (row_number() OVER ()) / 300 AS chunk
           FROM upd WHERE state NOT IN ('retryable', 'available')) s
     GROUP BY chunk
 ),
 released AS (
-    SELECT pg_notify('wasmq_jobs', queue) FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
+    SELECT pg_notify('wasmq_jobs', $11 || ' ' || queue)
+    FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
 )
-SELECT id FROM upd WHERE (SELECT count(*) FROM notified) + (SELECT count(*) FROM released) >= 0
+SELECT id, state, queue FROM upd
+WHERE (SELECT count(*) FROM notified) + (SELECT count(*) FROM released) >= 0
 "#;
 
 const SET_PROGRESS: &str = r#"
@@ -742,11 +776,12 @@ impl PgStore {
             return self.enqueue_keyless(jobs).await.map(Some);
         }
         let n = jobs.len();
-        let columns = Columns::new(jobs);
+        let columns = Columns::new(jobs, &self.node);
         // A row can lose a race with a concurrent insert of its key while the rest go
         // in, so a batch with keys runs in a transaction that is rolled back and retried,
         // planned for its actual size (a generic plan expects ten rows and nests loops).
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let mut tx = conn.begin().await.map_err(db_err)?;
         sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
             .execute(&mut *tx)
             .await
@@ -767,6 +802,7 @@ impl PgStore {
         }
         if out.iter().all(Option::is_some) {
             tx.commit().await.map_err(db_err)?;
+            conn.keep();
             return Ok(Some(
                 out.into_iter()
                     .flatten()
@@ -778,6 +814,7 @@ impl PgStore {
         let unanswered = jobs.iter().zip(&out).filter(|(_, slot)| slot.is_none());
         let missing = missing_module(unanswered.map(|(job, _)| job), &mut *tx).await;
         tx.rollback().await.map_err(db_err)?;
+        conn.keep();
         missing?;
         Ok(None)
     }
@@ -788,21 +825,25 @@ impl PgStore {
     /// job from its request.
     async fn enqueue_keyless(&self, jobs: &[NewJob]) -> Result<Vec<Answer>, StoreError> {
         let latest = self.latest_digests(jobs).await?;
-        let (first, n) = Pinned::new(jobs, &latest)?;
+        let (first, n) = Pinned::new(jobs, &latest, &self.node)?;
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         if n == jobs.len() {
-            return first.insert(&self.pool).await;
+            let answers = first.insert(&mut *conn).await?;
+            conn.keep();
+            return Ok(answers);
         }
         // More kinds than one statement takes: one statement per run of jobs, in one
         // transaction (all or nothing, one durable commit).
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = conn.begin().await.map_err(db_err)?;
         let mut answers = first.insert(&mut *tx).await?;
         let mut done = n;
         while done < jobs.len() {
-            let (batch, n) = Pinned::new(&jobs[done..], &latest)?;
+            let (batch, n) = Pinned::new(&jobs[done..], &latest, &self.node)?;
             answers.extend(batch.insert(&mut *tx).await?);
             done += n;
         }
         tx.commit().await.map_err(db_err)?;
+        conn.keep();
         Ok(answers)
     }
 
@@ -821,12 +862,14 @@ impl PgStore {
             return Ok(HashMap::new());
         }
         let (tenants, names): (Vec<&str>, Vec<&str>) = wanted.iter().copied().unzip();
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         let rows = sqlx::query(LATEST_DIGESTS)
             .bind(&tenants)
             .bind(&names)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
+        conn.keep();
         let mut found: HashMap<(String, String), String> = HashMap::with_capacity(rows.len());
         for row in &rows {
             found.insert(
@@ -921,11 +964,14 @@ struct Columns<'a> {
     max_attempts: Vec<i32>,
     limits: Vec<serde_json::Value>,
     keys: Vec<Option<&'a str>>,
+    /// The enqueuing store's id, for its notifications.
+    node: &'a str,
 }
 
 impl<'a> Columns<'a> {
-    fn new(jobs: &'a [NewJob]) -> Self {
+    fn new(jobs: &'a [NewJob], node: &'a str) -> Self {
         Columns {
+            node,
             tenants: jobs.iter().map(|j| j.tenant.as_str()).collect(),
             modules: jobs.iter().map(|j| j.module.as_str()).collect(),
             digests: jobs.iter().map(|j| j.digest.as_deref()).collect(),
@@ -951,6 +997,7 @@ impl<'a> Columns<'a> {
             .bind(&self.max_attempts)
             .bind(&self.limits)
             .bind(&self.keys)
+            .bind(self.node)
     }
 }
 
@@ -973,6 +1020,8 @@ struct Pinned<'a> {
     inputs: Vec<&'a [u8]>,
     run_ats: Vec<Option<chrono::DateTime<chrono::Utc>>>,
     max_attempts: Vec<i32>,
+    /// The enqueuing store's id, for its notifications.
+    node: &'a str,
 }
 
 /// At most this many kinds go in one [`ENQUEUE_PINNED`]: PostgreSQL finds an array's
@@ -987,6 +1036,7 @@ impl<'a> Pinned<'a> {
     fn new(
         jobs: &'a [NewJob],
         latest: &'a HashMap<(&'a str, &'a str), String>,
+        node: &'a str,
     ) -> Result<(Self, usize), StoreError> {
         type Kind<'k> = (&'k str, &'k str, &'k str, &'k str, &'k Limits);
         let mut numbers: HashMap<Kind<'a>, i32> = HashMap::new();
@@ -1031,6 +1081,7 @@ impl<'a> Pinned<'a> {
             inputs: jobs.iter().map(|j| j.input.as_slice()).collect(),
             run_ats: jobs.iter().map(|j| j.run_at).collect(),
             max_attempts: jobs.iter().map(|j| clamp_i32(j.max_attempts)).collect(),
+            node,
         };
         Ok((batch, jobs.len()))
     }
@@ -1074,6 +1125,7 @@ impl<'a> Pinned<'a> {
             .bind(&self.inputs)
             .bind(&self.run_ats)
             .bind(&self.max_attempts)
+            .bind(self.node)
     }
 }
 
@@ -1091,11 +1143,24 @@ impl Store for PgStore {
         }
         for _ in 0..ENQUEUE_TRIES {
             if let Some(answers) = self.try_enqueue(&jobs).await? {
-                return Ok(answers
+                let enqueued: Vec<Enqueued> = answers
                     .into_iter()
                     .zip(jobs)
                     .map(|(answer, job)| answer.into_enqueued(job))
-                    .collect());
+                    .collect();
+                // Committed: wake this process's workers of queues with a job due now
+                // (the listener drops this store's own notifications).
+                let due: HashSet<&str> = enqueued
+                    .iter()
+                    .filter(|e| !e.duplicate && e.job.state == JobState::Available)
+                    .map(|e| e.job.queue.as_str())
+                    .collect();
+                for queue in due {
+                    let _ = self.events.send(StoreEvent::JobsAvailable {
+                        queue: queue.to_owned(),
+                    });
+                }
+                return Ok(enqueued);
             }
         }
         Err(StoreError::Conflict(
@@ -1115,14 +1180,16 @@ impl Store for PgStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let mut conn = self.fast.get().await.map_err(db_err)?;
         let rows = sqlx::query(CLAIM)
             .bind(queue)
             .bind(worker_id)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .bind(seconds(lease))
-            .fetch_all(&self.fast)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
+        conn.keep();
         let mut jobs = rows
             .iter()
             .map(job_from_row)
@@ -1140,13 +1207,15 @@ impl Store for PgStore {
         if ids.is_empty() {
             return Ok(Heartbeat::default());
         }
+        let mut conn = self.fast.get().await.map_err(db_err)?;
         let rows = sqlx::query(HEARTBEAT)
             .bind(worker_id)
             .bind(ids)
             .bind(seconds(lease))
-            .fetch_all(&self.fast)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
+        conn.keep();
         let held = rows
             .iter()
             .map(|row| {
@@ -1201,6 +1270,7 @@ impl Store for PgStore {
             log_dropped.push(clamp_i64(item.log_dropped));
             progress.push(item.progress.as_ref().map(json));
         }
+        let mut conn = self.fast.get().await.map_err(db_err)?;
         let rows = sqlx::query(FINISH)
             .bind(&ids)
             .bind(&attempts)
@@ -1212,13 +1282,32 @@ impl Store for PgStore {
             .bind(&logs)
             .bind(&log_dropped)
             .bind(&progress)
-            .fetch_all(&self.fast)
+            .bind(&*self.node)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
-        let applied = rows
-            .iter()
-            .map(|row| get::<i64>(row, "id"))
-            .collect::<Result<HashSet<_>, _>>()?;
+        conn.keep();
+        let mut applied = HashSet::with_capacity(rows.len());
+        let mut finished = Vec::new();
+        let mut released = HashSet::new();
+        for row in &rows {
+            let id: i64 = get(row, "id")?;
+            applied.insert(id);
+            match get::<String>(row, "state")?.as_str() {
+                "retryable" => {}
+                "available" => {
+                    released.insert(get::<String>(row, "queue")?);
+                }
+                _ => finished.push(id),
+            }
+        }
+        // What FINISH notified, for this process (the listener drops this store's own).
+        if !finished.is_empty() {
+            let _ = self.events.send(StoreEvent::JobsFinished { ids: finished });
+        }
+        for queue in released {
+            let _ = self.events.send(StoreEvent::JobsAvailable { queue });
+        }
         Ok(items
             .iter()
             .zip(first)
@@ -1232,18 +1321,21 @@ impl Store for PgStore {
         attempt: u32,
         progress: Progress,
     ) -> Result<bool, StoreError> {
+        let mut conn = self.fast.get().await.map_err(db_err)?;
         let done = sqlx::query(SET_PROGRESS)
             .bind(id)
             .bind(clamp_i32(attempt))
             .bind(Json(&progress))
-            .execute(&self.fast)
+            .execute(&mut *conn)
             .await
             .map_err(db_err)?;
+        conn.keep();
         Ok(done.rows_affected() == 1)
     }
 
     async fn rescue(&self) -> Result<RescueReport, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let mut tx = conn.begin().await.map_err(db_err)?;
         let locked: bool = sqlx::query_scalar(TRY_RESCUE_LOCK)
             .bind(RESCUE_LOCK)
             .fetch_one(&mut *tx)
@@ -1251,6 +1343,7 @@ impl Store for PgStore {
             .map_err(db_err)?;
         if !locked {
             tx.rollback().await.map_err(db_err)?;
+            conn.keep();
             return Ok(RescueReport {
                 skipped: true,
                 ..RescueReport::default()
@@ -1261,6 +1354,7 @@ impl Store for PgStore {
             .await
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
+        conn.keep();
         let mut report = RescueReport::default();
         for row in &rows {
             let id: i64 = get(row, "id")?;
@@ -1292,11 +1386,13 @@ impl Store for PgStore {
     async fn promote_scheduled(&self) -> Result<u64, StoreError> {
         let mut total = 0u64;
         loop {
+            let mut conn = self.pool.get().await.map_err(db_err)?;
             let promoted: i64 = sqlx::query_scalar(PROMOTE)
                 .bind(PROMOTE_BATCH)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(db_err)?;
+            conn.keep();
             total += to_u64("promoted", promoted)?;
             if promoted < PROMOTE_BATCH {
                 return Ok(total);
@@ -1305,22 +1401,26 @@ impl Store for PgStore {
     }
 
     async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         let row = sqlx::query(CANCEL)
             .bind(tenant)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(db_err)?;
+        conn.keep();
         row.as_ref().map(job_from_row).transpose()
     }
 
     async fn get(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         let row = sqlx::query(GET)
             .bind(tenant)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(db_err)?;
+        conn.keep();
         row.as_ref().map(job_from_row).transpose()
     }
 
@@ -1330,7 +1430,9 @@ impl Store for PgStore {
             n => n.min(1000),
         };
         let mut query = list_query(tenant, filter, i64::from(limit) + 1);
-        let rows = query.build().fetch_all(&self.pool).await.map_err(db_err)?;
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let rows = query.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+        conn.keep();
         let mut jobs = rows
             .iter()
             .map(job_from_row)
@@ -1347,24 +1449,28 @@ impl Store for PgStore {
     async fn prune(&self, older_than: Duration) -> Result<u64, StoreError> {
         let mut total = 0u64;
         loop {
+            let mut conn = self.pool.get().await.map_err(db_err)?;
             let deleted: i64 = sqlx::query_scalar(PRUNE)
                 .bind(seconds(older_than))
                 .bind(PRUNE_BATCH)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(db_err)?;
+            conn.keep();
             total += to_u64("deleted", deleted)?;
             if deleted < PRUNE_BATCH {
                 break;
             }
         }
         // Losing a race with an upload of the same bytes is harmless: the next prune sweeps.
-        if let Err(e) = sqlx::query(SWEEP_BLOBS)
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        match sqlx::query(SWEEP_BLOBS)
             .bind(None::<Vec<String>>)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
         {
-            tracing::warn!(error = %e, "sweeping unused module bytes failed");
+            Ok(_) => conn.keep(),
+            Err(e) => tracing::warn!(error = %e, "sweeping unused module bytes failed"),
         }
         Ok(total)
     }
@@ -1374,12 +1480,16 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        conn.ping().await.map_err(db_err)
+        // A round trip to the server even on a warm connection.
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        conn.ping().await.map_err(db_err)?;
+        conn.keep();
+        Ok(())
     }
 
     async fn put_module(&self, module: NewModule) -> Result<PutModule, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let mut tx = conn.begin().await.map_err(db_err)?;
         sqlx::query(LOCK_MODULE)
             .bind(&module.tenant)
             .bind(&module.name)
@@ -1432,6 +1542,7 @@ impl Store for PgStore {
             .map_err(db_err)?;
         let stored = module_from_row(&row)?;
         tx.commit().await.map_err(db_err)?;
+        conn.keep();
         Ok(PutModule {
             module: stored,
             created: true,
@@ -1439,36 +1550,43 @@ impl Store for PgStore {
     }
 
     async fn get_module(&self, tenant: &str, name: &str) -> Result<Option<Module>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         let row = sqlx::query(LATEST_MODULE)
             .bind(tenant)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(db_err)?;
+        conn.keep();
         row.as_ref().map(module_from_row).transpose()
     }
 
     async fn module_versions(&self, tenant: &str, name: &str) -> Result<Vec<Module>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         let rows = sqlx::query(MODULE_VERSIONS)
             .bind(tenant)
             .bind(name)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
+        conn.keep();
         rows.iter().map(module_from_row).collect()
     }
 
     async fn list_modules(&self, tenant: &str) -> Result<Vec<Module>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         let rows = sqlx::query(LIST_MODULES)
             .bind(tenant)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
+        conn.keep();
         rows.iter().map(module_from_row).collect()
     }
 
     async fn delete_module(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let mut tx = conn.begin().await.map_err(db_err)?;
         let digests: Vec<String> = sqlx::query_scalar(DELETE_MODULE)
             .bind(tenant)
             .bind(name)
@@ -1483,24 +1601,31 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
+        tx.commit().await.map_err(db_err)?;
+        conn.keep();
+        Ok(())
     }
 
     async fn module_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        sqlx::query_scalar(MODULE_BYTES)
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let bytes = sqlx::query_scalar(MODULE_BYTES)
             .bind(digest)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(db_err)
+            .map_err(db_err)?;
+        conn.keep();
+        Ok(bytes)
     }
 
     async fn count_jobs(&self) -> Result<Vec<JobCount>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         let rows = sqlx::query(
             "SELECT queue, state, count(*) AS n FROM wasmq_jobs GROUP BY queue, state ORDER BY 1, 2",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
+        conn.keep();
         rows.iter()
             .map(|row| {
                 Ok(JobCount {
@@ -1519,6 +1644,7 @@ impl Store for PgStore {
         scopes: &[Scope],
     ) -> Result<NewKey, StoreError> {
         let (id, key, hash, scopes) = keys::new_key(tenant, scopes)?;
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         sqlx::query(
             "INSERT INTO wasmq_api_keys (id, tenant, name, hash, scopes) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -1527,9 +1653,10 @@ impl Store for PgStore {
         .bind(name)
         .bind(&hash)
         .bind(&scopes)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?;
+        conn.keep();
         Ok(NewKey { id, key })
     }
 
@@ -1537,13 +1664,15 @@ impl Store for PgStore {
         let Some((id, secret)) = keys::parse(key) else {
             return Ok(None);
         };
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         let row = sqlx::query(
             "SELECT tenant, hash, scopes FROM wasmq_api_keys WHERE id = $1 AND revoked_at IS NULL",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db_err)?;
+        conn.keep();
         let Some(row) = row else { return Ok(None) };
         let scopes: Vec<String> = get(&row, "scopes")?;
         Ok(keys::principal(
@@ -1556,15 +1685,17 @@ impl Store for PgStore {
     }
 
     async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         let done = sqlx::query(
             "UPDATE wasmq_api_keys SET revoked_at = now() \
              WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL",
         )
         .bind(tenant)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?;
+        conn.keep();
         Ok(done.rows_affected() > 0)
     }
 }
@@ -1575,20 +1706,40 @@ mod tests {
 
     #[test]
     fn notifications_become_events() {
+        const ME: &str = "00000000000000aa";
+        let emails = Some(StoreEvent::JobsAvailable {
+            queue: "emails".into(),
+        });
+        assert_eq!(parse_notification(CHANNEL_JOBS, "emails", ME), emails);
+        // Another node's: its id is stripped.
         assert_eq!(
-            parse_notification(CHANNEL_JOBS, "emails"),
-            Some(StoreEvent::JobsAvailable {
-                queue: "emails".into()
-            })
+            parse_notification(CHANNEL_JOBS, "0123456789abcdef emails", ME),
+            emails
         );
         assert_eq!(
-            parse_notification(CHANNEL_CANCEL, "42"),
+            parse_notification(CHANNEL_CANCEL, "42", ME),
             Some(StoreEvent::CancelRequested { id: 42 })
         );
         assert_eq!(
-            parse_notification(CHANNEL_FINISHED, "1,2,3"),
+            parse_notification(CHANNEL_FINISHED, "0123456789abcdef 1,2,3", ME),
             Some(StoreEvent::JobsFinished { ids: vec![1, 2, 3] })
         );
-        assert_eq!(parse_notification("other", "x"), None);
+        assert_eq!(parse_notification("other", "x", ME), None);
+        // This store's own: it has told its subscribers already.
+        assert_eq!(
+            parse_notification(CHANNEL_JOBS, "00000000000000aa emails", ME),
+            None
+        );
+        assert_eq!(
+            parse_notification(CHANNEL_FINISHED, "00000000000000aa 7", ME),
+            None
+        );
+        // A queue name with a space that is not an id stays whole.
+        assert_eq!(
+            parse_notification(CHANNEL_JOBS, "weekly reports", ME),
+            Some(StoreEvent::JobsAvailable {
+                queue: "weekly reports".into()
+            })
+        );
     }
 }
