@@ -11,7 +11,7 @@ mod nodes {
     use std::time::Duration;
 
     use wasmq_host::queue::postgres::PgStore;
-    use wasmq_host::queue::{Finish, NewJob, Outcome, Store, StoreEvent};
+    use wasmq_host::queue::{ErrorKind, Finish, JobError, NewJob, Outcome, Store, StoreEvent};
     use wasmq_tests::guests;
     use wasmq_tests::harness::put_module;
 
@@ -31,7 +31,7 @@ mod nodes {
             queue: "nodes".into(),
             ..NewJob::new("echo", b"{}".to_vec())
         };
-        let id = a.enqueue(vec![new]).await.unwrap()[0].job.id;
+        let id = a.enqueue(vec![new.clone()]).await.unwrap()[0].job.id;
         let claimed = b
             .claim("nodes", "w", 1, Duration::from_secs(30))
             .await
@@ -40,6 +40,21 @@ mod nodes {
         let complete = Outcome::Complete { result: vec![] };
         assert_eq!(
             b.finish(vec![Finish::new(id, 1, complete)]).await.unwrap(),
+            [true]
+        );
+        // A job given back wakes its queue everywhere; one to retry later wakes nobody.
+        let other = a.enqueue(vec![new]).await.unwrap()[0].job.id;
+        let lease = Duration::from_secs(30);
+        assert_eq!(b.claim("nodes", "w", 1, lease).await.unwrap().len(), 1);
+        let release = Finish::new(other, 1, Outcome::Release);
+        assert_eq!(b.finish(vec![release]).await.unwrap(), [true]);
+        assert_eq!(b.claim("nodes", "w", 1, lease).await.unwrap().len(), 1);
+        let later = Outcome::Retry {
+            error: JobError::new(ErrorKind::Trap, "again later"),
+            retry_at: chrono::Utc::now() + chrono::Duration::hours(1),
+        };
+        assert_eq!(
+            b.finish(vec![Finish::new(other, 1, later)]).await.unwrap(),
             [true]
         );
 
@@ -53,13 +68,17 @@ mod nodes {
             events.sort();
             events
         };
+        let available = format!(
+            "{:?}",
+            StoreEvent::JobsAvailable {
+                queue: "nodes".into()
+            }
+        );
+        // Two enqueues and a release; one completion.
         let mut expected = vec![
-            format!(
-                "{:?}",
-                StoreEvent::JobsAvailable {
-                    queue: "nodes".into()
-                }
-            ),
+            available.clone(),
+            available.clone(),
+            available,
             format!("{:?}", StoreEvent::JobsFinished { ids: vec![id] }),
         ];
         expected.sort();

@@ -247,6 +247,30 @@ fn parse_notification(channel: &str, payload: &str, node: &str) -> Option<StoreE
     }
 }
 
+/// Events sent to this process's subscribers when dropped, unless disarmed: for a
+/// statement whose outcome this process may not have seen (an error after its commit, a
+/// dropped future). A needless event costs a subscriber a read; a missed one, a poll
+/// interval.
+struct EventsOnDrop<'a> {
+    events: &'a broadcast::Sender<StoreEvent>,
+    pending: Vec<StoreEvent>,
+}
+
+impl EventsOnDrop<'_> {
+    /// The outcome is known and its events (if any) are sent.
+    fn disarm(mut self) {
+        self.pending.clear();
+    }
+}
+
+impl Drop for EventsOnDrop<'_> {
+    fn drop(&mut self) {
+        for event in self.pending.drain(..) {
+            let _ = self.events.send(event);
+        }
+    }
+}
+
 /// Whether `s` looks like a [`PgStore`] id: 16 lowercase hex digits.
 fn is_node_id(s: &str) -> bool {
     s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -450,7 +474,8 @@ WHERE r.key_rank > 1
 /// [`Answer::into_enqueued`]); reading back five columns cost a fifth of the statement.
 /// Every queue of the batch is woken at commit, even for scheduled jobs: deciding "due"
 /// in Rust would use this host's clock, not the database's, and a needless wake-up costs
-/// one empty claim, a missed one a poll interval.
+/// one empty claim, a missed one a poll interval. (The enqueuing process wakes its own
+/// subscribers for due jobs only: it knows each job's state from the database's `now()`.)
 const ENQUEUE_PINNED: &str = r#"
 WITH woken AS (
     SELECT pg_notify('wasmq_jobs', $11 || ' ' || q)
@@ -1141,8 +1166,37 @@ impl Store for PgStore {
                 job.module
             )));
         }
+        // If the outcome is unknown (an error after the commit may have gone through, or
+        // the caller dropped this future), this process's workers of the batch's queues
+        // are woken anyway: the listener drops this store's own notifications.
+        let unsure = EventsOnDrop {
+            events: &self.events,
+            pending: jobs
+                .iter()
+                .map(|job| job.queue.as_str())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .map(|queue| StoreEvent::JobsAvailable {
+                    queue: queue.to_owned(),
+                })
+                .collect(),
+        };
         for _ in 0..ENQUEUE_TRIES {
-            if let Some(answers) = self.try_enqueue(&jobs).await? {
+            let answers = match self.try_enqueue(&jobs).await {
+                Ok(answers) => answers,
+                // Refused before anything was written.
+                Err(
+                    e @ (StoreError::ModuleNotFound { .. }
+                    | StoreError::Invalid(_)
+                    | StoreError::Conflict(_)
+                    | StoreError::NotFound),
+                ) => {
+                    unsure.disarm();
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(answers) = answers {
                 let enqueued: Vec<Enqueued> = answers
                     .into_iter()
                     .zip(jobs)
@@ -1160,9 +1214,11 @@ impl Store for PgStore {
                         queue: queue.to_owned(),
                     });
                 }
+                unsure.disarm();
                 return Ok(enqueued);
             }
         }
+        unsure.disarm();
         Err(StoreError::Conflict(
             "the batch kept changing under concurrent enqueues (idempotency keys) or module \
              uploads; try again"
@@ -1271,6 +1327,12 @@ impl Store for PgStore {
             progress.push(item.progress.as_ref().map(json));
         }
         let mut conn = self.fast.get().await.map_err(db_err)?;
+        // If the outcome is unknown (an error after the commit, a dropped future), this
+        // process's long-polls of these jobs look again.
+        let unsure = EventsOnDrop {
+            events: &self.events,
+            pending: vec![StoreEvent::JobsFinished { ids: ids.clone() }],
+        };
         let rows = sqlx::query(FINISH)
             .bind(&ids)
             .bind(&attempts)
@@ -1308,6 +1370,7 @@ impl Store for PgStore {
         for queue in released {
             let _ = self.events.send(StoreEvent::JobsAvailable { queue });
         }
+        unsure.disarm();
         Ok(items
             .iter()
             .zip(first)
@@ -1511,6 +1574,7 @@ impl Store for PgStore {
             && latest.limits == module.limits
         {
             tx.rollback().await.map_err(db_err)?;
+            conn.keep();
             return Ok(PutModule {
                 module: latest.clone(),
                 created: false,
