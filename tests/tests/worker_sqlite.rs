@@ -306,3 +306,35 @@ async fn an_acknowledged_enqueue_survives_the_process_being_killed() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_enqueued_while_the_worker_idles_is_handed_to_it_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("wasmq.db")).await;
+    put_module(&store, "echo", guests::ECHO).await;
+    let w = start_worker(store.clone(), config(1), 1);
+    let e = eventually(
+        Duration::from_secs(30),
+        "an idle worker to take a job",
+        || async {
+            let e = store
+                .enqueue(vec![job("echo", json!(7))])
+                .await
+                .unwrap()
+                .remove(0);
+            if e.job.state == JobState::Running {
+                return Some(e);
+            }
+            finished(&store, e.job.id, Duration::from_secs(30)).await;
+            None
+        },
+    )
+    .await;
+    assert_eq!(e.job.attempt, 1);
+    assert!(e.job.worker_id.is_some());
+    let done = finished(&store, e.job.id, Duration::from_secs(30)).await;
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(done.attempt, 1);
+    assert_eq!(done.result.as_deref(), Some(&b"7"[..]));
+    w.stop().await;
+}

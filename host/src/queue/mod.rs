@@ -26,6 +26,7 @@
 //! job's cancellation is *requested* and reported to its worker by [`Store::heartbeat`] and
 //! [`StoreEvent::CancelRequested`].
 
+pub mod handoff;
 pub mod keys;
 pub mod postgres;
 pub mod sqlite;
@@ -467,6 +468,17 @@ impl Finish {
     }
 }
 
+/// Refuses a batch with a job that may never run (`max_attempts` 0).
+pub(crate) fn check_attempts(jobs: &[NewJob]) -> Result<(), StoreError> {
+    match jobs.iter().find(|job| job.max_attempts == 0) {
+        Some(job) => Err(StoreError::Invalid(format!(
+            "a job of module `{}` has max_attempts 0; it needs at least 1",
+            job.module
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A row value a backend could not decode: logged in full, reported without detail.
 pub(crate) fn decode_err(what: &str, e: impl std::fmt::Display) -> StoreError {
     tracing::error!(error = %e, what, "undecodable row");
@@ -701,7 +713,11 @@ impl StoreError {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores `jobs` in one transaction and returns them in input order. A job with a future
-    /// `run_at` is `scheduled`, any other `available`. An idempotency key already stored for
+    /// `run_at` is `scheduled`, any other `available`, except that a store with a
+    /// [`handoff`](Store::handoff) may give a lone due job without a key straight to an
+    /// idle worker of this process: it is then answered `running` (attempt 1, for that
+    /// worker) or, if it was run before it was stored, with its first attempt's outcome
+    /// (`completed`, `retryable`, `failed`). An idempotency key already stored for
     /// the tenant (or earlier in the same batch) returns that job with `duplicate: true`.
     /// Fails as a whole with [`StoreError::ModuleNotFound`] if a job names a module with no
     /// version (and no digest). Workers of queues that received available jobs are woken
@@ -776,6 +792,12 @@ pub trait Store: Send + Sync + 'static {
     /// Events from every node sharing this store, from now on. A receiver that lags loses
     /// events (`RecvError::Lagged`): treat that like [`StoreEvent::Reconnected`].
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
+
+    /// Where this process's idle workers register to be handed jobs enqueued through this
+    /// store (see [`handoff`]); `None` if the store does not hand jobs off.
+    fn handoff(&self) -> Option<&std::sync::Arc<handoff::Handoff>> {
+        None
+    }
 
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -33,6 +33,8 @@ use tokio::task::JoinHandle;
 mod warm;
 use warm::Warm;
 
+use super::handoff::{Handed, Handoff, Reservation, RunAhead};
+
 use super::{
     AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobCount, JobError, JobFilter,
     JobState, Limits, Module, NewJob, NewKey, NewModule, Outcome, Page, Principal, Progress,
@@ -64,6 +66,10 @@ pub struct PgStore {
     events: broadcast::Sender<StoreEvent>,
     /// Prefixed to the notifications this store sends and tells its subscribers itself.
     node: Arc<str>,
+    /// This process's idle workers, to hand lone enqueued jobs to (see [`super::handoff`]).
+    handoff: Arc<Handoff>,
+    /// Job ids drawn ahead, for jobs handed over before they are stored (largest first).
+    ids: Arc<std::sync::Mutex<Vec<i64>>>,
     _listener: Arc<ListenerTask>,
 }
 
@@ -147,6 +153,8 @@ impl PgStore {
             fast: Arc::new(Warm::new(fast)),
             events,
             node,
+            handoff: Arc::default(),
+            ids: Arc::default(),
             _listener: listener,
         })
     }
@@ -492,6 +500,62 @@ FROM UNNEST($6::int[], $7::smallint[], $8::bytea[], $9::timestamptz[], $10::int[
 WHERE (SELECT count(*) FROM woken) >= 0
 RETURNING id, now() AS at
 "#;
+
+/// A lone due job handed to an idle worker of this process ([`super::handoff`]) that was
+/// not done within [`RUN_AHEAD_WAIT`]: written with its id (drawn ahead) as its first
+/// attempt, leased to that worker (`$10`, for `$11` seconds), as the claim would have
+/// left it. No notification: no other worker should look for it. `$1..$9` as
+/// [`bind_row`] binds them.
+const ENQUEUE_RUNNING: &str = r#"
+INSERT INTO wasmq_jobs (id, tenant, module, digest, queue, limits, priority, input,
+                        max_attempts, state, run_at, attempt, started_at, worker_id,
+                        lease_expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', now(), 1, now(), $10,
+        now() + $11::float8 * interval '1 second')
+RETURNING *
+"#;
+
+/// A lone due job run by an idle worker of this process before it was stored, written
+/// with its first attempt's report (`$10..$17`: as [`FINISH`] takes them) in one
+/// statement: the row [`ENQUEUE_RUNNING`] and then [`FINISH`] would have left, with one
+/// commit instead of three. `$1..$9` as [`bind_row`] binds them; `$18` is the store's
+/// id, for the notification.
+const ENQUEUE_FINISHED: &str = r#"
+WITH ins AS (
+    INSERT INTO wasmq_jobs (id, tenant, module, digest, queue, limits, priority, input,
+                            max_attempts, state, attempt, run_at, started_at, finished_at,
+                            result, error, history, usage, log, log_dropped, progress)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+            -- A released job goes back as if this attempt never started.
+            CASE WHEN $10 = 'available' THEN 0 ELSE 1 END,
+            COALESCE($13, now()),
+            CASE WHEN $10 = 'available' THEN NULL ELSE now() END,
+            CASE WHEN $10 IN ('retryable', 'available') THEN NULL ELSE now() END,
+            CASE WHEN $10 = 'completed' THEN $11 END,
+            CASE WHEN $10 = 'available' THEN NULL ELSE $12 END,
+            CASE WHEN $12 IS NULL THEN '[]'::jsonb
+                 ELSE jsonb_build_array($12 || jsonb_build_object('attempt', 1, 'at', now()))
+            END,
+            $14, $15, $16, $17)
+    RETURNING *
+),
+notified AS (
+    SELECT pg_notify(CASE WHEN state = 'available' THEN 'wasmq_jobs' ELSE 'wasmq_finished' END,
+                     $18 || ' ' || CASE WHEN state = 'available' THEN queue ELSE id::text END)
+    FROM ins
+    WHERE state <> 'retryable'
+)
+SELECT * FROM ins WHERE (SELECT count(*) FROM notified) >= 0
+"#;
+
+/// Job ids drawn ahead per round trip, for jobs run before they are stored.
+const ID_BLOCK: i64 = 16;
+
+const DRAW_IDS: &str = "SELECT nextval('wasmq_jobs_id_seq') AS id FROM generate_series(1, $1)";
+
+/// How long an enqueue waits for a job it handed over to be run before it stores it
+/// running instead (and the job's report goes to the store as a claimed job's does).
+const RUN_AHEAD_WAIT: Duration = Duration::from_millis(2);
 
 /// The latest version's digest of each named module (those with a version).
 const LATEST_DIGESTS: &str = r#"
@@ -872,6 +936,163 @@ impl PgStore {
         Ok(answers)
     }
 
+    /// A lone due job for an idle worker of this process ([`super::handoff`]): it is
+    /// handed over before it is stored, with an id drawn ahead, and run while this waits
+    /// up to [`RUN_AHEAD_WAIT`]; the job then goes in with its report
+    /// ([`ENQUEUE_FINISHED`]), one commit for enqueue, run and finish. A job not done by
+    /// then goes in running for the worker ([`ENQUEUE_RUNNING`]), which reports it as any
+    /// claimed job once told it is stored. `None`: the worker went away first; the job is
+    /// to be enqueued as usual.
+    async fn enqueue_handed(
+        &self,
+        new: NewJob,
+        slot: Reservation,
+    ) -> Result<Option<Job>, StoreError> {
+        let digest = match &new.digest {
+            Some(digest) => digest.clone(),
+            None => self
+                .latest_digests(std::slice::from_ref(&new))
+                .await?
+                .remove(&(new.tenant.as_str(), new.module.as_str()))
+                .ok_or_else(|| StoreError::ModuleNotFound {
+                    module: new.module.clone(),
+                })?,
+        };
+        let id = self.draw_id().await?;
+        let now = chrono::Utc::now();
+        let (worker, lease) = (slot.worker().to_owned(), slot.lease());
+        let mut job = Job::just_enqueued(new, id, digest, JobState::Running, now, now);
+        job.max_attempts = job.max_attempts.min(i32::MAX as u32);
+        job.attempt = 1;
+        job.started_at = Some(now);
+        job.worker_id = Some(worker.clone());
+        job.lease_expires_at = chrono::Duration::from_std(lease).ok().map(|l| now + l);
+        let (report_tx, mut report_rx) = oneshot::channel();
+        let (committed_tx, committed_rx) = oneshot::channel();
+        let handed = Handed {
+            job: job.clone(),
+            ahead: Some(RunAhead {
+                report: report_tx,
+                committed: committed_rx,
+            }),
+        };
+        if slot.deliver(handed).is_err() {
+            return Ok(None);
+        }
+        let report = match tokio::time::timeout(RUN_AHEAD_WAIT, &mut report_rx).await {
+            Ok(Ok(report)) => Some(report),
+            // The worker refused it (it is stopping).
+            Ok(Err(_)) => return Ok(None),
+            Err(_) => {
+                // Whatever the worker sends from now on fails, and it waits for the verdict.
+                report_rx.close();
+                report_rx.try_recv().ok()
+            }
+        };
+        if let Some(report) = report {
+            return self.insert_finished(&job, report).await.map(Some);
+        }
+        // In a task of its own, so that a caller that goes away (an HTTP client hanging
+        // up) cannot stop it between the commit and the verdict.
+        let store = self.clone();
+        tokio::spawn(async move {
+            let stored = store.insert_running(&job, &worker, lease).await;
+            if committed_tx.send(stored.is_ok()).is_err()
+                && let Ok(job) = &stored
+            {
+                // The worker stopped meanwhile: the job goes back to its queue.
+                let release = Finish::new(job.id, job.attempt, Outcome::Release);
+                if let Err(e) = store.finish(vec![release]).await {
+                    tracing::warn!(job = job.id, error = %e, "could not give back a job whose worker stopped; it runs again after its lease expires");
+                }
+            }
+            stored.map(Some)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("the enqueue task failed: {e}")))?
+    }
+
+    /// An id for a new job, from a block drawn ahead ([`ID_BLOCK`] a round trip).
+    async fn draw_id(&self) -> Result<i64, StoreError> {
+        if let Some(id) = self.ids.lock().expect("ids lock").pop() {
+            return Ok(id);
+        }
+        let mut conn = self.fast.get().await.map_err(db_err)?;
+        let mut drawn: Vec<i64> = sqlx::query_scalar(DRAW_IDS)
+            .bind(ID_BLOCK)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        // Used smallest first.
+        drawn.sort_unstable_by(|a, b| b.cmp(a));
+        let id = drawn
+            .pop()
+            .ok_or_else(|| StoreError::Database("the id sequence answered nothing".into()))?;
+        self.ids.lock().expect("ids lock").extend(drawn);
+        Ok(id)
+    }
+
+    /// [`ENQUEUE_FINISHED`]: `job` with its first attempt's `report`.
+    async fn insert_finished(&self, job: &Job, report: Finish) -> Result<Job, StoreError> {
+        let (state, error) = finish_state(&report.outcome);
+        let result = match &report.outcome {
+            Outcome::Complete { result } => Some(result.as_slice()),
+            _ => None,
+        };
+        let retry_at = match &report.outcome {
+            Outcome::Retry { retry_at, .. } => Some(*retry_at),
+            _ => None,
+        };
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let row = bind_row(ENQUEUE_FINISHED, job)
+            .bind(state)
+            .bind(result)
+            .bind(error.as_ref().map(json))
+            .bind(retry_at)
+            .bind(json(&report.usage))
+            .bind(&report.log)
+            .bind(clamp_i64(report.log_dropped))
+            .bind(report.progress.as_ref().map(json))
+            .bind(&*self.node)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        let stored = job_from_row(&row)?;
+        let event = match stored.state {
+            JobState::Available => Some(StoreEvent::JobsAvailable {
+                queue: stored.queue.clone(),
+            }),
+            JobState::Retryable => None,
+            _ => Some(StoreEvent::JobsFinished {
+                ids: vec![stored.id],
+            }),
+        };
+        if let Some(event) = event {
+            let _ = self.events.send(event);
+        }
+        Ok(stored)
+    }
+
+    /// [`ENQUEUE_RUNNING`]: `job` as its first attempt, leased to `worker`.
+    async fn insert_running(
+        &self,
+        job: &Job,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Job, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let row = bind_row(ENQUEUE_RUNNING, job)
+            .bind(worker)
+            .bind(seconds(lease))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        job_from_row(&row)
+    }
+
     /// The latest digest of each module that `jobs` name without a digest, by (tenant,
     /// name). A module with no version is missing from it ([`Pinned::new`] says which).
     async fn latest_digests<'a>(
@@ -910,6 +1131,24 @@ impl PgStore {
             })
             .collect())
     }
+}
+
+/// `sql` ([`ENQUEUE_RUNNING`], [`ENQUEUE_FINISHED`]) with `job`'s id and columns as
+/// `$1..$9`: id, tenant, module, digest, queue, limits, priority, input, max_attempts.
+fn bind_row<'q>(
+    sql: &'static str,
+    job: &'q Job,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql)
+        .bind(job.id)
+        .bind(&job.tenant)
+        .bind(&job.module)
+        .bind(&job.digest)
+        .bind(&job.queue)
+        .bind(json(&job.limits))
+        .bind(job.priority)
+        .bind(&job.input)
+        .bind(clamp_i32(job.max_attempts))
 }
 
 /// The store's answer to one job of an enqueue, in batch order.
@@ -1160,11 +1399,14 @@ impl Store for PgStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(job) = jobs.iter().find(|job| job.max_attempts == 0) {
-            return Err(StoreError::Invalid(format!(
-                "a job of module `{}` has max_attempts 0; it needs at least 1",
-                job.module
-            )));
+        super::check_attempts(&jobs)?;
+        if let Some(slot) = self.handoff.reserve_for(&jobs)
+            && let Some(job) = self.enqueue_handed(jobs[0].clone(), slot).await?
+        {
+            return Ok(vec![Enqueued {
+                job,
+                duplicate: false,
+            }]);
         }
         // If the outcome is unknown (an error after the commit may have gone through, or
         // the caller dropped this future), this process's workers of the batch's queues
@@ -1540,6 +1782,10 @@ impl Store for PgStore {
 
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.events.subscribe()
+    }
+
+    fn handoff(&self) -> Option<&Arc<Handoff>> {
+        Some(&self.handoff)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

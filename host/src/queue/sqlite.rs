@@ -41,6 +41,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, Sqlite, Transaction};
 use tokio::sync::{broadcast, oneshot};
 
+use super::handoff::{Handoff, Reservation};
 use super::keys;
 use super::{
     AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobCount, JobError, JobFilter,
@@ -78,6 +79,8 @@ struct Inner {
     pending_finishes: Mutex<Vec<PendingFinish>>,
     /// Held by the caller applying the queued finishes (the group-commit leader).
     finish_turn: tokio::sync::Mutex<()>,
+    /// This process's idle workers, to hand lone enqueued jobs to (see [`super::handoff`]).
+    handoff: Arc<Handoff>,
 }
 
 struct PendingFinish {
@@ -137,6 +140,7 @@ impl SqliteStore {
                 events,
                 pending_finishes: Mutex::new(Vec::new()),
                 finish_turn: tokio::sync::Mutex::new(()),
+                handoff: Arc::default(),
             }),
         })
     }
@@ -414,6 +418,14 @@ WHERE id IN (SELECT id FROM wasmq_jobs
                AND run_at <= $1
              ORDER BY priority DESC, run_at, id
              LIMIT $5)
+RETURNING *
+"#;
+
+/// A job just inserted, taken as its first attempt by `$2` (see [`super::handoff`]).
+const TAKE: &str = r#"
+UPDATE wasmq_jobs
+SET state = 'running', attempt = 1, started_at = $1, worker_id = $2, lease_expires_at = $3
+WHERE id = $4
 RETURNING *
 "#;
 
@@ -698,18 +710,14 @@ impl SqliteStore {
     }
 }
 
-#[async_trait::async_trait]
-impl Store for SqliteStore {
-    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        if let Some(job) = jobs.iter().find(|job| job.max_attempts == 0) {
-            return Err(StoreError::Invalid(format!(
-                "a job of module `{}` has max_attempts 0; it needs at least 1",
-                job.module
-            )));
-        }
+impl SqliteStore {
+    /// The body of [`Store::enqueue`]; with a `slot`, `jobs` is one due job without a key,
+    /// written running for the slot's worker and handed to it after the commit.
+    async fn insert_jobs(
+        &self,
+        jobs: Vec<NewJob>,
+        slot: Option<Reservation>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
         let now = micros(Utc::now());
         let mut tx = self.begin_write().await?;
         let mut pins: HashMap<(&str, &str), Option<String>> = HashMap::new();
@@ -790,9 +798,24 @@ impl Store for SqliteStore {
             if let Some(key) = new.idempotency_key.as_deref() {
                 keyed.insert((new.tenant.as_str(), key), out.len());
             }
-            if state == JobState::Available {
-                available.insert(new.queue.clone());
-            }
+            // A lone due job for an idle worker of this process: taken at once, in
+            // this transaction, as the claim would take it.
+            let row = match &slot {
+                Some(slot) => sqlx::query(TAKE)
+                    .bind(now)
+                    .bind(slot.worker())
+                    .bind(micros_after(now, slot.lease()))
+                    .bind(get::<i64>(&row, "id")?)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?,
+                None => {
+                    if state == JobState::Available {
+                        available.insert(new.queue.clone());
+                    }
+                    row
+                }
+            };
             out.push(Enqueued {
                 job: job_from_row(&row)?,
                 duplicate: false,
@@ -800,7 +823,29 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(db_err)?;
         self.notify_available(available);
+        if let (Some(slot), [taken]) = (slot, out.as_slice()) {
+            slot.hand_over(taken.job.clone(), self).await;
+        }
         Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        super::check_attempts(&jobs)?;
+        if let Some(slot) = self.inner.handoff.reserve_for(&jobs) {
+            // In a task of its own: a caller that goes away cannot stop it between the
+            // commit and the hand-off.
+            let store = self.clone();
+            return tokio::spawn(async move { store.insert_jobs(jobs, Some(slot)).await })
+                .await
+                .map_err(|e| StoreError::Database(format!("the enqueue task failed: {e}")))?;
+        }
+        self.insert_jobs(jobs, None).await
     }
 
     async fn claim(
@@ -1105,6 +1150,10 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.inner.events.subscribe()
+    }
+
+    fn handoff(&self) -> Option<&Arc<Handoff>> {
+        Some(&self.inner.handoff)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,7 +1,9 @@
 //! The worker pool: the one place where the queue and the sandbox meet.
 //!
-//! `claim → load module (by digest, cached) → run → classify → finish`, with, beside
-//! the claim loops:
+//! `claim → load module (by digest, cached) → run → classify → finish`. A claim loop
+//! with nothing to do also takes jobs enqueued in this process directly
+//! ([`crate::queue::handoff`]): stored already and running for it, or to be run before
+//! they are stored, their report going back to the enqueue. Beside the claim loops:
 //! - a completer that batches finish reports (all that are ready go in one statement,
 //!   so an idle worker reports at once and a busy one reports in bulk), retrying on a
 //!   database outage so no result is lost;
@@ -22,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::queue::handoff::{Handed, RunAhead};
 use crate::queue::{ErrorKind, Finish, Job, JobError, Outcome as StoreOutcome, Store, StoreEvent};
 use crate::runtime::{CancelHandle, JobInfo, Progress, RunRequest, Runtime};
 
@@ -175,6 +178,15 @@ impl Worker {
     }
 }
 
+/// A job task's share of its loop: store, runtime, running jobs, reports, mean time.
+type TaskParts = (
+    Arc<dyn Store>,
+    Runtime,
+    Running,
+    mpsc::UnboundedSender<Finish>,
+    Arc<AtomicU64>,
+);
+
 /// A claim sent to the store and not yet answered.
 type ClaimFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Vec<Job>, crate::queue::StoreError>> + Send>,
@@ -239,6 +251,15 @@ impl QueueLoop {
         let mut woke = false;
         // After a failed claim, no new one before this.
         let mut retry_at = tokio::time::Instant::now();
+        // Jobs enqueued in this process while this loop is idle come straight here.
+        let (taker, mut handed) = match self.store.handoff() {
+            Some(handoff) => {
+                let (taker, handed) =
+                    handoff.register(&self.queue, &self.config.id, self.config.lease);
+                (Some(taker), Some(handed))
+            }
+            None => (None, None),
+        };
         loop {
             if *shutdown.borrow() {
                 break;
@@ -268,6 +289,15 @@ impl QueueLoop {
                 claiming = Some((claim, room));
                 woke = false;
             }
+            if let Some(taker) = &taker {
+                // Idle: nothing claimed waits, no claim is out, the queue looked empty.
+                let idle = claiming.is_none() && !more && ready.is_empty();
+                taker.offer(if idle {
+                    self.concurrency.saturating_sub(jobs.len())
+                } else {
+                    0
+                });
+            }
             tokio::select! {
                 claimed = async { (&mut claiming.as_mut().expect("a claim in flight").0).await }, if claiming.is_some() => {
                     let (_, limit) = claiming.take().expect("a claim in flight");
@@ -287,6 +317,12 @@ impl QueueLoop {
                 }
                 // A job ended: a slot is free.
                 Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
+                Some(Handed { job, ahead }) = async { handed.as_mut().expect("a taker").recv().await }, if handed.is_some() => {
+                    match ahead {
+                        None => self.hold(vec![job], &mut ready),
+                        Some(ahead) => self.run_ahead(job, ahead, &mut jobs),
+                    }
+                }
                 ev = events.recv() => match ev {
                     Ok(StoreEvent::JobsAvailable { queue }) if queue == self.queue => {
                         more = true;
@@ -304,6 +340,18 @@ impl QueueLoop {
                 _ = tokio::time::sleep_until(retry_at), if claiming.is_none() && more && retry_at > tokio::time::Instant::now() => {}
                 _ = tokio::time::sleep(self.config.poll) => more = true,
                 _ = triggered(&mut shutdown) => break,
+            }
+        }
+        // No more hand-offs; jobs handed over meanwhile are given back with the others.
+        drop(taker);
+        if let Some(mut handed) = handed {
+            handed.close();
+            // A job to run ahead of its insert is refused by dropping it: its enqueuer
+            // stores it and, finding this worker gone, gives it back to the queue.
+            while let Ok(Handed { job, ahead }) = handed.try_recv() {
+                if ahead.is_none() {
+                    self.hold(vec![job], &mut ready);
+                }
             }
         }
         // A claim in flight may already hold jobs: take them, to give them back. One
@@ -333,29 +381,77 @@ impl QueueLoop {
         }
     }
 
-    fn start(&self, job: Job, cancel: CancelHandle, jobs: &mut JoinSet<()>) {
-        let (store, runtime, running, finish, mean_us) = (
+    /// What a job's task needs of the loop.
+    fn task_parts(&self) -> TaskParts {
+        (
             self.store.clone(),
             self.runtime.clone(),
             self.running.clone(),
             self.finish.clone(),
             self.mean_us.clone(),
-        );
+        )
+    }
+
+    fn start(&self, job: Job, cancel: CancelHandle, jobs: &mut JoinSet<()>) {
+        let (store, runtime, running, finish, mean_us) = self.task_parts();
         jobs.spawn(async move {
             let id = job.id;
             let started = std::time::Instant::now();
             let report = execute(&store, &runtime, job, cancel).await;
-            let took = (started.elapsed().as_micros() as u64).max(1);
-            // Racing updates may lose a sample; the average stays an average.
-            let mean = mean_us.load(Ordering::Relaxed);
-            let mean = if mean == 0 {
-                took
-            } else {
-                mean - mean / 8 + took / 8
-            };
-            mean_us.store(mean.max(1), Ordering::Relaxed);
+            sample(&mean_us, started);
             running.lock().expect("running lock").remove(&id);
             let _ = finish.send(report);
+        });
+    }
+
+    /// Runs a job handed over before it is stored (see [`crate::queue::handoff`]). Its
+    /// report goes back to the enqueuer, which stores it with the job in one statement. If
+    /// the enqueuer stopped waiting and wrote the job running instead, the job is held
+    /// from when that commits (leased, heartbeated, cancellable) and reported to the store
+    /// like a claimed one; if that failed, the attempt is interrupted and dropped.
+    fn run_ahead(&self, job: Job, ahead: RunAhead, jobs: &mut JoinSet<()>) {
+        let (store, runtime, running, finish, mean_us) = self.task_parts();
+        jobs.spawn(async move {
+            let RunAhead {
+                report,
+                mut committed,
+            } = ahead;
+            let (id, attempt) = (job.id, job.attempt);
+            let started = std::time::Instant::now();
+            let cancel = CancelHandle::new();
+            let run = execute(&store, &runtime, job, cancel.clone());
+            tokio::pin!(run);
+            // The enqueuer's word, once it has written the job running: stored or not.
+            let mut verdict = None;
+            let mut done = tokio::select! {
+                done = &mut run => done,
+                stored = &mut committed => {
+                    let stored = stored.unwrap_or(false);
+                    if stored {
+                        running.lock().expect("running lock").insert(id, (attempt, cancel.clone()));
+                    } else {
+                        cancel.cancel();
+                    }
+                    verdict = Some(stored);
+                    run.await
+                }
+            };
+            sample(&mean_us, started);
+            let stored = match verdict {
+                Some(stored) => stored,
+                None => match report.send(done) {
+                    // The enqueuer stores the job with this report.
+                    Ok(()) => return,
+                    Err(back) => {
+                        done = back;
+                        committed.await.unwrap_or(false)
+                    }
+                },
+            };
+            running.lock().expect("running lock").remove(&id);
+            if stored {
+                let _ = finish.send(done);
+            }
         });
     }
 
@@ -378,6 +474,19 @@ impl QueueLoop {
             while jobs.join_next().await.is_some() {}
         }
     }
+}
+
+/// Adds an attempt's wall time to a queue's moving average. Racing updates may lose a
+/// sample; the average stays an average.
+fn sample(mean_us: &AtomicU64, started: std::time::Instant) {
+    let took = (started.elapsed().as_micros() as u64).max(1);
+    let mean = mean_us.load(Ordering::Relaxed);
+    let mean = if mean == 0 {
+        took
+    } else {
+        mean - mean / 8 + took / 8
+    };
+    mean_us.store(mean.max(1), Ordering::Relaxed);
 }
 
 /// Runs one claimed job and says how to finish it.
