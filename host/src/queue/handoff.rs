@@ -1,31 +1,32 @@
 //! Hand-off: a job enqueued in a process whose worker is idle on the job's queue goes
-//! straight to that worker.
+//! straight to that worker, with no claim.
 //!
-//! The normal path of a job is three commits on three trips to the database: the
+//! The normal path of a job is three statements on three trips to the database: the
 //! enqueue, the claim (after the worker has heard of the job), the finish. A worker loop
-//! with free slots and nothing else to do registers itself here as a [`Taker`]; a store
-//! that enqueues a single due job for that queue [reserves](Handoff::reserve) a slot, writes
-//! the job already `running` (attempt 1, leased to the taker's worker) in the enqueue's
-//! own statement, and after the commit [delivers](Reservation::deliver) it. No claim, no
-//! wake-up, one commit fewer.
+//! registers itself here as a taker and, while it has nothing else to do, offers its free
+//! slots ([`TakerHandle::offer`]). A store that enqueues a lone job without a key and
+//! without a run time [reserves](Handoff::reserve_for) one and then either
+//! - writes the job already `running` (attempt 1, leased to the taker's worker) and, after
+//!   the commit, [delivers](Reservation::deliver) it (SQLite); or
+//! - delivers it first, to be run ahead of its insert, and stores it with the attempt's
+//!   report in one statement (PostgreSQL; see [`RunAhead`]).
 //!
 //! Invariants:
-//! - a job is written as running only for a taker that holds a reservation, and is
-//!   delivered to it after its commit or given back (released to `available`) if the taker
-//!   has gone away meanwhile; a delivered job is held (leased, heartbeated, given back on
-//!   shutdown) like a claimed one;
+//! - a taker is handed at most as many jobs as it offered slots: a reservation counts
+//!   against the offer from when it is taken until the loop has received its job (or it
+//!   is dropped unused), so offers made meanwhile do not count that slot again;
 //! - a taker offers slots only while it has nothing claimed waiting and no claim in flight
 //!   (it believes its queue empty): a job never skips ahead of waiting jobs this process
 //!   knows of;
-//! - a reservation that is not used (the insert failed) is not returned: the taker's next
-//!   turn of its loop sets its free slots again.
+//! - a job stored running for a taker is delivered to it after its commit, or given back
+//!   (released to `available`) if the taker has gone away meanwhile; a delivered job is
+//!   held (leased, heartbeated, given back on shutdown) like a claimed one.
 //!
 //! If the enqueue's outcome is unknown (its connection broke after the commit was sent),
 //! the job may be running for a worker that never got it: its lease expires and the
 //! rescuer retries it, as after a worker crash.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -49,8 +50,23 @@ impl std::fmt::Debug for Handoff {
 struct Taker {
     worker: String,
     lease: Duration,
-    free: AtomicUsize,
+    slots: Mutex<Slots>,
     tx: mpsc::UnboundedSender<Handed>,
+}
+
+/// A taker's slots: it may be handed `offered - pending` more jobs.
+#[derive(Default)]
+struct Slots {
+    /// Free slots, as the loop last counted them.
+    offered: usize,
+    /// Reserved, and not yet received by the loop (nor dropped unused).
+    pending: usize,
+}
+
+impl Taker {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().expect("slots lock")
+    }
 }
 
 /// A job handed to a worker: stored already, running for it (`ahead` is `None`), or not
@@ -64,14 +80,17 @@ pub struct Handed {
 
 /// The two ways back from a job run ahead of its insert. The worker sends its report on
 /// `report`; if the enqueuer stopped waiting for it (`report` closed), the enqueuer has
-/// written the job running instead and says on `committed` whether that was committed.
-/// Only then is the job the worker's: it is leased and heartbeated from then on, and its
-/// report goes to the store as any claimed job's; if not, the attempt is dropped (the job
-/// was never stored, and a guest can reach nothing outside its sandbox).
+/// written the job running instead and says on `committed` whether it may be stored
+/// (committed, or the outcome is unknown). Only then is the job the worker's: it is
+/// leased and heartbeated from then on (a heartbeat finds a job never stored lost and
+/// interrupts it), and its report goes to the store as any claimed job's, which applies
+/// only to a stored job. If it is not stored (the database refused it, or the enqueue was
+/// dropped by its caller), the attempt is interrupted and dropped: the job never existed,
+/// and a guest can reach nothing outside its sandbox.
 pub struct RunAhead {
     /// The attempt's report, to be stored with the job by the enqueuer.
     pub report: oneshot::Sender<Finish>,
-    /// Whether the job, written running, is stored.
+    /// Whether the job, written running, is (or may be) stored.
     pub committed: oneshot::Receiver<bool>,
 }
 
@@ -82,9 +101,20 @@ pub struct TakerHandle {
     handoff: Weak<Handoff>,
 }
 
-/// One slot of a taker, reserved for one job about to be enqueued.
+/// One slot of a taker, reserved for one job about to be enqueued. Dropped undelivered,
+/// the slot is free again.
 pub struct Reservation {
     taker: Arc<Taker>,
+    delivered: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.delivered {
+            let mut slots = self.taker.slots();
+            slots.pending = slots.pending.saturating_sub(1);
+        }
+    }
 }
 
 impl Handoff {
@@ -100,7 +130,7 @@ impl Handoff {
         let taker = Arc::new(Taker {
             worker: worker.to_owned(),
             lease,
-            free: AtomicUsize::new(0),
+            slots: Mutex::default(),
             tx,
         });
         self.takers
@@ -132,27 +162,36 @@ impl Handoff {
     pub fn reserve(&self, queue: &str) -> Option<Reservation> {
         let takers = self.takers.lock().expect("handoff lock");
         takers.get(queue)?.iter().find_map(|taker| {
-            taker
-                .free
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                .ok()
-                .map(|_| Reservation {
+            let mut slots = taker.slots();
+            (slots.offered > slots.pending).then(|| {
+                slots.pending += 1;
+                Reservation {
                     taker: taker.clone(),
-                })
+                    delivered: false,
+                }
+            })
         })
     }
 }
 
 impl TakerHandle {
-    /// Offers `slots` free slots (0: none) until the next call.
-    pub fn offer(&self, slots: usize) {
-        self.taker.free.store(slots, Ordering::Release);
+    /// Offers `free` slots (0: none) until the next call: the loop's free slots, not
+    /// counting jobs reserved for it that it has not received yet.
+    pub fn offer(&self, free: usize) {
+        self.taker.slots().offered = free;
+    }
+
+    /// The loop has received a handed job (which now takes one of its slots).
+    pub fn received(&self) {
+        let mut slots = self.taker.slots();
+        slots.pending = slots.pending.saturating_sub(1);
+        slots.offered = slots.offered.saturating_sub(1);
     }
 }
 
 impl Drop for TakerHandle {
     fn drop(&mut self) {
-        self.taker.free.store(0, Ordering::Release);
+        self.taker.slots().offered = 0;
         let Some(handoff) = self.handoff.upgrade() else {
             return;
         };
@@ -178,8 +217,10 @@ impl Reservation {
     }
 
     /// Gives the job to the taker; `Err` (the job back) if it has gone away.
-    pub fn deliver(self, handed: Handed) -> Result<(), Box<Handed>> {
-        self.taker.tx.send(handed).map_err(|e| Box::new(e.0))
+    pub fn deliver(mut self, handed: Handed) -> Result<(), Box<Handed>> {
+        self.taker.tx.send(handed).map_err(|e| Box::new(e.0))?;
+        self.delivered = true;
+        Ok(())
     }
 
     /// [`Reservation::deliver`]s the committed, running job, or, if the taker has gone
@@ -213,10 +254,42 @@ mod tests {
         let a = handoff.reserve("q").expect("first slot");
         assert_eq!(a.worker(), "w1");
         assert_eq!(a.lease(), Duration::from_secs(30));
-        assert!(handoff.reserve("q").is_some(), "second slot");
+        let b = handoff.reserve("q").expect("second slot");
         assert!(handoff.reserve("q").is_none(), "two offered, two taken");
         assert!(handoff.reserve("other").is_none(), "another queue");
-        taker.offer(1);
+        // The loop counts its free slots again before either job arrives: the two in
+        // flight still count against them.
+        taker.offer(2);
+        assert!(
+            handoff.reserve("q").is_none(),
+            "both slots are on their way"
+        );
+        // One dropped unused: its slot is free again.
+        drop(b);
+        let c = handoff.reserve("q").expect("the freed slot");
+        // One received: it takes a slot, not two.
+        drop(a);
+        drop(c);
+        let d = handoff.reserve("q").expect("a slot");
+        let job = Job::just_enqueued(
+            super::super::NewJob::new("m", b"{}".to_vec()),
+            1,
+            "d".into(),
+            super::super::JobState::Running,
+            chrono::Utc::now(),
+            chrono::Utc::now(),
+        );
+        assert!(d.deliver(Handed { job, ahead: None }).is_ok());
+        let e = handoff.reserve("q").expect("one delivered, one left");
+        assert!(handoff.reserve("q").is_none());
+        // The loop receives the delivered job: its slot is taken, the other still pending.
+        taker.received();
+        assert!(
+            handoff.reserve("q").is_none(),
+            "one slot left, and it is reserved"
+        );
+        drop(e);
+        assert!(handoff.reserve("q").is_some(), "freed");
         drop(taker);
         assert!(handoff.reserve("q").is_none(), "unregistered");
         assert!(handoff.takers.lock().unwrap().is_empty());

@@ -68,12 +68,21 @@ pub struct PgStore {
     node: Arc<str>,
     /// This process's idle workers, to hand lone enqueued jobs to (see [`super::handoff`]).
     handoff: Arc<Handoff>,
-    /// Job ids drawn ahead, for jobs handed over before they are stored (largest first).
-    ids: Arc<std::sync::Mutex<Vec<i64>>>,
+    /// Job ids drawn ahead, for jobs handed over before they are stored.
+    ids: Arc<std::sync::Mutex<IdCache>>,
     _listener: Arc<ListenerTask>,
 }
 
 struct ListenerTask(JoinHandle<()>);
+
+/// Job ids drawn from the sequence ahead of use (see [`PgStore::draw_id`]).
+#[derive(Default)]
+struct IdCache {
+    /// Smallest first.
+    ids: std::collections::VecDeque<i64>,
+    /// A block is being drawn in the background.
+    drawing: bool,
+}
 
 impl Drop for ListenerTask {
     fn drop(&mut self) {
@@ -549,7 +558,7 @@ SELECT * FROM ins WHERE (SELECT count(*) FROM notified) >= 0
 "#;
 
 /// Job ids drawn ahead per round trip, for jobs run before they are stored.
-const ID_BLOCK: i64 = 16;
+const ID_BLOCK: usize = 16;
 
 const DRAW_IDS: &str = "SELECT nextval('wasmq_jobs_id_seq') AS id FROM generate_series(1, $1)";
 
@@ -997,7 +1006,20 @@ impl PgStore {
         let store = self.clone();
         tokio::spawn(async move {
             let stored = store.insert_running(&job, &worker, lease).await;
-            if committed_tx.send(stored.is_ok()).is_err()
+            // Refused by the database: not stored. Anything else (a broken connection)
+            // may have been committed: the worker holds the job, and its heartbeat finds
+            // it lost if it was not.
+            let held = match &stored {
+                Ok(_) => true,
+                Err(e) => !matches!(
+                    e,
+                    StoreError::Conflict(_)
+                        | StoreError::Invalid(_)
+                        | StoreError::ModuleNotFound { .. }
+                        | StoreError::NotFound
+                ),
+            };
+            if committed_tx.send(held).is_err()
                 && let Ok(job) = &stored
             {
                 // The worker stopped meanwhile: the job goes back to its queue.
@@ -1012,25 +1034,52 @@ impl PgStore {
         .map_err(|e| StoreError::Database(format!("the enqueue task failed: {e}")))?
     }
 
-    /// An id for a new job, from a block drawn ahead ([`ID_BLOCK`] a round trip).
+    /// An id for a new job, from a block drawn ahead ([`ID_BLOCK`] a round trip, on the
+    /// durable pool: a sequence's advance is made durable by the commit of the statement
+    /// that logged it, so ids handed out here are never drawn again after a crash). The
+    /// next block is drawn in the background when half of this one is used.
     async fn draw_id(&self) -> Result<i64, StoreError> {
-        if let Some(id) = self.ids.lock().expect("ids lock").pop() {
+        let (id, refill) = {
+            let mut cache = self.ids.lock().expect("ids lock");
+            let id = cache.ids.pop_front();
+            let refill = id.is_some() && cache.ids.len() < ID_BLOCK / 2 && !cache.drawing;
+            cache.drawing |= refill;
+            (id, refill)
+        };
+        if refill {
+            let store = self.clone();
+            tokio::spawn(async move {
+                let drawn = store.draw_ids().await;
+                let mut cache = store.ids.lock().expect("ids lock");
+                cache.drawing = false;
+                match drawn {
+                    Ok(drawn) => cache.ids.extend(drawn),
+                    Err(e) => tracing::warn!(error = %e, "drawing job ids ahead failed"),
+                }
+            });
+        }
+        if let Some(id) = id {
             return Ok(id);
         }
-        let mut conn = self.fast.get().await.map_err(db_err)?;
+        let mut drawn = self.draw_ids().await?.into_iter();
+        let id = drawn
+            .next()
+            .ok_or_else(|| StoreError::Database("the id sequence answered nothing".into()))?;
+        self.ids.lock().expect("ids lock").ids.extend(drawn);
+        Ok(id)
+    }
+
+    /// [`ID_BLOCK`] new ids, smallest first.
+    async fn draw_ids(&self) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
         let mut drawn: Vec<i64> = sqlx::query_scalar(DRAW_IDS)
-            .bind(ID_BLOCK)
+            .bind(ID_BLOCK as i64)
             .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
         conn.keep();
-        // Used smallest first.
-        drawn.sort_unstable_by(|a, b| b.cmp(a));
-        let id = drawn
-            .pop()
-            .ok_or_else(|| StoreError::Database("the id sequence answered nothing".into()))?;
-        self.ids.lock().expect("ids lock").extend(drawn);
-        Ok(id)
+        drawn.sort_unstable();
+        Ok(drawn)
     }
 
     /// [`ENQUEUE_FINISHED`]: `job` with its first attempt's `report`.

@@ -318,6 +318,9 @@ impl QueueLoop {
                 // A job ended: a slot is free.
                 Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
                 Some(Handed { job, ahead }) = async { handed.as_mut().expect("a taker").recv().await }, if handed.is_some() => {
+                    if let Some(taker) = &taker {
+                        taker.received();
+                    }
                     match ahead {
                         None => self.hold(vec![job], &mut ready),
                         Some(ahead) => self.run_ahead(job, ahead, &mut jobs),
@@ -347,7 +350,8 @@ impl QueueLoop {
         if let Some(mut handed) = handed {
             handed.close();
             // A job to run ahead of its insert is refused by dropping it: its enqueuer
-            // stores it and, finding this worker gone, gives it back to the queue.
+            // enqueues it as usual (or, if it had already stored it running for this
+            // worker, gives it back to the queue).
             while let Ok(Handed { job, ahead }) = handed.try_recv() {
                 if ahead.is_none() {
                     self.hold(vec![job], &mut ready);
@@ -407,8 +411,9 @@ impl QueueLoop {
     /// Runs a job handed over before it is stored (see [`crate::queue::handoff`]). Its
     /// report goes back to the enqueuer, which stores it with the job in one statement. If
     /// the enqueuer stopped waiting and wrote the job running instead, the job is held
-    /// from when that commits (leased, heartbeated, cancellable) and reported to the store
-    /// like a claimed one; if that failed, the attempt is interrupted and dropped.
+    /// from when that may have committed (leased, heartbeated, cancellable) and reported
+    /// to the store like a claimed one; if it was refused, the attempt is interrupted and
+    /// dropped.
     fn run_ahead(&self, job: Job, ahead: RunAhead, jobs: &mut JoinSet<()>) {
         let (store, runtime, running, finish, mean_us) = self.task_parts();
         jobs.spawn(async move {
