@@ -241,6 +241,19 @@ impl Reservation {
 mod tests {
     use super::*;
 
+    fn running(id: i64) -> Job {
+        let now = chrono::Utc::now();
+        let new = NewJob::new("m", b"{}".to_vec());
+        Job::just_enqueued(
+            new,
+            id,
+            "d".into(),
+            super::super::JobState::Running,
+            now,
+            now,
+        )
+    }
+
     #[test]
     fn a_taker_gets_only_the_slots_it_offers() {
         let handoff = Arc::new(Handoff::default());
@@ -271,15 +284,13 @@ mod tests {
         drop(a);
         drop(c);
         let d = handoff.reserve("q").expect("a slot");
-        let job = Job::just_enqueued(
-            super::super::NewJob::new("m", b"{}".to_vec()),
-            1,
-            "d".into(),
-            super::super::JobState::Running,
-            chrono::Utc::now(),
-            chrono::Utc::now(),
+        assert!(
+            d.deliver(Handed {
+                job: running(1),
+                ahead: None
+            })
+            .is_ok()
         );
-        assert!(d.deliver(Handed { job, ahead: None }).is_ok());
         let e = handoff.reserve("q").expect("one delivered, one left");
         assert!(handoff.reserve("q").is_none());
         // The loop receives the delivered job: its slot is taken, the other still pending.
@@ -302,15 +313,10 @@ mod tests {
         taker.offer(1);
         let slot = handoff.reserve("q").unwrap();
         drop(rx);
-        let job = Job::just_enqueued(
-            super::super::NewJob::new("m", b"{}".to_vec()),
-            7,
-            "d".into(),
-            super::super::JobState::Running,
-            chrono::Utc::now(),
-            chrono::Utc::now(),
-        );
-        let handed = Handed { job, ahead: None };
+        let handed = Handed {
+            job: running(7),
+            ahead: None,
+        };
         assert_eq!(slot.deliver(handed).unwrap_err().job.id, 7);
     }
 }
