@@ -999,7 +999,9 @@ impl PgStore {
             }
         };
         if let Some(report) = report {
-            return self.insert_finished(&job, report).await.map(Some);
+            let stored = self.insert_finished(&job, report).await;
+            self.draw_ids_if_low();
+            return stored.map(Some);
         }
         // In a task of its own, so that a caller that goes away (an HTTP client hanging
         // up) cannot stop it between the commit and the verdict.
@@ -1028,6 +1030,7 @@ impl PgStore {
                     tracing::warn!(job = job.id, error = %e, "could not give back a job whose worker stopped; it runs again after its lease expires");
                 }
             }
+            store.draw_ids_if_low();
             stored.map(Some)
         })
         .await
@@ -1036,29 +1039,9 @@ impl PgStore {
 
     /// An id for a new job, from a block drawn ahead ([`ID_BLOCK`] a round trip, on the
     /// durable pool: a sequence's advance is made durable by the commit of the statement
-    /// that logged it, so ids handed out here are never drawn again after a crash). The
-    /// next block is drawn in the background when half of this one is used.
+    /// that logged it, so ids handed out here are never drawn again after a crash).
     async fn draw_id(&self) -> Result<i64, StoreError> {
-        let (id, refill) = {
-            let mut cache = self.ids.lock().expect("ids lock");
-            let id = cache.ids.pop_front();
-            let refill = id.is_some() && cache.ids.len() < ID_BLOCK / 2 && !cache.drawing;
-            cache.drawing |= refill;
-            (id, refill)
-        };
-        if refill {
-            let store = self.clone();
-            tokio::spawn(async move {
-                let drawn = store.draw_ids().await;
-                let mut cache = store.ids.lock().expect("ids lock");
-                cache.drawing = false;
-                match drawn {
-                    Ok(drawn) => cache.ids.extend(drawn),
-                    Err(e) => tracing::warn!(error = %e, "drawing job ids ahead failed"),
-                }
-            });
-        }
-        if let Some(id) = id {
+        if let Some(id) = self.ids.lock().expect("ids lock").ids.pop_front() {
             return Ok(id);
         }
         let mut drawn = self.draw_ids().await?.into_iter();
@@ -1067,6 +1050,29 @@ impl PgStore {
             .ok_or_else(|| StoreError::Database("the id sequence answered nothing".into()))?;
         self.ids.lock().expect("ids lock").ids.extend(drawn);
         Ok(id)
+    }
+
+    /// Draws the next block of ids in the background once half of this one is used. Called
+    /// after a hand-off's insert, so that the draw's statement (and its commit) does not
+    /// compete with it.
+    fn draw_ids_if_low(&self) {
+        {
+            let mut cache = self.ids.lock().expect("ids lock");
+            if cache.drawing || cache.ids.len() >= ID_BLOCK / 2 {
+                return;
+            }
+            cache.drawing = true;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let drawn = store.draw_ids().await;
+            let mut cache = store.ids.lock().expect("ids lock");
+            cache.drawing = false;
+            match drawn {
+                Ok(drawn) => cache.ids.extend(drawn),
+                Err(e) => tracing::warn!(error = %e, "drawing job ids ahead failed"),
+            }
+        });
     }
 
     /// [`ID_BLOCK`] new ids, smallest first.
