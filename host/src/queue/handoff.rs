@@ -22,9 +22,10 @@
 //!   (released to `available`) if the taker has gone away meanwhile; a delivered job is
 //!   held (leased, heartbeated, given back on shutdown) like a claimed one.
 //!
-//! If the enqueue's outcome is unknown (its connection broke after the commit was sent),
-//! the job may be running for a worker that never got it: its lease expires and the
-//! rescuer retries it, as after a worker crash.
+//! If a SQLite enqueue's outcome is unknown (it failed after its commit), the job may be
+//! running for a worker that never got it: its lease expires and the rescuer retries it,
+//! as after a worker crash. On PostgreSQL the worker already has the job then, and holds
+//! it (see [`RunAhead`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

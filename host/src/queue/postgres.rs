@@ -78,7 +78,7 @@ struct ListenerTask(JoinHandle<()>);
 /// Job ids drawn from the sequence ahead of use (see [`PgStore::draw_id`]).
 #[derive(Default)]
 struct IdCache {
-    /// Smallest first.
+    /// In the order drawn.
     ids: std::collections::VecDeque<i64>,
     /// A block is being drawn in the background.
     drawing: bool,
@@ -990,7 +990,7 @@ impl PgStore {
         }
         let report = match tokio::time::timeout(RUN_AHEAD_WAIT, &mut report_rx).await {
             Ok(Ok(report)) => Some(report),
-            // The worker refused it (it is stopping).
+            // The worker refused it (it is stopping, or busy since it offered the slot).
             Ok(Err(_)) => return Ok(None),
             Err(_) => {
                 // Whatever the worker sends from now on fails, and it waits for the verdict.

@@ -323,6 +323,12 @@ impl QueueLoop {
                     }
                     match ahead {
                         None => self.hold(vec![job], &mut ready),
+                        // Busy since it offered the slot (a claim came back meanwhile):
+                        // refused, so its enqueue stores it as usual and no job runs
+                        // beyond the concurrency or ahead of claimed ones.
+                        Some(ahead) if jobs.len() >= self.concurrency || !ready.is_empty() => {
+                            drop(ahead)
+                        }
                         Some(ahead) => self.run_ahead(job, ahead, &mut jobs),
                     }
                 }
