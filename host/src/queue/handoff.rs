@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Finish, Job, NewJob, Outcome, Store};
+use super::{Finish, Job, NewJob, Outcome, Store, StoreError};
 
 /// The takers of one process, by queue. Shared by a store and the workers over it.
 #[derive(Default)]
@@ -229,13 +229,29 @@ impl Reservation {
     /// started the job would).
     pub async fn hand_over(self, job: Job, store: &dyn Store) {
         if let Err(handed) = self.deliver(Handed { job, ahead: None }) {
-            let job = handed.job;
-            let release = Finish::new(job.id, job.attempt, Outcome::Release);
-            if let Err(e) = store.finish(vec![release]).await {
-                tracing::warn!(job = job.id, error = %e, "could not give back a job whose worker stopped; it runs again after its lease expires");
-            }
+            give_back(store, &handed.job).await;
         }
     }
+}
+
+/// Gives a job stored running for a worker that has gone away back to its queue
+/// (`Outcome::Release`: available at once, the attempt not counted). If that fails, the
+/// job runs again after its lease expires.
+pub async fn give_back(store: &dyn Store, job: &Job) {
+    let release = Finish::new(job.id, job.attempt, Outcome::Release);
+    if let Err(e) = store.finish(vec![release]).await {
+        tracing::warn!(job = job.id, error = %e, "could not give back a job whose worker stopped; it runs again after its lease expires");
+    }
+}
+
+/// Runs `work` in a task of its own and waits for it: a caller that goes away (an HTTP
+/// client hanging up) cannot stop it between a commit and the hand-off that must follow.
+pub async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| StoreError::Database(format!("the enqueue task failed: {e}")))?
 }
 
 #[cfg(test)]

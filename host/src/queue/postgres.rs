@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 mod warm;
 use warm::Warm;
 
-use super::handoff::{Handed, Handoff, Reservation, RunAhead};
+use super::handoff::{self, Handed, Handoff, Reservation, RunAhead};
 
 use super::{
     AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobCount, JobError, JobFilter,
@@ -852,20 +852,52 @@ SELECT DISTINCT digest FROM d
 
 const MODULE_BYTES: &str = "SELECT bytes FROM wasmq_module_blobs WHERE digest = $1";
 
-fn finish_state(outcome: &Outcome) -> (&'static str, Option<JobError>) {
-    match outcome {
+/// How a report's outcome is written ([`FINISH`], [`ENQUEUE_FINISHED`]).
+struct OutcomeColumns<'a> {
+    state: &'static str,
+    error: Option<serde_json::Value>,
+    result: Option<&'a [u8]>,
+    retry_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn outcome_columns(outcome: &Outcome) -> OutcomeColumns<'_> {
+    let (state, error) = match outcome {
         Outcome::Complete { .. } => ("completed", None),
-        Outcome::Retry { error, .. } => ("retryable", Some(error.clone())),
-        Outcome::Fail { error } => ("failed", Some(error.clone())),
+        Outcome::Retry { error, .. } => ("retryable", Some(json(error))),
+        Outcome::Fail { error } => ("failed", Some(json(error))),
         Outcome::Release => ("available", None),
         Outcome::Cancelled => (
             "cancelled",
-            Some(JobError::new(
+            Some(json(&JobError::new(
                 ErrorKind::Cancelled,
                 "cancelled while running",
-            )),
+            ))),
         ),
+    };
+    OutcomeColumns {
+        state,
+        error,
+        result: match outcome {
+            Outcome::Complete { result } => Some(result.as_slice()),
+            _ => None,
+        },
+        retry_at: match outcome {
+            Outcome::Retry { retry_at, .. } => Some(*retry_at),
+            _ => None,
+        },
     }
+}
+
+/// Whether the database refused a statement, so that it wrote nothing (as opposed to an
+/// error whose statement may have committed, such as a broken connection).
+fn refused(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::ModuleNotFound { .. }
+            | StoreError::Invalid(_)
+            | StoreError::Conflict(_)
+            | StoreError::NotFound
+    )
 }
 
 impl PgStore {
@@ -1006,35 +1038,22 @@ impl PgStore {
         // In a task of its own, so that a caller that goes away (an HTTP client hanging
         // up) cannot stop it between the commit and the verdict.
         let store = self.clone();
-        tokio::spawn(async move {
+        handoff::detached(async move {
             let stored = store.insert_running(&job, &worker, lease).await;
             // Refused by the database: not stored. Anything else (a broken connection)
             // may have been committed: the worker holds the job, and its heartbeat finds
             // it lost if it was not.
-            let held = match &stored {
-                Ok(_) => true,
-                Err(e) => !matches!(
-                    e,
-                    StoreError::Conflict(_)
-                        | StoreError::Invalid(_)
-                        | StoreError::ModuleNotFound { .. }
-                        | StoreError::NotFound
-                ),
-            };
+            let held = stored.as_ref().map_or_else(|e| !refused(e), |_| true);
             if committed_tx.send(held).is_err()
                 && let Ok(job) = &stored
             {
                 // The worker stopped meanwhile: the job goes back to its queue.
-                let release = Finish::new(job.id, job.attempt, Outcome::Release);
-                if let Err(e) = store.finish(vec![release]).await {
-                    tracing::warn!(job = job.id, error = %e, "could not give back a job whose worker stopped; it runs again after its lease expires");
-                }
+                handoff::give_back(&store, job).await;
             }
             store.draw_ids_if_low();
             stored.map(Some)
         })
         .await
-        .map_err(|e| StoreError::Database(format!("the enqueue task failed: {e}")))?
     }
 
     /// An id for a new job, from a block drawn ahead ([`ID_BLOCK`] a round trip, on the
@@ -1090,21 +1109,13 @@ impl PgStore {
 
     /// [`ENQUEUE_FINISHED`]: `job` with its first attempt's `report`.
     async fn insert_finished(&self, job: &Job, report: Finish) -> Result<Job, StoreError> {
-        let (state, error) = finish_state(&report.outcome);
-        let result = match &report.outcome {
-            Outcome::Complete { result } => Some(result.as_slice()),
-            _ => None,
-        };
-        let retry_at = match &report.outcome {
-            Outcome::Retry { retry_at, .. } => Some(*retry_at),
-            _ => None,
-        };
+        let outcome = outcome_columns(&report.outcome);
         let mut conn = self.pool.get().await.map_err(db_err)?;
         let row = bind_row(ENQUEUE_FINISHED, job)
-            .bind(state)
-            .bind(result)
-            .bind(error.as_ref().map(json))
-            .bind(retry_at)
+            .bind(outcome.state)
+            .bind(outcome.result)
+            .bind(outcome.error)
+            .bind(outcome.retry_at)
             .bind(json(&report.usage))
             .bind(&report.log)
             .bind(clamp_i64(report.log_dropped))
@@ -1482,12 +1493,7 @@ impl Store for PgStore {
             let answers = match self.try_enqueue(&jobs).await {
                 Ok(answers) => answers,
                 // Refused before anything was written.
-                Err(
-                    e @ (StoreError::ModuleNotFound { .. }
-                    | StoreError::Invalid(_)
-                    | StoreError::Conflict(_)
-                    | StoreError::NotFound),
-                ) => {
+                Err(e) if refused(&e) => {
                     unsure.disarm();
                     return Err(e);
                 }
@@ -1605,19 +1611,13 @@ impl Store for PgStore {
             .filter(|(_, f)| **f)
             .map(|(i, _)| i)
         {
-            let (state, error) = finish_state(&item.outcome);
+            let outcome = outcome_columns(&item.outcome);
             ids.push(item.id);
             attempts.push(clamp_i32(item.attempt));
-            states.push(state);
-            results.push(match &item.outcome {
-                Outcome::Complete { result } => Some(result.as_slice()),
-                _ => None,
-            });
-            errors.push(error.as_ref().map(json));
-            retry_ats.push(match &item.outcome {
-                Outcome::Retry { retry_at, .. } => Some(*retry_at),
-                _ => None,
-            });
+            states.push(outcome.state);
+            results.push(outcome.result);
+            errors.push(outcome.error);
+            retry_ats.push(outcome.retry_at);
             usages.push(json(&item.usage));
             logs.push(item.log.as_str());
             log_dropped.push(clamp_i64(item.log_dropped));

@@ -41,7 +41,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, Sqlite, Transaction};
 use tokio::sync::{broadcast, oneshot};
 
-use super::handoff::{Handoff, Reservation};
+use super::handoff::{self, Handoff, Reservation};
 use super::keys;
 use super::{
     AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobCount, JobError, JobFilter,
@@ -838,12 +838,10 @@ impl Store for SqliteStore {
         }
         super::check_attempts(&jobs)?;
         if let Some(slot) = self.inner.handoff.reserve_for(&jobs) {
-            // In a task of its own: a caller that goes away cannot stop it between the
-            // commit and the hand-off.
+            // A caller that goes away cannot stop it between the commit and the hand-off.
             let store = self.clone();
-            return tokio::spawn(async move { store.insert_jobs(jobs, Some(slot)).await })
-                .await
-                .map_err(|e| StoreError::Database(format!("the enqueue task failed: {e}")))?;
+            return handoff::detached(async move { store.insert_jobs(jobs, Some(slot)).await })
+                .await;
         }
         self.insert_jobs(jobs, None).await
     }
