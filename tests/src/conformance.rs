@@ -1109,6 +1109,26 @@ pub async fn prune_removes_only_old_finished_jobs(store: Arc<dyn Store>) {
     }
 }
 
+/// Every job of `tenant`, listed `limit` at a time by following the cursor.
+async fn list_all(store: &Arc<dyn Store>, tenant: &str, limit: u32) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let mut cursor = None;
+    loop {
+        let filter = JobFilter {
+            limit,
+            cursor,
+            ..JobFilter::default()
+        };
+        let page = store.list(tenant, &filter).await.unwrap();
+        assert!(page.jobs.len() <= limit as usize);
+        jobs.extend(page.jobs);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return jobs,
+        }
+    }
+}
+
 /// Listings are newest first, filter by state, module and queue, and page by cursor.
 pub async fn list_filters_and_pages_newest_first(store: Arc<dyn Store>) {
     let t = tenant();
@@ -1129,25 +1149,10 @@ pub async fn list_filters_and_pages_newest_first(store: Arc<dyn Store>) {
         .collect();
     let running = store.claim("odd", "w", 3, LEASE).await.unwrap();
 
-    let mut paged = Vec::new();
-    let mut cursor = None;
-    loop {
-        let filter = JobFilter {
-            limit: 10,
-            cursor,
-            ..JobFilter::default()
-        };
-        let page = store.list(&t, &filter).await.unwrap();
-        assert!(page.jobs.len() <= 10);
-        paged.extend(page.jobs.iter().map(|j| j.id));
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
+    let paged = list_all(&store, &t, 10).await;
     let mut newest_first = all.clone();
     newest_first.sort_unstable_by(|a, b| b.cmp(a));
-    assert_eq!(paged, newest_first);
+    assert_eq!(paged.iter().map(|j| j.id).collect::<Vec<_>>(), newest_first);
 
     let list = |filter: JobFilter| {
         let store = store.clone();
@@ -1230,6 +1235,23 @@ pub async fn list_filters_and_pages_newest_first(store: Arc<dyn Store>) {
         10 - running_a,
         "odd jobs of module a, less the claimed ones"
     );
+    // Four states now (available, running, completed, failed): pages of three still come
+    // newest first across them, and a filter applies in every state.
+    let paged = list_all(&store, &t, 3).await;
+    assert_eq!(paged.iter().map(|j| j.id).collect::<Vec<_>>(), newest_first);
+    let states: HashSet<JobState> = paged.iter().map(|j| j.state).collect();
+    assert_eq!(states.len(), 4, "{states:?}");
+    let odd_ids: Vec<i64> = list(JobFilter {
+        queue: Some("odd".into()),
+        ..JobFilter::default()
+    })
+    .await
+    .iter()
+    .map(|j| j.id)
+    .collect();
+    let mut expected: Vec<i64> = all.iter().skip(1).step_by(2).copied().collect();
+    expected.reverse();
+    assert_eq!(odd_ids, expected, "odd jobs in every state, newest first");
     assert!(
         store
             .list("someone-else", &JobFilter::default())

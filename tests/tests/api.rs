@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmq_host::api::{self, ApiConfig, AppState};
-use wasmq_host::queue::{Scope, Store};
+use wasmq_host::queue::{JobFilter, Scope, Store};
 use wasmq_host::runtime::{Runtime, RuntimeConfig};
 use wasmq_host::worker::{Shutdown, WorkerConfig};
 use wasmq_tests::guests;
@@ -862,6 +862,85 @@ async fn a_refused_expect_continue_upload_is_not_asked_for_its_body() {
     }
     let text = String::from_utf8_lossy(&answer);
     assert_eq!(text.split_whitespace().nth(1), Some("401"), "{text}");
+    s.stop().await;
+}
+
+/// The input reaches the guest as the JSON text the caller sent (key order, spacing and
+/// a number too long for a float intact); the content type may carry parameters; a body
+/// that does not fit the request names the place that is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_input_is_kept_as_sent_and_errors_name_their_place() {
+    let s = Server::start().await;
+    s.push(&s.admin, "echo", guests::ECHO).await;
+    let text = r#"{"zebra": 1,  "apple": 123456789012345678901234567890, "x": 1.50}"#;
+    let sent = s
+        .req(Method::POST, "/v1/jobs", &s.admin)
+        .header("content-type", "Application/JSON; charset=utf-8")
+        .body(format!(r#"{{"module": "echo", "input": {text}}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let id = sent.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let done = s.wait(&s.admin, id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let stored = s.store.get("default", id).await.unwrap().unwrap();
+    assert_eq!(String::from_utf8_lossy(&stored.input), text);
+    // The echo guest returns what it was given.
+    assert_eq!(
+        String::from_utf8_lossy(stored.result.as_deref().unwrap()),
+        text
+    );
+
+    let batch = |content_type: &'static str, body: &'static str| {
+        s.req(Method::POST, "/v1/jobs/batch", &s.admin)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let wrong = problem(
+        batch(
+            "application/json",
+            r#"{"jobs": [{"module": "echo"}, {"module": "echo", "priority": "high"}]}"#,
+        )
+        .await
+        .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-request",
+    )
+    .await;
+    let detail = wrong["detail"].as_str().unwrap();
+    assert!(detail.contains("jobs[1].priority"), "{detail}");
+    for (content_type, body, status, kind) in [
+        (
+            "application/json",
+            r#"{"jobs": [{"module": "echo"}"#,
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+        ),
+        (
+            "text/plain",
+            r#"{"jobs": [{"module": "echo"}]}"#,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
+    ] {
+        problem(batch(content_type, body).await.unwrap(), status, kind).await;
+    }
+    let vendor = batch(
+        "application/vnd.example+json",
+        r#"{"jobs": [{"module": "echo", "input": [1, 2]}]}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(vendor.status(), StatusCode::ACCEPTED);
+    // Nothing of the refused batches was stored: the first job, and the vendor batch's.
+    let all = s
+        .store
+        .list("default", &JobFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.jobs.len(), 2);
     s.stop().await;
 }
 

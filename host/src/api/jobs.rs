@@ -30,10 +30,11 @@ const RECHECK: Duration = Duration::from_secs(5);
 pub struct EnqueueRequest {
     /// The module name to run (its latest version is pinned now).
     pub module: String,
-    /// The input as any JSON value (sent to the guest as its UTF-8 JSON text).
+    /// The input as any JSON value, sent to the guest as the JSON text it was given (not
+    /// re-encoded: key order, spacing and number spelling are kept).
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub input: Option<serde_json::Value>,
+    pub input: Option<Box<serde_json::value::RawValue>>,
     /// The input as base64 bytes, instead of `input`.
     #[serde(default)]
     pub input_base64: Option<String>,
@@ -223,7 +224,7 @@ fn new_job(
                 "give `input` or `input_base64`, not both".into(),
             ));
         }
-        (Some(value), None) => value.to_string().into_bytes(),
+        (Some(value), None) => value.get().as_bytes().to_vec(),
         (None, Some(b64)) => BASE64.decode(b64.as_bytes()).map_err(|e| {
             ApiError::InvalidRequest(format!("`input_base64` is not valid base64: {e}"))
         })?,

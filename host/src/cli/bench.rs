@@ -7,7 +7,7 @@
 //! - W2: with the worker running and idle, enqueue `--latency-jobs` (500) jobs one at a
 //!   time at `--rate` (50) jobs/s from a separate task; for each, the time from enqueue
 //!   to completion (the job's `JobsFinished` event, or the enqueue's answer when the job
-//!   was run before it was stored and comes back completed). Reports p50/p95/p99.
+//!   was run before it was stored and comes back finished). Reports p50/p95/p99.
 //!
 //! Jobs go to a queue of their own (`wasmq-bench-…`) in tenant `wasmq-bench`, so a bench
 //! against a live database does not touch other work.
@@ -150,8 +150,8 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .await?
             .remove(0)
             .job;
-        // A job run before it was stored comes back completed: it is done and durable.
-        if job.state != JobState::Completed {
+        // A job run before it was stored comes back finished: it is done and durable.
+        if !job.state.is_finished() {
             wait_all(&store, &mut events, HashSet::from([job.id]), &queue).await?;
         }
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
