@@ -41,6 +41,7 @@ macro_rules! store_conformance_tests {
             bulk_enqueue_of_5000_in_one_call,
             a_mixed_batch_answers_what_is_stored,
             repeated_batches_keep_their_order,
+            keyed_and_keyless_jobs_of_one_batch_keep_their_order,
             idempotency_key_across_calls,
             idempotency_key_within_one_batch,
             enqueue_of_unknown_module_fails,
@@ -407,6 +408,53 @@ pub async fn repeated_batches_keep_their_order(store: Arc<dyn Store>) {
             );
         }
     }
+}
+
+/// A batch of keyless jobs with a few keyed ones among them (one key given twice): every
+/// answer is in input order and is what was stored, new jobs' ids rise in batch order,
+/// and the key given again answers the job that took it first.
+pub async fn keyed_and_keyless_jobs_of_one_batch_keep_their_order(store: Arc<dyn Store>) {
+    let t = tenant();
+    put(&store, &t, "mixed", b"mixed").await;
+    let key = |i: u32| match i {
+        7 | 450 => Some("twice".to_owned()),
+        i if i % 100 == 99 => Some(format!("k-{i}")),
+        _ => None,
+    };
+    let jobs: Vec<NewJob> = (0..600u32)
+        .map(|i| NewJob {
+            idempotency_key: key(i),
+            ..job(&t, "mixed", &i.to_le_bytes())
+        })
+        .collect();
+    let out = store.enqueue(jobs.clone()).await.expect("mixed batch");
+    assert_eq!(out.len(), jobs.len());
+    let mut ids = Vec::new();
+    for (i, (e, new)) in out.iter().zip(&jobs).enumerate() {
+        if i == 450 {
+            assert!(e.duplicate, "the key given again");
+            assert_eq!(e.job.id, out[7].job.id);
+            assert_eq!(e.job.input, 7u32.to_le_bytes());
+            continue;
+        }
+        assert!(!e.duplicate, "job {i}");
+        assert_eq!(
+            e.job.input, new.input,
+            "job {i}: answers are in input order"
+        );
+        assert_eq!(e.job.idempotency_key, new.idempotency_key, "job {i}");
+        assert_eq!(e.job, get(&store, &t, e.job.id).await, "job {i} as stored");
+        ids.push(e.job.id);
+    }
+    assert!(ids.is_sorted_by(|a, b| a < b), "ids rise in batch order");
+    let stored = store
+        .count_jobs()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.count)
+        .sum::<u64>();
+    assert_eq!(stored, 599, "599 new jobs, one duplicate");
 }
 
 /// A key enqueued again returns the first job, marked duplicate, and creates nothing.

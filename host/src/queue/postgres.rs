@@ -449,6 +449,9 @@ fresh AS (
                AND NOT EXISTS (SELECT 1 FROM wasmq_jobs j
                                WHERE j.tenant = r.tenant
                                  AND j.idempotency_key = r.idempotency_key)))
+    -- `resolved` comes out sorted by key (its window); ids are drawn after this sort,
+    -- so they rise in batch order.
+    ORDER BY r.ord
 ),
 ins AS (
     INSERT INTO wasmq_jobs (id, tenant, module, digest, queue, priority, input, state,

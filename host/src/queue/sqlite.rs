@@ -710,6 +710,93 @@ impl SqliteStore {
     }
 }
 
+/// Most rows one multi-row `INSERT` takes (12 parameters each, far below SQLite's
+/// 32,766). A run of keyless jobs is written in statements of 256, 128, …, 1 rows, so at
+/// most nine statement texts exist and each stays prepared.
+const ROWS_PER_INSERT: usize = 256;
+
+/// A keyless job of a batch, waiting to go in with the run it belongs to.
+struct PlainRow<'a> {
+    /// Its place in the batch's answer.
+    at: usize,
+    new: &'a NewJob,
+    digest: String,
+    state: JobState,
+    run_at: i64,
+}
+
+/// Writes `rows` (keyless jobs, in batch order) with one `INSERT … VALUES (…), (…)` per
+/// [`ROWS_PER_INSERT`] rows, reading back only the ids, and answers each row in `out`.
+///
+/// Every statement of a batch used to be a trip to sqlx's SQLite thread and back, with
+/// the whole row read back: ~90 µs a job. Only the ids are read back now: the rest of
+/// the stored job is what was written (`now` is the batch's one time). The one writer
+/// holds the transaction, so a statement's rows take consecutive ids in `VALUES` order;
+/// `RETURNING` may list them in any order, so they are sorted.
+async fn insert_plain(
+    tx: &mut Transaction<'static, Sqlite>,
+    rows: &mut Vec<PlainRow<'_>>,
+    now: i64,
+    out: &mut [Option<Enqueued>],
+) -> Result<(), StoreError> {
+    let created_at = from_micros("created_at", now)?;
+    let mut rest = &rows[..];
+    while !rest.is_empty() {
+        let take = ROWS_PER_INSERT.min(1 << rest.len().ilog2());
+        let (chunk, tail) = rest.split_at(take);
+        rest = tail;
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO wasmq_jobs (tenant, module, digest, queue, priority, input, state, \
+             run_at, max_attempts, limits, idempotency_key, created_at) ",
+        );
+        q.push_values(chunk, |mut b, row| {
+            b.push_bind(row.new.tenant.as_str())
+                .push_bind(row.new.module.as_str())
+                .push_bind(row.digest.as_str())
+                .push_bind(row.new.queue.as_str())
+                .push_bind(i64::from(row.new.priority))
+                .push_bind(row.new.input.as_slice())
+                .push_bind(row.state.as_str())
+                .push_bind(row.run_at)
+                .push_bind(i64::from(row.new.max_attempts))
+                .push_bind(json_text(&row.new.limits))
+                .push_bind(None::<&str>)
+                .push_bind(now);
+        });
+        q.push(" RETURNING id");
+        let mut ids: Vec<i64> = q
+            .build_query_scalar()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        if ids.len() != chunk.len() {
+            return Err(StoreError::Database(format!(
+                "{} of {} jobs were inserted, but the answers do not line up with the batch",
+                ids.len(),
+                chunk.len()
+            )));
+        }
+        ids.sort_unstable();
+        for (row, id) in chunk.iter().zip(ids) {
+            let run_at = from_micros("run_at", row.run_at)?;
+            let job = Job::just_enqueued(
+                row.new.clone(),
+                id,
+                row.digest.clone(),
+                row.state,
+                run_at,
+                created_at,
+            );
+            out[row.at] = Some(Enqueued {
+                job,
+                duplicate: false,
+            });
+        }
+    }
+    rows.clear();
+    Ok(())
+}
+
 impl SqliteStore {
     /// The body of [`Store::enqueue`]; with a `slot`, `jobs` is one due job without a key,
     /// written running for the slot's worker and handed to it after the commit.
@@ -723,16 +810,20 @@ impl SqliteStore {
         let mut pins: HashMap<(&str, &str), Option<String>> = HashMap::new();
         // (tenant, key) → index in `out` of the job that holds the key.
         let mut keyed: HashMap<(&str, &str), usize> = HashMap::new();
-        let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
+        // Answers in batch order; keyless ones are filled in when their run is written.
+        let mut out: Vec<Option<Enqueued>> = Vec::with_capacity(jobs.len());
+        let mut plain: Vec<PlainRow> = Vec::new();
         let mut available = BTreeSet::new();
         for new in &jobs {
             if let Some(key) = new.idempotency_key.as_deref() {
+                // Ids follow the batch's order: the keyless jobs before this one go first.
+                insert_plain(&mut tx, &mut plain, now, &mut out).await?;
                 if let Some(&i) = keyed.get(&(new.tenant.as_str(), key)) {
-                    let job = out[i].job.clone();
-                    out.push(Enqueued {
+                    let job = out[i].as_ref().map(|e| e.job.clone());
+                    out.push(job.map(|job| Enqueued {
                         job,
                         duplicate: true,
-                    });
+                    }));
                     continue;
                 }
                 let existing = sqlx::query(BY_IDEMPOTENCY_KEY)
@@ -743,10 +834,10 @@ impl SqliteStore {
                     .map_err(db_err)?;
                 if let Some(row) = existing {
                     keyed.insert((new.tenant.as_str(), key), out.len());
-                    out.push(Enqueued {
+                    out.push(Some(Enqueued {
                         job: job_from_row(&row)?,
                         duplicate: true,
-                    });
+                    }));
                     continue;
                 }
             }
@@ -779,6 +870,23 @@ impl SqliteStore {
             } else {
                 JobState::Available
             };
+            if new.idempotency_key.is_none() && slot.is_none() {
+                if state == JobState::Available {
+                    available.insert(new.queue.clone());
+                }
+                plain.push(PlainRow {
+                    at: out.len(),
+                    new,
+                    digest,
+                    state,
+                    run_at,
+                });
+                out.push(None);
+                if plain.len() == ROWS_PER_INSERT {
+                    insert_plain(&mut tx, &mut plain, now, &mut out).await?;
+                }
+                continue;
+            }
             let row = sqlx::query(INSERT_JOB)
                 .bind(&new.tenant)
                 .bind(&new.module)
@@ -816,11 +924,16 @@ impl SqliteStore {
                     row
                 }
             };
-            out.push(Enqueued {
+            out.push(Some(Enqueued {
                 job: job_from_row(&row)?,
                 duplicate: false,
-            });
+            }));
         }
+        insert_plain(&mut tx, &mut plain, now, &mut out).await?;
+        let out = out
+            .into_iter()
+            .collect::<Option<Vec<Enqueued>>>()
+            .ok_or_else(|| StoreError::Database("a job of the batch was not answered".into()))?;
         tx.commit().await.map_err(db_err)?;
         self.notify_available(available);
         if let (Some(slot), [taken]) = (slot, out.as_slice()) {
