@@ -8,8 +8,10 @@
 -- state, id)` covers every state: a new job adds three entries, and a job's life
 -- (waiting, running, completed) nine instead of ten. A listing without a state reads
 -- the seven states' ranges newest first and merges them (`Merge Append` of seven
--- backward index scans, each stopping after the page's limit; `list_query` in
--- postgres.rs), so it reads no more rows than before.
+-- backward index scans; `list_query` in postgres.rs): a page of 100 reads at most 107
+-- jobs. With a module or queue filter and no state, a state's range that holds no
+-- matching job is read to its end (the old by-tenant scan stopped at the page's last
+-- match), so such a listing costs up to the tenant's jobs in the states it misses.
 --
 -- Ascending, not `id DESC`: jobs get rising ids, so in descending order every new job
 -- went to the left end of its range, where a B-tree splits a full leaf in half and

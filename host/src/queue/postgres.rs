@@ -530,36 +530,39 @@ RETURNING *
 /// A lone due job run by an idle worker of this process before it was stored, written
 /// with its first attempt's report (`$10..$17`: as [`FINISH`] takes them) in one
 /// statement: the row [`ENQUEUE_RUNNING`] and then [`FINISH`] would have left, with one
-/// commit instead of three. `$1..$9` as [`bind_row`] binds them.
+/// commit instead of three. `$1..$9` as [`bind_row`] binds them; `$18` is the store's
+/// id, for the notification.
 ///
-/// No `wasmq_finished` notification: it is for long-polls, and none can be waiting on a
-/// job that did not exist until this commit (a long-poll reads the job first and answers
-/// 404 for an unknown id). Measured with `pgbench` on this machine, a `pg_notify` in a
-/// one-row insert's statement cost 0.15–0.35 ms of its latency at 50 statements a second
-/// (0.52 → 0.80–0.95 ms). A released attempt (state `available`) wakes the queue's
-/// workers with [`WAKE_QUEUE`] after the commit.
+/// Only a released attempt (the job stored `available`) notifies: its queue's workers on
+/// every node are woken. A finished job sends no `wasmq_finished`: that is for
+/// long-polls, and none can be waiting on a job that did not exist until this commit (a
+/// long-poll reads the job first and answers 404 for an unknown id). Measured with
+/// `pgbench` on this machine, a `pg_notify` in a one-row insert's statement cost
+/// 0.15–0.35 ms of its latency at 50 statements a second (0.52 → 0.80–0.95 ms).
 const ENQUEUE_FINISHED: &str = r#"
-INSERT INTO wasmq_jobs (id, tenant, module, digest, queue, limits, priority, input,
-                        max_attempts, state, attempt, run_at, started_at, finished_at,
-                        result, error, history, usage, log, log_dropped, progress)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-        -- A released job goes back as if this attempt never started.
-        CASE WHEN $10 = 'available' THEN 0 ELSE 1 END,
-        COALESCE($13, now()),
-        CASE WHEN $10 = 'available' THEN NULL ELSE now() END,
-        CASE WHEN $10 IN ('retryable', 'available') THEN NULL ELSE now() END,
-        CASE WHEN $10 = 'completed' THEN $11 END,
-        CASE WHEN $10 = 'available' THEN NULL ELSE $12 END,
-        CASE WHEN $12 IS NULL THEN '[]'::jsonb
-             ELSE jsonb_build_array($12 || jsonb_build_object('attempt', 1, 'at', now()))
-        END,
-        $14, $15, $16, $17)
-RETURNING *
+WITH ins AS (
+    INSERT INTO wasmq_jobs (id, tenant, module, digest, queue, limits, priority, input,
+                            max_attempts, state, attempt, run_at, started_at, finished_at,
+                            result, error, history, usage, log, log_dropped, progress)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+            -- A released job goes back as if this attempt never started.
+            CASE WHEN $10 = 'available' THEN 0 ELSE 1 END,
+            COALESCE($13, now()),
+            CASE WHEN $10 = 'available' THEN NULL ELSE now() END,
+            CASE WHEN $10 IN ('retryable', 'available') THEN NULL ELSE now() END,
+            CASE WHEN $10 = 'completed' THEN $11 END,
+            CASE WHEN $10 = 'available' THEN NULL ELSE $12 END,
+            CASE WHEN $12 IS NULL THEN '[]'::jsonb
+                 ELSE jsonb_build_array($12 || jsonb_build_object('attempt', 1, 'at', now()))
+            END,
+            $14, $15, $16, $17)
+    RETURNING *
+),
+woken AS (
+    SELECT pg_notify('wasmq_jobs', $18 || ' ' || queue) FROM ins WHERE state = 'available'
+)
+SELECT * FROM ins WHERE (SELECT count(*) FROM woken) >= 0
 "#;
-
-/// Wakes the workers of queue `$2` on every node (`$1`: this store's id, so its own
-/// listener drops it).
-const WAKE_QUEUE: &str = "SELECT pg_notify('wasmq_jobs', $1 || ' ' || $2)";
 
 /// Job ids drawn ahead per round trip, for jobs run before they are stored.
 const ID_BLOCK: usize = 16;
@@ -769,7 +772,9 @@ const GET: &str = "SELECT * FROM wasmq_jobs WHERE tenant = $1 AND id = $2";
 /// is read backwards, newest first (migration 0005). Without a state filter the seven
 /// states' ranges are each read up to `limit` rows and merged by id (a `Merge Append`):
 /// an index in (tenant, id) order would cost every job an index entry at every change of
-/// state, which is what the enqueue and the worker spend most of their time on.
+/// state, which is what the enqueue and the worker spend most of their time on. The
+/// price: with a module or queue filter and no state, a state with no matching job is
+/// read to the end of its range before the first row comes back.
 fn list_query(tenant: &str, filter: &JobFilter, limit: i64) -> sqlx::QueryBuilder<sqlx::Postgres> {
     let states = match filter.state {
         Some(state) => vec![state],
@@ -1139,27 +1144,19 @@ impl PgStore {
             .bind(&report.log)
             .bind(clamp_i64(report.log_dropped))
             .bind(report.progress.as_ref().map(json))
+            .bind(&*self.node)
             .fetch_one(&mut *conn)
             .await
             .map_err(db_err)?;
+        conn.keep();
         let stored = job_from_row(&row)?;
         if stored.state == JobState::Available {
-            // Released: any worker may take it. This process's are told at once; other
-            // nodes' by a notification (if it fails, they find the job on their poll).
+            // Released: this process's workers are told at once (other nodes' by the
+            // statement's notification).
             let _ = self.events.send(StoreEvent::JobsAvailable {
                 queue: stored.queue.clone(),
             });
-            let woken = sqlx::query(WAKE_QUEUE)
-                .bind(&*self.node)
-                .bind(&stored.queue)
-                .execute(&mut *conn)
-                .await;
-            if let Err(e) = woken {
-                tracing::warn!(error = %e, queue = %stored.queue, "waking other nodes failed");
-                return Ok(stored);
-            }
         }
-        conn.keep();
         Ok(stored)
     }
 
