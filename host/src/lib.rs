@@ -7,6 +7,7 @@
 //! - [`api`]: the HTTP API (axum), the only module that knows HTTP and JSON.
 //! - [`metrics`]: process counters and histograms for `/metrics`.
 //! - [`cli`]: the `wasmq` command line.
+//! - [`text`]: bounded messages (what a guest or store can make long is cut to fit).
 //!
 //! See ARCHITECTURE.md for the code map and the invariants between these modules.
 
@@ -15,4 +16,5 @@ pub mod cli;
 pub mod metrics;
 pub mod queue;
 pub mod runtime;
+pub mod text;
 pub mod worker;
