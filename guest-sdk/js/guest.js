@@ -1,0 +1,37 @@
+// The component's side: the WIT export `run` over a task's handler. Imported only by the
+// entry module `wasmq-task build` generates, inside componentize-js.
+import { log, progress, setResult, job } from "wasmq:task/host@0.1.0";
+import { Context, Fatal, Retry, decodeInput, encodeResult } from "./index.js";
+
+const sink = {
+  log: (level, message) => log(level, message),
+  progress: (percent, note) => progress(percent, note),
+  job: () => job(),
+};
+
+// A WIT `result` error is thrown as an Error whose `payload` is the `task-error` variant.
+function taskError(tag, message) {
+  const e = new Error(message);
+  e.payload = { tag, val: message };
+  return e;
+}
+
+/** One attempt: the return value becomes the result; Fatal fails the job, Retry and any
+ *  other exception fail the attempt (the stack goes to the log). */
+export function runTask(handler, input) {
+  let value;
+  try {
+    value = handler(decodeInput(input), new Context(sink));
+  } catch (e) {
+    if (e instanceof Fatal) throw taskError("fatal", e.message || "Fatal");
+    if (e instanceof Retry) throw taskError("retry", e.message || "Retry");
+    log("error", String(e && e.stack ? e.stack : e));
+    throw taskError("retry", `${e && e.name ? e.name : "Error"}: ${e && e.message ? e.message : e}`);
+  }
+  if (value && typeof value.then === "function") {
+    throw taskError("fatal", "the task returned a Promise: a wasmq task is synchronous");
+  }
+  const out = encodeResult(value);
+  // Past the output cap the host refuses and records `output_limit`, whatever follows.
+  if (out !== undefined) setResult(out);
+}

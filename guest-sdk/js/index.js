@@ -1,0 +1,81 @@
+// Write wasmq tasks in JavaScript.
+//
+//   import { task, Fatal } from "wasmq-task";
+//   export default task((input, cx) => {
+//     cx.info("counting words");
+//     if (!input.text) throw new Fatal("no text");
+//     return { words: input.text.split(/\s+/).filter(Boolean).length };
+//   });
+//
+// `wasmq-task build app.js -o app.wasm` makes the component; `wasmq-task/testing` runs the
+// handler under Node for tests. One task per module (its default export).
+
+/** Fails this attempt; the job is retried with backoff while attempts remain. */
+export class Retry extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "Retry";
+  }
+}
+
+/** Fails the job at once, whatever attempts remain. */
+export class Fatal extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "Fatal";
+  }
+}
+
+const LEVELS = ["debug", "info", "warn", "error"];
+
+/** What a handler gets beside its input: the job's log, progress and identity. */
+export class Context {
+  #sink;
+  #job;
+  constructor(sink) {
+    this.#sink = sink;
+  }
+  /** `{id, module, attempt, maxAttempts}` of the job being run. */
+  get job() {
+    this.#job ??= this.#sink.job();
+    return this.#job;
+  }
+  log(level, message) {
+    if (!LEVELS.includes(level)) throw new RangeError(`log level ${level} is not one of ${LEVELS}`);
+    this.#sink.log(level, String(message));
+  }
+  debug(message) { this.log("debug", message); }
+  info(message) { this.log("info", message); }
+  warn(message) { this.log("warn", message); }
+  error(message) { this.log("error", message); }
+  /** Progress visible while the job runs: 0 to 100, and an optional note. */
+  progress(percent, note) {
+    const p = Math.trunc(Number(percent));
+    if (!(p >= 0 && p <= 100)) throw new RangeError(`progress ${percent} is not between 0 and 100`);
+    this.#sink.progress(p, note == null ? undefined : String(note));
+  }
+}
+
+/** Marks `fn(input, cx)` as the module's task; export the result as the default. */
+export function task(fn) {
+  if (typeof fn !== "function") throw new TypeError("task() takes the handler function");
+  fn.isWasmqTask = true;
+  return fn;
+}
+
+/** The job's input as a handler sees it: parsed JSON, or the bytes when they are not JSON. */
+export function decodeInput(bytes) {
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    return bytes;
+  }
+}
+
+/** The result's bytes: a Uint8Array as it is, undefined for none, anything else as JSON. */
+export function encodeResult(value) {
+  if (value === undefined) return undefined;
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  return new TextEncoder().encode(JSON.stringify(value));
+}
