@@ -90,8 +90,37 @@ fn main() {
             .unwrap();
         }
     }
+    for (name, path) in interpreted(&root, &target_dir) {
+        writeln!(out, "/// `{name}`, a Python or JavaScript guest (componentized).").unwrap();
+        writeln!(out, "pub const {name}: &str = {path:?};").unwrap();
+    }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     std::fs::write(out_dir.join("guests.rs"), out).expect("write $OUT_DIR/guests.rs");
+}
+
+/// The Python and JavaScript guests, built by `tests/interpreted-guests.sh` (which makes
+/// its toolchains on first use and rebuilds a guest only when its sources change).
+fn interpreted(root: &Path, target_dir: &Path) -> Vec<(String, String)> {
+    let script = root.join("tests").join("interpreted-guests.sh");
+    println!("cargo:rerun-if-changed={}", script.display());
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(target_dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "building the Python and JavaScript guests failed (see above); reproduce with: bash {} {}",
+            script.display(),
+            target_dir.display()
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, path)| (name.to_owned(), path.to_owned()))
+        .collect()
 }
 
 /// Installs the wasm targets when rustup is there; without rustup they must already exist.

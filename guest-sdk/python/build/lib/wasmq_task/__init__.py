@@ -1,0 +1,130 @@
+"""Write wasmq tasks in Python.
+
+    from wasmq_task import task, Retry, Fatal
+
+    @task
+    def run(input, cx):
+        cx.info("counting words")
+        if not input.get("text"):
+            raise Fatal("no text")
+        return {"words": len(input["text"].split())}
+
+`wasmq-task build app.py -o app.wasm` makes the component; `wasmq_task.testing.run`
+runs the handler under plain CPython for tests. One `@task` per module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol
+
+__all__ = ["task", "Retry", "Fatal", "Context", "JobInfo", "decode_input", "encode_result"]
+
+
+class Retry(Exception):
+    """Fails this attempt; the job is retried with backoff while attempts remain."""
+
+
+class Fatal(Exception):
+    """Fails the job at once, whatever attempts remain."""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """The job being run."""
+
+    id: str
+    module: str
+    attempt: int
+    max_attempts: int
+
+
+class _Sink(Protocol):
+    def log(self, level: str, message: str) -> None: ...
+    def progress(self, percent: int, note: Optional[str]) -> None: ...
+    def job(self) -> JobInfo: ...
+
+
+class Context:
+    """What a handler gets beside its input: the job's log, progress and identity."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
+        self._job: Optional[JobInfo] = None
+
+    @property
+    def job(self) -> JobInfo:
+        """id, module, attempt and max_attempts of the job being run."""
+        if self._job is None:
+            self._job = self._sink.job()
+        return self._job
+
+    def log(self, level: str, message: str) -> None:
+        """One line in the job's log at `level` (debug, info, warn or error)."""
+        if level not in ("debug", "info", "warn", "error"):
+            raise ValueError(f"log level {level!r} is not debug, info, warn or error")
+        self._sink.log(level, str(message))
+
+    def debug(self, message: str) -> None:
+        self.log("debug", message)
+
+    def info(self, message: str) -> None:
+        self.log("info", message)
+
+    def warn(self, message: str) -> None:
+        self.log("warn", message)
+
+    def error(self, message: str) -> None:
+        self.log("error", message)
+
+    def progress(self, percent: int, note: Optional[str] = None) -> None:
+        """Progress visible while the job runs: 0 to 100, and an optional note."""
+        percent = int(percent)
+        if not 0 <= percent <= 100:
+            raise ValueError(f"progress {percent} is not between 0 and 100")
+        self._sink.progress(percent, None if note is None else str(note))
+
+
+Handler = Callable[[Any, Context], Any]
+
+# The module's one handler, set by `@task` when the task's file is imported.
+_handler: Optional[Handler] = None
+
+
+def task(fn: Handler) -> Handler:
+    """Marks `fn(input, cx)` as this module's task. The function is returned unchanged,
+    so it can still be called directly (and tested with `wasmq_task.testing.run`)."""
+    global _handler
+    if _handler is not None and _handler is not fn:
+        raise RuntimeError(
+            f"a module has one @task; {_handler.__qualname__} is one already, "
+            f"{fn.__qualname__} would be a second"
+        )
+    _handler = fn
+    return fn
+
+
+def registered() -> Handler:
+    """The handler `@task` marked, or a clear error when there is none."""
+    if _handler is None:
+        raise RuntimeError("no @task in this module: decorate the handler with @wasmq_task.task")
+    return _handler
+
+
+def decode_input(data: bytes) -> Any:
+    """The job's input as the handler sees it: parsed JSON, or the bytes when they are
+    not UTF-8 JSON."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return bytes(data)
+
+
+def encode_result(value: Any) -> Optional[bytes]:
+    """The result's bytes: bytes as they are, None for no result, anything else as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,80 @@
+"""`wasmq-task build FILE.py -o OUT.wasm [-p DIR]...`: a Python task as a wasmq component.
+
+Runs componentize-py (the pinned version this package depends on) against the WIT that
+ships inside this package, with an entry module that imports FILE.py (whose `@task`
+registers the handler) and exports the WIT `run`. Pure-Python modules found on FILE's
+directory and each `-p DIR` are bundled. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+WIT_DIR = Path(__file__).parent / "wit"
+SDK_DIR = Path(__file__).resolve().parent.parent
+
+ENTRY = """\
+import wit_world
+import wasmq_task._guest
+import {module}  # its @task registers the handler
+
+
+class WitWorld(wit_world.WitWorld):
+    def run(self, input: bytes) -> None:
+        wasmq_task._guest.run(input)
+"""
+
+
+def componentize_py() -> str:
+    """The componentize-py executable beside this interpreter, else on PATH."""
+    beside = Path(sys.executable).parent / "componentize-py"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("componentize-py")
+    if found is None:
+        raise SystemExit(
+            "wasmq-task: componentize-py is not installed; `pip install wasmq-task` installs it"
+        )
+    return found
+
+
+def build(source: Path, output: Path, paths: list[Path]) -> int:
+    """Builds `source` into the component `output` and returns its size in bytes."""
+    if source.suffix != ".py" or not source.is_file():
+        raise SystemExit(f"wasmq-task: {source} is not a Python file")
+    module = source.stem
+    if not module.isidentifier():
+        raise SystemExit(f"wasmq-task: {source.name} is not importable (rename it, e.g. my_task.py)")
+    with tempfile.TemporaryDirectory(prefix="wasmq-task-") as tmp:
+        entry = Path(tmp) / "wasmq_entry.py"
+        entry.write_text(ENTRY.format(module=module))
+        cmd = [componentize_py(), "-d", str(WIT_DIR), "-w", "task", "componentize"]
+        for p in [Path(tmp), source.resolve().parent, SDK_DIR, *paths]:
+            cmd += ["-p", str(p)]
+        cmd += ["wasmq_entry", "-o", str(output)]
+        done = subprocess.run(cmd)
+        if done.returncode != 0:
+            raise SystemExit(f"wasmq-task: componentize-py failed (exit {done.returncode})")
+    return output.stat().st_size
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="wasmq-task", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build a Python task into a wasmq component")
+    b.add_argument("source", type=Path, help="the task's file, with one @task")
+    b.add_argument("-o", "--output", type=Path, required=True, help="the component to write")
+    b.add_argument("-p", "--path", type=Path, action="append", default=[],
+                   help="another directory of Python modules to bundle (repeatable)")
+    args = parser.parse_args(argv)
+    size = build(args.source, args.output, args.path)
+    print(f"{args.output}: {size:,} bytes ({size / (1 << 20):.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

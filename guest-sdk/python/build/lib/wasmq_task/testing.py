@@ -1,0 +1,72 @@
+"""Run a task's handler under plain CPython, as a test would: no server, no Wasm.
+
+    from wasmq_task.testing import run
+    report = run(handler, {"text": "a b"})
+    assert report.result == {"words": 2}
+
+The input goes through JSON as it would on its way to a job (bytes stay bytes), the
+result comes back as the job's JSON view would show it, and a failing handler raises what
+it raised (`Retry`, `Fatal` or any other exception), as the job would fail.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Tuple
+
+from . import Context, Handler, JobInfo, decode_input, encode_result
+
+__all__ = ["run", "Report"]
+
+
+@dataclass
+class Report:
+    """What an attempt left: the result (parsed JSON, or bytes), its raw bytes, the log
+    lines as (level, message) and the progress calls as (percent, note)."""
+
+    result: Any
+    result_bytes: Optional[bytes]
+    log: List[Tuple[str, str]] = field(default_factory=list)
+    progress: List[Tuple[int, Optional[str]]] = field(default_factory=list)
+
+    def log_text(self) -> str:
+        return "\n".join(f"{level}: {message}" for level, message in self.log)
+
+
+class _Recorder:
+    def __init__(self, job: JobInfo) -> None:
+        self._job = job
+        self.log_lines: List[Tuple[str, str]] = []
+        self.progress_calls: List[Tuple[int, Optional[str]]] = []
+
+    def log(self, level: str, message: str) -> None:
+        self.log_lines.append((level, message))
+
+    def progress(self, percent: int, note: Optional[str]) -> None:
+        self.progress_calls.append((percent, note))
+
+    def job(self) -> JobInfo:
+        return self._job
+
+
+def run(
+    handler: Handler,
+    input: Any = None,
+    *,
+    attempt: int = 1,
+    max_attempts: int = 3,
+    job_id: str = "1",
+    module: str = "test",
+) -> Report:
+    """Runs `handler(input, cx)` once and returns its `Report`; raises as the job fails."""
+    data = bytes(input) if isinstance(input, (bytes, bytearray)) else json.dumps(input).encode()
+    recorder = _Recorder(JobInfo(job_id, module, attempt, max_attempts))
+    value = handler(decode_input(data), Context(recorder))
+    out = encode_result(value)
+    return Report(
+        result=None if out is None else decode_input(out),
+        result_bytes=out,
+        log=recorder.log_lines,
+        progress=recorder.progress_calls,
+    )
