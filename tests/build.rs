@@ -91,7 +91,11 @@ fn main() {
         }
     }
     for (name, path) in interpreted(&root, &target_dir) {
-        writeln!(out, "/// `{name}`, a Python or JavaScript guest (componentized).").unwrap();
+        writeln!(
+            out,
+            "/// `{name}`, a Python or JavaScript guest (componentized)."
+        )
+        .unwrap();
         writeln!(out, "pub const {name}: &str = {path:?};").unwrap();
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));

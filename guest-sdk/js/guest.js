@@ -25,8 +25,9 @@ export function runTask(handler, input) {
   } catch (e) {
     if (e instanceof Fatal) throw taskError("fatal", e.message || "Fatal");
     if (e instanceof Retry) throw taskError("retry", e.message || "Retry");
-    log("error", String(e && e.stack ? e.stack : e));
-    throw taskError("retry", `${e && e.name ? e.name : "Error"}: ${e && e.message ? e.message : e}`);
+    const what = e instanceof Error ? `${e.name}: ${e.message}` : `Error: ${String(e)}`;
+    log("error", e instanceof Error && e.stack ? `${what}\n${e.stack}` : what);
+    throw taskError("retry", what);
   }
   if (value && typeof value.then === "function") {
     throw taskError("fatal", "the task returned a Promise: a wasmq task is synchronous");

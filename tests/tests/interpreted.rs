@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use wasmq_host::runtime::{
@@ -36,6 +35,9 @@ fn runtime() -> Runtime {
             ..Limits::default_max()
         },
         artifact_dir: Some(artifact_dir()),
+        // An interpreter is tens of MiB of Wasm; on a busy 2-core machine its first
+        // compile can outlast the upload default.
+        compile_timeout: std::time::Duration::from_secs(600),
         ..RuntimeConfig::default()
     })
     .expect("runtime")
@@ -96,7 +98,11 @@ async fn python_and_js_wordcount_answer_as_the_rust_one_does() {
     for path in [guests::PY_WORDCOUNT, guests::JS_WORDCOUNT] {
         let report = run(&rt, &load(&rt, path).await, input.clone()).await;
         assert_eq!(result_json(&report), rust, "{path}");
-        assert!(log(&report).contains("counting 38 bytes of text"), "{}", log(&report));
+        assert!(
+            log(&report).contains("counting 38 bytes of text"),
+            "{}",
+            log(&report)
+        );
         let progress = report.progress.expect("progress reported");
         assert_eq!(
             (progress.percent, progress.note.as_deref()),
@@ -140,7 +146,10 @@ async fn task_errors_and_exceptions_fail_as_in_rust() {
         let (kind, message) = failure(&run(&rt, &p, json!({"attack": "fatal"})).await);
         assert_eq!(
             (kind, message.as_str()),
-            (FailureKind::TaskError { fatal: true }, "this input can never work")
+            (
+                FailureKind::TaskError { fatal: true },
+                "this input can never work"
+            )
         );
         // Any other exception is retryable, named in the message, its traceback logged.
         let report = run(&rt, &p, json!({"attack": "raise"})).await;
@@ -174,20 +183,22 @@ async fn limits_hold_for_interpreters() {
 
         let clock = Limits {
             fuel: u64::MAX,
-            timeout: Duration::from_millis(500),
+            timeout_ms: 500,
             ..Limits::default()
         };
         let (kind, _) = failure(&rt.run(&p, request(&spin, clock)).await);
         assert_eq!(kind, FailureKind::Timeout, "{path}");
 
         let memory = Limits {
-            memory_bytes: 96 << 20,
+            memory_bytes: 64 << 20,
             ..Limits::default()
         };
-        let report = rt.run(&p, request(&json!({"attack": "grow"}), memory)).await;
+        let report = rt
+            .run(&p, request(&json!({"attack": "grow"}), memory))
+            .await;
         let (kind, _) = failure(&report);
         assert_eq!(kind, FailureKind::MemoryLimit, "{path}");
-        assert!(report.usage.memory_peak_bytes <= 96 << 20);
+        assert!(report.usage.memory_peak_bytes <= 64 << 20);
     }
     let p = load(&rt, guests::PY_HOSTILE).await;
     let output = Limits {
@@ -210,7 +221,10 @@ async fn no_state_of_one_job_reaches_the_next() {
             let wrote = run(&rt, &p, json!({"attack": "write_secret", "secret": secret})).await;
             assert_eq!(result_json(&wrote), json!({"wrote": true}));
             let read = result_json(&run(&rt, &p, json!({"attack": "read_secret"})).await);
-            assert!(!read.to_string().contains("hunter2"), "{path} leaked: {read}");
+            assert!(
+                !read.to_string().contains("hunter2"),
+                "{path} leaked: {read}"
+            );
             assert_eq!(read["secret"], Value::Null, "{path}");
         }
     }

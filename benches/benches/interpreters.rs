@@ -1,0 +1,77 @@
+//! Per-attempt cost of an echo task in Rust, Python and JavaScript (criterion).
+//!
+//! ```text
+//! cargo bench -p wasmq-benches --bench interpreters
+//! ```
+//!
+//! Each iteration is one attempt as a worker runs it: a fresh instance from the pooling
+//! allocator (the interpreter's heap snapshot restored from the artifact's copy-on-write
+//! image), the call, the teardown. `*_floor` is bare synchronous wasmtime on the same
+//! component (pooling allocator, copy-on-write images; no fuel, limiter or sinks).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wasmq_host::runtime::{Limits, Outcome, RunRequest, Runtime, RuntimeConfig};
+use wasmq_tests::{guest_bytes, guests};
+
+fn request(input: &[u8]) -> RunRequest {
+    RunRequest {
+        input: input.to_vec(),
+        limits: Limits::default_max(),
+        ..RunRequest::default()
+    }
+}
+
+/// The compiled interpreters are cached beside the guests, as the tests do.
+fn artifact_dir() -> PathBuf {
+    let dir = PathBuf::from(guests::PY_ECHO)
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("guests live in target/guests/<lang>/")
+        .join("artifacts");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    dir
+}
+
+fn echo(c: &mut Criterion) {
+    let rt = Runtime::new(RuntimeConfig {
+        artifact_dir: Some(artifact_dir()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let input = br#"{"n": 1}"#;
+    let mut g = c.benchmark_group("echo");
+    for (name, path) in [
+        ("rust", guests::ECHO),
+        ("python", guests::PY_ECHO),
+        ("js", guests::JS_ECHO),
+    ] {
+        let p = rt.load_bytes_blocking(&guest_bytes(path)).unwrap();
+        // The first attempt faults the image in; measure the steady state.
+        let warm = rt.run_blocking(&p, request(input));
+        assert!(
+            matches!(warm.outcome, Outcome::Success { .. }),
+            "{name}: {:?}",
+            warm.outcome
+        );
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let r = rt.run_blocking(&p, request(input));
+                assert!(matches!(r.outcome, Outcome::Success { .. }));
+            })
+        });
+        let floor = floor::Floor::new(&guest_bytes(path));
+        g.bench_function(format!("{name}_floor"), |b| {
+            b.iter(|| black_box(floor.call(input)))
+        });
+    }
+    g.finish();
+}
+
+#[path = "common/floor.rs"]
+mod floor;
+
+criterion_group!(benches, echo);
+criterion_main!(benches);
