@@ -213,9 +213,13 @@ fn child(args: &[String]) -> Result<(), (u8, String)> {
     rlimit::setrlimit(rlimit::Resource::AS, memory, memory).map_err(limit)?;
     rlimit::setrlimit(rlimit::Resource::CPU, cpu, cpu.saturating_add(1)).map_err(limit)?;
     let mut bytes = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut bytes)
-        .map_err(|e| (2, format!("reading the module: {e}")))?;
+    std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::OutOfMemory {
+            (EXIT_NO_MEMORY, "out of memory".into())
+        } else {
+            (2, format!("reading the module: {e}"))
+        }
+    })?;
     let engine = Engine::new(&engine::code_config(stack)).map_err(|e| classify(&e))?;
     let artifact = match kind {
         ModuleKind::Component => engine.precompile_component(&bytes),
