@@ -33,7 +33,8 @@ pub struct RuntimeConfig {
     /// Largest module accepted, in bytes. Default 64 MiB.
     pub max_module_bytes: usize,
     /// Longest a compile may take before the upload is refused (wall clock; in a
-    /// compile process also its CPU time). Default 60 s.
+    /// compile process also its CPU time). Default 120 s: a compile uses one core, and a
+    /// ~35 MiB Python component needs well over the half minute it takes on two.
     pub compile_timeout: Duration,
     /// Address space a compile process may use, in bytes; a compile needing more is
     /// refused. Applies in [`CompileMode::Subprocess`]. Default 3 GiB (a ~35 MiB Python
@@ -66,7 +67,7 @@ impl Default for RuntimeConfig {
             slots: 16,
             max_limits: Limits::default_max(),
             max_module_bytes: 64 << 20,
-            compile_timeout: Duration::from_secs(60),
+            compile_timeout: Duration::from_secs(120),
             compile_memory_bytes: 3 << 30,
             concurrent_compiles: 1,
             compile_mode: CompileMode::Auto,

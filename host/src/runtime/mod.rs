@@ -10,6 +10,10 @@
 //! tables, and WASI p2 with nothing granted (no files, environment, arguments, sockets
 //! or name lookup; clocks and random only). Instances come from a bounded pool; more
 //! concurrent attempts than slots wait for a permit instead of failing.
+//!
+//! Uploads are just as hostile: a compile runs in a child process under memory and
+//! CPU-time rlimits (see `compile`), one core each, a bounded number at once, and only
+//! modules that pass every check reach the byte-bounded caches.
 
 mod cache;
 mod compile;
@@ -172,8 +176,8 @@ impl Runtime {
         self.config.max_limits
     }
 
-    /// Validates untrusted bytes as an upload would: size, kind, compile (bounded in
-    /// time), allowed imports. Returns the module kind and its digest.
+    /// Validates untrusted bytes as an upload would: size, kind, initial memory, compile
+    /// (bounded in time, memory and concurrency), allowed imports. Returns the module kind and its digest.
     pub async fn validate(&self, bytes: Arc<Vec<u8>>) -> Result<(ModuleKind, String), RunError> {
         let prepared = self.load_bytes(bytes).await?;
         Ok((prepared.kind(), prepared.digest().to_owned()))

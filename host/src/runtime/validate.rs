@@ -46,7 +46,7 @@ pub enum ValidateError {
     Compile(String),
     /// Compiling took longer than allowed.
     #[error(
-        "module took longer than {0:?} to compile; the server's compile time limit refuses it (make it smaller, or raise the limit)"
+        "module took longer than {0:?} to compile (the server's compile time limit); make it smaller, or raise the limit"
     )]
     CompileTimeout(Duration),
     /// Compiling needed more memory than a compile may use.
