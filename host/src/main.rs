@@ -3,6 +3,16 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // A compile process started by the runtime (a hidden command, run before anything
+    // else so it reads no configuration).
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|a| a == wasmq_host::runtime::COMPILE_COMMAND)
+    {
+        let rest: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+        return wasmq_host::runtime::compile_child_main(&rest);
+    }
     // wasmq.toml fills in environment variables that are unset (flags > env > file).
     if let Err(e) = wasmq_host::cli::config::load() {
         eprintln!("error: {e:#}");

@@ -32,14 +32,29 @@ pub struct RuntimeConfig {
     pub max_limits: Limits,
     /// Largest module accepted, in bytes. Default 64 MiB.
     pub max_module_bytes: usize,
-    /// Longest a compile may take before the upload is refused. Default 60 s.
+    /// Longest a compile may take before the upload is refused (wall clock; in a
+    /// compile process also its CPU time). Default 120 s: a compile uses one core, and a
+    /// ~35 MiB Python component needs well over the half minute it takes on two.
     pub compile_timeout: Duration,
-    /// Compiles that may run at once (each uses a core). Default 1.
+    /// Address space a compile process may use, in bytes; a compile needing more is
+    /// refused. Applies in [`CompileMode::Subprocess`]. Default 3 GiB (a ~35 MiB Python
+    /// component compiles well within it).
+    pub compile_memory_bytes: u64,
+    /// Compiles that may run at once (each uses one core: compilation is not parallel).
+    /// A compile holds its place until it has really ended. Default 1.
     pub concurrent_compiles: usize,
+    /// Where compiles run. Default [`CompileMode::Auto`].
+    pub compile_mode: CompileMode,
     /// Where precompiled artifacts are cached across restarts. Default none.
     pub artifact_dir: Option<PathBuf>,
+    /// Most bytes of artifacts kept in `artifact_dir`; past it the least recently used
+    /// files are deleted. Default 2 GiB.
+    pub artifact_dir_max_bytes: u64,
     /// Compiled modules kept in memory. Default 256.
     pub cache_capacity: usize,
+    /// Most bytes of compiled code kept in memory; past it the least recently used
+    /// modules are dropped (the next load reads the artifact or recompiles). Default 1 GiB.
+    pub cache_max_bytes: u64,
     /// Wasm stack available to a guest, in bytes. Default 512 KiB.
     pub max_wasm_stack: usize,
     /// Threads that run guests. Default: one per CPU.
@@ -52,14 +67,68 @@ impl Default for RuntimeConfig {
             slots: 16,
             max_limits: Limits::default_max(),
             max_module_bytes: 64 << 20,
-            compile_timeout: Duration::from_secs(60),
+            compile_timeout: Duration::from_secs(120),
+            compile_memory_bytes: 3 << 30,
             concurrent_compiles: 1,
+            compile_mode: CompileMode::Auto,
             artifact_dir: None,
+            artifact_dir_max_bytes: 2 << 30,
             cache_capacity: 256,
+            cache_max_bytes: 1 << 30,
             max_wasm_stack: 512 << 10,
             guest_threads: None,
         }
     }
+}
+
+/// Where a module is compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CompileMode {
+    /// [`CompileMode::Subprocess`] with this executable when it is the `wasmq` binary
+    /// (which has the hidden compile command), else [`CompileMode::InProcess`].
+    #[default]
+    Auto,
+    /// On a thread of this process: bounded in time (the caller stops waiting) and in
+    /// concurrency (the thread keeps its permit until it ends), but not in memory.
+    InProcess,
+    /// In a child process, `program` run with the hidden compile command
+    /// ([`super::COMPILE_COMMAND`]), under address-space and CPU-time limits and killed
+    /// at the deadline.
+    Subprocess {
+        /// The `wasmq` executable.
+        program: PathBuf,
+    },
+}
+
+impl CompileMode {
+    /// Resolves [`CompileMode::Auto`] for this process.
+    pub(crate) fn resolve(&self) -> CompileMode {
+        match self {
+            CompileMode::Auto => match std::env::current_exe() {
+                Ok(exe) if exe.file_stem().is_some_and(|s| s == "wasmq") => {
+                    CompileMode::Subprocess { program: exe }
+                }
+                _ => CompileMode::InProcess,
+            },
+            other => other.clone(),
+        }
+    }
+}
+
+/// The settings that decide what compiled code looks like, shared by the serving
+/// engine and a compile process's engine so an artifact from one loads in the other
+/// (the allocation strategy does not enter `precompile_compatibility_hash`).
+pub(crate) fn code_config(max_wasm_stack: usize) -> Config {
+    let mut c = Config::new();
+    c.consume_fuel(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .max_wasm_stack(max_wasm_stack)
+        .wasm_component_model(true)
+        // One core per compile: concurrency is bounded by compile permits.
+        .parallel_compilation(false)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    c
 }
 
 pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
@@ -79,14 +148,8 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
         .linear_memory_keep_resident(64 << 10)
         .table_keep_resident(16 << 10);
 
-    let mut c = Config::new();
-    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-        .consume_fuel(true)
-        .epoch_interruption(true)
-        .memory_init_cow(true)
-        .max_wasm_stack(config.max_wasm_stack)
-        .wasm_component_model(true)
-        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    let mut c = code_config(config.max_wasm_stack);
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&c)
 }
 

@@ -10,8 +10,13 @@
 //! tables, and WASI p2 with nothing granted (no files, environment, arguments, sockets
 //! or name lookup; clocks and random only). Instances come from a bounded pool; more
 //! concurrent attempts than slots wait for a permit instead of failing.
+//!
+//! Uploads are just as hostile: a compile runs in a child process under memory and
+//! CPU-time rlimits (see `compile`), one core each, a bounded number at once, and only
+//! modules that pass every check reach the byte-bounded caches.
 
 mod cache;
+mod compile;
 mod engine;
 mod host;
 mod limits;
@@ -20,8 +25,9 @@ mod output;
 mod run;
 mod validate;
 
-pub use cache::ModuleCache;
-pub use engine::{EpochTicker, RuntimeConfig};
+pub use cache::{CacheStats, ModuleCache};
+pub use compile::{COMPILE_COMMAND, child_main as compile_child_main};
+pub use engine::{CompileMode, EpochTicker, RuntimeConfig};
 pub use limits::Limits;
 pub use outcome::{AttemptReport, Failure, FailureKind, Outcome, Progress, Usage};
 pub use run::{CancelHandle, JobInfo, ProgressSink, RunRequest};
@@ -71,11 +77,22 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
+/// What to write to the artifact directory once a module is accepted.
+enum Artifact {
+    /// Nothing: it was loaded from there.
+    OnDisk,
+    /// These bytes, from a compile process.
+    Bytes(Vec<u8>),
+    /// The module, serialized (if there is an artifact directory).
+    Serialize,
+}
+
 /// The sandbox runtime: one per process. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
     config: Arc<RuntimeConfig>,
+    compile_mode: Arc<CompileMode>,
     linkers: Arc<run::Linkers>,
     cache: Arc<ModuleCache>,
     slots: Arc<Semaphore>,
@@ -120,7 +137,15 @@ impl Runtime {
         let linkers =
             run::Linkers::new(&engine).map_err(|e| RunError::Internal(format!("{e:#}")))?;
         let ticker = EpochTicker::start(engine.clone(), engine::TICK);
-        let cache = ModuleCache::new(config.artifact_dir.clone(), config.cache_capacity, &engine);
+        let cache = ModuleCache::new(
+            cache::CacheBounds {
+                dir: config.artifact_dir.clone(),
+                dir_max_bytes: config.artifact_dir_max_bytes,
+                count: config.cache_capacity,
+                max_bytes: config.cache_max_bytes,
+            },
+            &engine,
+        );
         let threads = config.guest_threads.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -132,6 +157,7 @@ impl Runtime {
             guests: Arc::new(guests),
             slots: Arc::new(Semaphore::new(config.slots as usize)),
             compiles: Arc::new(Semaphore::new(config.concurrent_compiles.max(1))),
+            compile_mode: Arc::new(config.compile_mode.resolve()),
             engine,
             linkers: Arc::new(linkers),
             cache: Arc::new(cache),
@@ -150,8 +176,8 @@ impl Runtime {
         self.config.max_limits
     }
 
-    /// Validates untrusted bytes as an upload would: size, kind, compile (bounded in
-    /// time), allowed imports. Returns the module kind and its digest.
+    /// Validates untrusted bytes as an upload would: size, kind, initial memory, compile
+    /// (bounded in time, memory and concurrency), allowed imports. Returns the module kind and its digest.
     pub async fn validate(&self, bytes: Arc<Vec<u8>>) -> Result<(ModuleKind, String), RunError> {
         let prepared = self.load_bytes(bytes).await?;
         Ok((prepared.kind(), prepared.digest().to_owned()))
@@ -182,60 +208,121 @@ impl Runtime {
     }
 
     /// Compiles (or fetches from a cache) `bytes` and returns the prepared module.
+    /// The compile is bounded in time, memory (in a compile process) and concurrency.
     pub async fn load_bytes(&self, bytes: Arc<Vec<u8>>) -> Result<Prepared, RunError> {
         let digest = validate::digest(&bytes);
         if let Some(p) = self.cache.get(&digest) {
             return Ok(p);
         }
-        validate::check_size(&bytes, self.config.max_module_bytes)?;
-        let _permit = self
+        let (kind, initial_memory) = self.precheck(&bytes)?;
+        let permit = self
             .compiles
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .expect("semaphore never closed");
         if let Some(p) = self.cache.get(&digest) {
             return Ok(p);
         }
         let this = self.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let d = digest.clone();
-        // A dedicated thread, not the blocking pool: a compile that overruns its time
-        // bound is abandoned (it cannot be interrupted) and must not hold a pool thread
-        // that the executor counts on.
-        std::thread::Builder::new()
-            .name("wasmq-compile".into())
-            .spawn(move || {
-                let _ = tx.send(this.prepare_sync(&bytes, d));
-            })
-            .map_err(|e| RunError::Internal(format!("spawning compile thread: {e}")))?;
-        match tokio::time::timeout(self.config.compile_timeout, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(RunError::Internal("compile thread panicked".into())),
-            Err(_) => Err(ValidateError::CompileTimeout(self.config.compile_timeout).into()),
+        let from_disk =
+            tokio::task::spawn_blocking(move || this.cache.load_artifact(&this.engine, &d, kind))
+                .await
+                .map_err(|e| RunError::Internal(format!("loading an artifact: {e}")))?;
+        if let Some(compiled) = from_disk {
+            return self.accept(digest, kind, initial_memory, compiled, Artifact::OnDisk);
         }
+        self.cache.count_compile();
+        let (compiled, artifact) = match &*self.compile_mode {
+            CompileMode::Subprocess { program } => {
+                let limits = compile::ChildLimits {
+                    timeout: self.config.compile_timeout,
+                    memory_bytes: self.config.compile_memory_bytes,
+                    max_wasm_stack: self.config.max_wasm_stack,
+                };
+                let r = compile::in_child(program, &self.engine, kind, bytes, &limits).await;
+                // Only now, with the compile process gone, may another compile start.
+                drop(permit);
+                let (compiled, artifact) = r?;
+                (compiled, Artifact::Bytes(artifact))
+            }
+            _ => {
+                let c = compile::on_thread(
+                    self.engine.clone(),
+                    kind,
+                    bytes,
+                    permit,
+                    self.config.compile_timeout,
+                )
+                .await?;
+                (c, Artifact::Serialize)
+            }
+        };
+        self.accept(digest, kind, initial_memory, compiled, artifact)
     }
 
     /// Blocking variant of [`Runtime::load_bytes`] for callers outside an async
-    /// runtime (the `wasmq run` command, benchmarks). No compile timeout applies.
+    /// runtime (the `wasmq run` command, benchmarks). Compiles in this process with no
+    /// time bound.
     pub fn load_bytes_blocking(&self, bytes: &[u8]) -> Result<Prepared, RunError> {
         let digest = validate::digest(bytes);
         if let Some(p) = self.cache.get(&digest) {
             return Ok(p);
         }
-        validate::check_size(bytes, self.config.max_module_bytes)?;
-        self.prepare_sync(bytes, digest)
+        let (kind, initial_memory) = self.precheck(bytes)?;
+        let (compiled, artifact) = match self.cache.load_artifact(&self.engine, &digest, kind) {
+            Some(c) => (c, Artifact::OnDisk),
+            None => {
+                self.cache.count_compile();
+                (
+                    compile::compile(&self.engine, kind, bytes)?,
+                    Artifact::Serialize,
+                )
+            }
+        };
+        self.accept(digest, kind, initial_memory, compiled, artifact)
     }
 
-    fn prepare_sync(&self, bytes: &[u8], digest: String) -> Result<Prepared, RunError> {
+    /// The checks that need no compiler: size, kind, initial memory (returned too).
+    fn precheck(&self, bytes: &[u8]) -> Result<(ModuleKind, u64), RunError> {
+        validate::check_size(bytes, self.config.max_module_bytes)?;
         let kind = validate::detect_kind(bytes)?;
-        let compiled = self
-            .cache
-            .compile_or_load(&self.engine, &digest, kind, bytes)?;
-        let inner = run::PreparedInner::new(&self.linkers, digest.clone(), compiled)?;
+        let initial_memory = validate::initial_memory_bytes(bytes);
+        validate::check_initial_memory(initial_memory, self.config.max_limits.memory_bytes)?;
+        Ok((kind, initial_memory))
+    }
+
+    /// Checks a compiled module's imports and exports, links it, and only then caches
+    /// it: in memory, and on disk when it was just compiled (`artifact`, or serialized
+    /// here), so a refused module leaves nothing behind.
+    fn accept(
+        &self,
+        digest: String,
+        kind: ModuleKind,
+        initial_memory: u64,
+        compiled: cache::Compiled,
+        artifact: Artifact,
+    ) -> Result<Prepared, RunError> {
+        match &compiled {
+            cache::Compiled::Component(c) => validate::check_component_imports(&self.engine, c)?,
+            cache::Compiled::Command(m) => validate::check_command_module(m)?,
+        }
+        let size = compiled.image_bytes();
+        let artifact = match artifact {
+            Artifact::Bytes(a) => Some(a),
+            Artifact::Serialize if self.cache.has_dir() => compiled.serialize().ok(),
+            Artifact::Serialize | Artifact::OnDisk => None,
+        };
+        let inner =
+            run::PreparedInner::new(&self.linkers, digest.clone(), compiled, initial_memory)?;
+        if let Some(a) = artifact {
+            self.cache.store_artifact(&digest, kind, &a);
+        }
         let prepared = Prepared {
             inner: Arc::new(inner),
         };
-        self.cache.insert(digest, prepared.clone());
+        self.cache.insert(digest, prepared.clone(), size);
         Ok(prepared)
     }
 
@@ -290,6 +377,21 @@ impl Runtime {
     /// Number of modules held compiled in memory.
     pub fn cached_modules(&self) -> usize {
         self.cache.len()
+    }
+
+    /// Bytes of compiled code held in memory (bounded by `cache_max_bytes`).
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.bytes()
+    }
+
+    /// Compiles running now, an abandoned in-process one included.
+    pub fn compiles_in_progress(&self) -> usize {
+        self.config.concurrent_compiles.max(1) - self.compiles.available_permits()
+    }
+
+    /// How often modules were compiled and loaded from artifacts on disk.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// Where precompiled artifacts are kept across restarts, if anywhere.

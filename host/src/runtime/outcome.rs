@@ -128,11 +128,16 @@ pub struct AttemptReport {
 impl AttemptReport {
     /// A failure of the host itself (not the guest's doing), reported as a trap.
     pub(crate) fn host_failure(message: String) -> Self {
+        Self::failed(Outcome::Failure(Failure {
+            kind: FailureKind::Trap,
+            message,
+        }))
+    }
+
+    /// An attempt that ended with `outcome` before the guest ran.
+    pub(crate) fn failed(outcome: Outcome) -> Self {
         Self {
-            outcome: Outcome::Failure(Failure {
-                kind: FailureKind::Trap,
-                message,
-            }),
+            outcome,
             usage: Usage::default(),
             log: Vec::new(),
             log_dropped: 0,

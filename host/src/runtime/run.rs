@@ -13,7 +13,7 @@ use wasmtime_wasi::{I32Exit, WasiCtx};
 use super::cache::Compiled;
 use super::host::{AttemptState, Interrupt, Interrupted, Limiter, Task, TaskError, TaskPre, Wasi};
 use super::output::SharedSink;
-use super::validate::{ModuleKind, ValidateError};
+use super::validate::{self, ModuleKind, ValidateError};
 use super::{AttemptReport, Failure, FailureKind, Limits, Outcome, Progress, RunError, Usage};
 
 /// Who the guest is running for; returned by the host function `job`.
@@ -113,6 +113,8 @@ impl Linkers {
 /// A compiled, pre-linked module.
 pub(crate) struct PreparedInner {
     pub(crate) digest: String,
+    /// Initial bytes of the linear memories the module defines.
+    initial_memory: u64,
     pre: Pre,
 }
 
@@ -126,6 +128,7 @@ impl PreparedInner {
         linkers: &Linkers,
         digest: String,
         compiled: Compiled,
+        initial_memory: u64,
     ) -> Result<Self, RunError> {
         let link_err = |e: wasmtime::Error| ValidateError::Compile(format!("{e:#}"));
         let pre = match compiled {
@@ -142,7 +145,11 @@ impl PreparedInner {
                 Pre::Command(linkers.core.instantiate_pre(&m).map_err(link_err)?)
             }
         };
-        Ok(Self { digest, pre })
+        Ok(Self {
+            digest,
+            initial_memory,
+            pre,
+        })
     }
 
     pub(crate) fn kind(&self) -> ModuleKind {
@@ -156,6 +163,14 @@ impl PreparedInner {
 /// Extra time past the deadline before a guest stuck in a host call (a long sleep) is
 /// abandoned; a guest running Wasm is stopped by the epoch callback on the deadline.
 const HOST_CALL_GRACE: Duration = Duration::from_millis(100);
+
+/// Most entries (streams, pollables, …) a guest may hold in its resource table at once.
+/// wasmtime allows 1,000,000, each host memory outside the guest's memory limit.
+pub(crate) const MAX_RESOURCES: usize = 10_000;
+
+/// Most bytes one `get-random-bytes` call may ask for (wasmtime allows 64 MiB, allocated
+/// on the host before being copied into the guest).
+pub(crate) const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// What the call itself came to, before classification.
 enum CallResult {
@@ -172,6 +187,10 @@ pub(crate) async fn run_attempt(
     limits: Limits,
 ) -> AttemptReport {
     let started = Instant::now();
+    if let Err(e) = validate::check_initial_memory(prepared.initial_memory, limits.memory_bytes) {
+        // Refused before instantiating, in our words rather than the allocator's.
+        return AttemptReport::failed(fail(FailureKind::MemoryLimit, e.to_string()));
+    }
     let log = SharedSink::new(limits.log_bytes as usize);
     let stdout_result = SharedSink::new(limits.output_bytes as usize);
     let wasi = match prepared.pre {
@@ -179,6 +198,7 @@ pub(crate) async fn run_attempt(
             let mut b = WasiCtx::builder();
             b.stdout(log.clone())
                 .stderr(log.clone())
+                .max_random_size(MAX_RANDOM_BYTES)
                 .allow_tcp(false)
                 .allow_udp(false);
             Wasi::P2(b.build())
@@ -188,14 +208,17 @@ pub(crate) async fn run_attempt(
             b.stdin(MemoryInputPipe::new(req.input.clone()))
                 .stdout(stdout_result.clone())
                 .stderr(log.clone())
+                .max_random_size(MAX_RANDOM_BYTES)
                 .allow_tcp(false)
                 .allow_udp(false);
             Wasi::P1(b.build_p1())
         }
     };
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
     let state = AttemptState {
         wasi,
-        table: ResourceTable::new(),
+        table,
         limiter: Limiter::new(limits.memory_bytes as usize),
         log: log.clone(),
         result: None,
@@ -292,10 +315,42 @@ async fn wait_cancelled(cancel: &CancelHandle) {
     }
 }
 
+/// Most bytes of a trap's text formatted at all; [`fail`] then cuts it to the message cap.
+/// Frame names come from the module's name section, so unbounded formatting would let a
+/// guest make the host build a string of (frames × module size).
+const TRAP_TEXT_BOUND: usize = 64 << 10;
+
+/// The trap's cause first (so the cap never cuts it off), then wasmtime's report with
+/// the Wasm backtrace.
+fn trap_message(e: &wasmtime::Error) -> String {
+    use std::fmt::Write as _;
+    struct Bounded(String);
+    impl std::fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = TRAP_TEXT_BOUND.saturating_sub(self.0.len());
+            if s.len() <= room {
+                self.0.push_str(s);
+                return Ok(());
+            }
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.0.push_str(&s[..end]);
+            Err(std::fmt::Error)
+        }
+    }
+    let mut out = Bounded(String::new());
+    let _ = write!(out, "{}\n\n{e:?}", e.root_cause());
+    out.0
+}
+
+/// A failure outcome. Every message is capped here: traps carry a backtrace named by the
+/// module's own name section, and task errors are whatever the guest sent.
 fn fail(kind: FailureKind, message: impl Into<String>) -> Outcome {
     Outcome::Failure(Failure {
         kind,
-        message: message.into(),
+        message: crate::text::cap_message(message.into()),
     })
 }
 
@@ -355,7 +410,7 @@ fn classify(
                 format!("the attempt used up its fuel limit of {}", limits.fuel),
             );
         }
-        limit_failure(state).unwrap_or_else(|| fail(FailureKind::Trap, format!("{e:?}")))
+        limit_failure(state).unwrap_or_else(|| fail(FailureKind::Trap, trap_message(&e)))
     };
     match result {
         CallResult::Abandoned(_) => unreachable!("handled above"),

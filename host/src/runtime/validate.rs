@@ -45,8 +45,21 @@ pub enum ValidateError {
     #[error("module failed to compile: {0}")]
     Compile(String),
     /// Compiling took longer than allowed.
-    #[error("module took longer than {0:?} to compile")]
+    #[error(
+        "module took longer than {0:?} to compile (the server's compile time limit); make it smaller, or raise the limit"
+    )]
     CompileTimeout(Duration),
+    /// Compiling needed more memory than a compile may use.
+    #[error("module could not be compiled within the compile memory limit of {} MiB; make it smaller, or raise the limit", .0 >> 20)]
+    CompileMemory(u64),
+    /// Its linear memories start larger than the memory limit allows.
+    #[error("module declares {} of initial memory; the limit is {}", mib(*declared), mib(*limit))]
+    InitialMemory {
+        /// Initial bytes of all the memories the module defines.
+        declared: u64,
+        /// The memory limit.
+        limit: u64,
+    },
     /// It imports something tasks may not use.
     #[error("module imports `{0}`, which tasks may not use (allowed: wasmq:task/host and WASI)")]
     DisallowedImport(String),
@@ -66,6 +79,46 @@ pub(crate) fn check_size(bytes: &[u8], max: usize) -> Result<(), ValidateError> 
             size: bytes.len(),
             max,
         });
+    }
+    Ok(())
+}
+
+/// `n` bytes in MiB with thousands separators: `2,500 MiB` (rounded up, so a cap is
+/// never shown smaller than what it refused).
+pub(crate) fn mib(n: u64) -> String {
+    let digits = n.div_ceil(1 << 20).to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out + " MiB"
+}
+
+/// Initial bytes of every linear memory the module (or any core module inside the
+/// component) defines, imported ones aside. Read from the binary before compiling,
+/// so an oversized module is refused in our words, not the instance allocator's.
+/// Unparseable bytes count as 0: the compiler then says what is wrong with them.
+pub(crate) fn initial_memory_bytes(bytes: &[u8]) -> u64 {
+    let mut total = 0u64;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else { break };
+        if let wasmparser::Payload::MemorySection(reader) = payload {
+            for memory in reader.into_iter().flatten() {
+                let page = 1u64 << memory.page_size_log2.unwrap_or(16).min(16);
+                total = total.saturating_add(memory.initial.saturating_mul(page));
+            }
+        }
+    }
+    total
+}
+
+/// Refuses a module whose initial memory alone is over `limit`.
+pub(crate) fn check_initial_memory(declared: u64, limit: u64) -> Result<(), ValidateError> {
+    if declared > limit {
+        return Err(ValidateError::InitialMemory { declared, limit });
     }
     Ok(())
 }
@@ -151,6 +204,14 @@ mod tests {
             detect_kind(b"hello world"),
             Err(ValidateError::NotWasm(_))
         ));
+    }
+
+    #[test]
+    fn sizes_read_in_mib_with_separators() {
+        assert_eq!(mib(2_500 << 20), "2,500 MiB");
+        assert_eq!(mib(64 << 20), "64 MiB");
+        assert_eq!(mib(1), "1 MiB");
+        assert_eq!(mib(1_234_567 << 20), "1,234,567 MiB");
     }
 
     #[test]
