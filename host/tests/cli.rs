@@ -11,8 +11,11 @@ use wasmq_tests::harness::{
     finished, fresh_store_with_url, in_state, job, put_module, start_worker,
 };
 
+mod common;
+
+/// The binary with none of the caller's `WASMQ_*` settings.
 fn wasmq() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wasmq"))
+    common::command(&[])
 }
 
 #[test]

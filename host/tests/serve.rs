@@ -1,28 +1,15 @@
 //! The `wasmq` binary end to end: `key create`, `serve`, `module push`, `job enqueue
-//! --wait`, `job get|log`, and a graceful stop on SIGTERM.
+//! --wait`, `job get|log`, and a clean exit on SIGTERM when idle (grace.rs stops it
+//! with jobs in flight).
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wasmq_tests::guests;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wasmq");
+mod common;
 
-fn wasmq(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("WASMQ_KEY")
-        .env_remove("WASMQ_DATABASE_URL")
-        .env("WASMQ_CONFIG", "/dev/null");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run wasmq")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{run as wasmq, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_push_enqueue_wait_and_stop() {
@@ -43,10 +30,8 @@ async fn serve_push_enqueue_wait_and_stop() {
         "only the key on stdout: {key}"
     );
 
-    let mut server = Command::new(BIN)
-        .args(["serve", "--database-url", &url, "--listen", &listen])
+    let mut server = common::command(&["serve", "--database-url", &url, "--listen", &listen])
         .args(["--grace", "2s"])
-        .env("WASMQ_CONFIG", "/dev/null")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

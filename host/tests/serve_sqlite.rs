@@ -3,22 +3,15 @@
 //! enqueue was acknowledged is completed exactly once.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wasmq_tests::guests;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wasmq");
+mod common;
 
-fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("WASMQ_KEY")
-        .env_remove("WASMQ_DATABASE_URL")
-        .env("WASMQ_CONFIG", "/dev/null");
-    cmd
-}
+use common::command;
 
 /// Starts `wasmq serve` on `data_dir`, returning the child and its first log line.
 async fn start(data_dir: &str, listen: &str) -> (Child, String) {

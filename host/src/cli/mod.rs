@@ -47,7 +47,9 @@ pub enum Command {
     Key(key::KeyArgs),
 }
 
-/// Sets up `tracing` (RUST_LOG filters; default `info`) to stderr.
+/// Sets up `tracing` (RUST_LOG filters; default `info`) to stderr. In `json`, each line
+/// is one object with `timestamp`, `level`, `target`, `message` and the event's other
+/// fields at the top level (flattened, as log shippers expect).
 pub fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -56,7 +58,7 @@ pub fn init_tracing(format: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if format == "json" {
-        builder.json().init();
+        builder.json().flatten_event(true).init();
     } else {
         builder.init();
     }

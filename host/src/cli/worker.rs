@@ -50,6 +50,10 @@ pub struct PoolArgs {
     /// Server-wide maximum linear memory per attempt.
     #[arg(long, env = "WASMQ_MAX_MEMORY", value_parser = super::parse_size, default_value = "64MiB")]
     pub max_memory: u64,
+    /// Finished jobs (completed, failed, cancelled) are deleted this long after they
+    /// finished, by the maintenance every node runs (at start, then every minute).
+    #[arg(long, env = "WASMQ_RETENTION", value_parser = super::parse_duration, default_value = "168h")]
+    pub retention: Duration,
     /// Database connections of this node.
     #[arg(long, env = "WASMQ_DB_CONNECTIONS", default_value_t = 16)]
     pub db_connections: u32,
@@ -77,6 +81,7 @@ impl PoolArgs {
             queues: self.queues.clone(),
             grace: self.grace,
             lease: self.lease,
+            retention: self.retention,
             ..WorkerConfig::default()
         }
     }
