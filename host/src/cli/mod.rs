@@ -50,6 +50,17 @@ pub enum Command {
 /// Sets up `tracing` (RUST_LOG filters; default `info`) to stderr. In `json`, each line
 /// is one object with `timestamp`, `level`, `target`, `message` and the event's other
 /// fields at the top level (flattened, as log shippers expect).
+/// Where compiled modules are cached when no `--artifact-dir` is given: the user's cache
+/// directory (`$XDG_CACHE_HOME/wasmq/artifacts`, else `~/.cache/wasmq/artifacts`), so a
+/// large module is compiled once per machine, not once per process.
+pub fn default_artifact_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))?;
+    Some(base.join("wasmq").join("artifacts"))
+}
+
 pub fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

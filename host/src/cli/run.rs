@@ -32,6 +32,13 @@ pub struct RunArgs {
     /// Print one JSON object (outcome, result, usage, log) instead of a summary.
     #[arg(long)]
     pub json: bool,
+    /// Where compiled modules are cached, so running the same file again does not compile
+    /// it again [default: the user's cache directory, `~/.cache/wasmq/artifacts`].
+    #[arg(long, env = "WASMQ_ARTIFACT_DIR")]
+    pub artifact_dir: Option<PathBuf>,
+    /// Compile afresh and keep nothing on disk.
+    #[arg(long, conflicts_with = "artifact_dir")]
+    pub no_cache: bool,
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -58,6 +65,11 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(RuntimeConfig {
         slots: 1,
         max_limits: max,
+        artifact_dir: if args.no_cache {
+            None
+        } else {
+            args.artifact_dir.clone().or_else(super::default_artifact_dir)
+        },
         ..RuntimeConfig::default()
     })?;
     let prepared = runtime.load_bytes_blocking(&bytes)?;

@@ -31,7 +31,8 @@ pub struct PoolArgs {
     /// Instance slots (attempts running at once across all queues).
     #[arg(long, env = "WASMQ_SLOTS", default_value_t = 16)]
     pub slots: u32,
-    /// Where compiled modules are cached across restarts.
+    /// Where compiled modules are cached across restarts [default: the user's cache
+    /// directory, `~/.cache/wasmq/artifacts`].
     #[arg(long, env = "WASMQ_ARTIFACT_DIR")]
     pub artifact_dir: Option<PathBuf>,
     /// Running jobs get this long to finish on SIGTERM/SIGINT before they are given back.
@@ -70,7 +71,7 @@ impl PoolArgs {
                 memory_bytes: self.max_memory,
                 ..Limits::default_max()
             },
-            artifact_dir: self.artifact_dir.clone(),
+            artifact_dir: self.artifact_dir.clone().or_else(super::default_artifact_dir),
             ..RuntimeConfig::default()
         }
     }
