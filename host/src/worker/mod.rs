@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::queue::handoff::{Handed, RunAhead};
 use crate::queue::{ErrorKind, Finish, Job, JobError, Outcome as StoreOutcome, Store, StoreEvent};
-use crate::runtime::{CancelHandle, JobInfo, Progress, RunRequest, Runtime};
+use crate::runtime::{CancelHandle, JobInfo, Progress, RunError, RunRequest, Runtime};
 
 /// Settings of a worker pool. Every field has a default ([`Default`]).
 #[derive(Debug, Clone)]
@@ -507,46 +507,26 @@ async fn execute(
     job: Job,
     cancel: CancelHandle,
 ) -> Finish {
+    // Why the store gave no bytes, if it did not.
+    let fetch_failed = std::sync::OnceLock::new();
     let prepared = runtime
         .load(&job.digest, || async {
             match store.module_bytes(&job.digest).await {
                 Ok(Some(b)) => Ok(b),
-                Ok(None) => Err("the module's bytes are gone".to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(None) => {
+                    let _ = fetch_failed.set(FetchFailed::Gone);
+                    Err("the module's bytes are gone")
+                }
+                Err(e) => {
+                    let _ = fetch_failed.set(FetchFailed::Store(e));
+                    Err("the store was unavailable")
+                }
             }
         })
         .await;
     let prepared = match prepared {
         Ok(p) => p,
-        Err(e) => {
-            // Bytes gone for good: the job can never run. Anything else (a database
-            // hiccup) is worth another attempt.
-            let missing = store
-                .module_bytes(&job.digest)
-                .await
-                .map(|b| b.is_none())
-                .unwrap_or(false);
-            let error = JobError::new(
-                if missing {
-                    ErrorKind::ModuleMissing
-                } else {
-                    ErrorKind::Trap
-                },
-                format!(
-                    "could not load module `{}` ({}): {e}",
-                    job.module, job.digest
-                ),
-            );
-            let outcome = if missing || job.attempt >= job.max_attempts {
-                StoreOutcome::Fail { error }
-            } else {
-                StoreOutcome::Retry {
-                    error,
-                    retry_at: chrono::Utc::now() + crate::queue::backoff(job.attempt),
-                }
-            };
-            return Finish::new(job.id, job.attempt, outcome);
-        }
+        Err(e) => return load_failed(&job, e, fetch_failed.into_inner()),
     };
     let progress = {
         let (store, id, attempt) = (store.clone(), job.id, job.attempt);
@@ -584,6 +564,57 @@ async fn execute(
     let finish = finish_for(&job, report, cancel.is_released());
     record_metrics(&job.module, &finish);
     finish
+}
+
+/// Why the store gave a worker no module bytes.
+enum FetchFailed {
+    /// It has none under the digest (the module was deleted and its bytes swept).
+    Gone,
+    /// It failed (unreachable, or an error whose words are for the operator).
+    Store(crate::queue::StoreError),
+}
+
+/// The report of an attempt whose module could not be loaded. Bytes gone for good fail
+/// the job (`module_missing`); anything else (the store unavailable, a host failure) is
+/// worth another attempt. The tenant's message says which in the product's words; the
+/// store's and the host's own (hosts, paths, SQL states) go to the log.
+fn load_failed(job: &Job, error: RunError, fetch: Option<FetchFailed>) -> Finish {
+    let missing = matches!(fetch, Some(FetchFailed::Gone));
+    let retry = !missing && job.attempt < job.max_attempts;
+    let why = match (fetch, error) {
+        (Some(FetchFailed::Gone), _) => "its bytes are gone (the module was deleted)".into(),
+        (Some(FetchFailed::Store(e)), _) => {
+            tracing::warn!(job = job.id, digest = %job.digest, error = %e, "reading a module's bytes failed");
+            "the store was unavailable".into()
+        }
+        (None, RunError::Invalid(invalid)) => invalid.to_string(),
+        (None, RunError::Internal(detail)) => {
+            tracing::error!(job = job.id, digest = %job.digest, error = %detail, "loading a module failed");
+            "the worker failed to prepare it".to_owned()
+        }
+    };
+    let error = JobError::new(
+        if missing {
+            ErrorKind::ModuleMissing
+        } else {
+            ErrorKind::Trap
+        },
+        format!(
+            "could not load module `{}` ({}): {why}; {}",
+            job.module,
+            job.digest,
+            if retry { "retrying" } else { "giving up" }
+        ),
+    );
+    let outcome = if retry {
+        StoreOutcome::Retry {
+            error,
+            retry_at: chrono::Utc::now() + crate::queue::backoff(job.attempt),
+        }
+    } else {
+        StoreOutcome::Fail { error }
+    };
+    Finish::new(job.id, job.attempt, outcome)
 }
 
 /// Counts a finished attempt in the process metrics (`/metrics`).
