@@ -76,6 +76,7 @@ macro_rules! store_conformance_tests {
             a_job_retried_100_times_keeps_a_bounded_history,
             listings_leave_out_big_inputs_and_results,
             job_state_is_read_alone,
+            nul_characters_in_a_report_are_stored_replaced,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -637,7 +637,27 @@ pub const MAX_HISTORY: usize = 20;
 /// `error` as a store writes it: its message cut to [`crate::text::MAX_MESSAGE_BYTES`]
 /// whatever the worker sent, so no guest can make a row (or a listing) too big.
 pub(crate) fn bounded(error: &JobError) -> JobError {
-    JobError::new(error.kind, crate::text::cap_message(error.message.clone()))
+    let message = storable(&error.message).into_owned();
+    JobError::new(error.kind, crate::text::cap_message(message))
+}
+
+/// `text` with each NUL replaced by U+FFFD: PostgreSQL's text and JSON cannot hold a NUL
+/// and refuse the whole statement, and a guest's log or message may carry one. Both
+/// stores write the same, so a job reads back alike on either.
+pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}").into()
+    } else {
+        text.into()
+    }
+}
+
+/// `progress` with a storable note ([`storable`]).
+pub(crate) fn storable_progress(progress: &Progress) -> Progress {
+    Progress {
+        percent: progress.percent,
+        note: progress.note.as_deref().map(|n| storable(n).into_owned()),
+    }
 }
 
 /// The columns of a [`JobSummary`]: a listing selects only these.
@@ -725,6 +745,29 @@ impl LostWorkers {
                 ids = ?&ids[..ids.len().min(20)],
                 "took back the jobs of a worker that stopped renewing its leases"
             );
+        }
+    }
+}
+
+impl Finish {
+    /// What becomes of a report the store refused (a value it cannot hold): the job fails
+    /// for good, with no result, log or progress, and a message that says why (the
+    /// store's own words are for the log).
+    pub fn refused(self) -> Finish {
+        let kind = match &self.outcome {
+            Outcome::Complete { .. } => ErrorKind::OutputLimit,
+            Outcome::Retry { error, .. } | Outcome::Fail { error } => error.kind,
+            Outcome::Cancelled => ErrorKind::Cancelled,
+            Outcome::Release => ErrorKind::Trap,
+        };
+        let error = JobError::new(
+            kind,
+            "the attempt's report could not be stored (the store refused its result, log \
+             or error); the job failed without another attempt",
+        );
+        Finish {
+            usage: self.usage,
+            ..Finish::new(self.id, self.attempt, Outcome::Fail { error })
         }
     }
 }

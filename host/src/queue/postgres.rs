@@ -413,6 +413,11 @@ fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("store types serialize to JSON")
 }
 
+/// A progress report as stored, its note made storable ([`super::storable`]).
+fn progress_json(progress: &Progress) -> serde_json::Value {
+    json(&super::storable_progress(progress))
+}
+
 fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -1097,7 +1102,14 @@ impl PgStore {
             }
         };
         if let Some(report) = report {
-            let stored = self.insert_finished(&job, report).await;
+            let stored = match self.insert_finished(&job, report.clone()).await {
+                // A value the database cannot hold: the job goes in failed, saying so.
+                Err(e) if !e.is_transient() => {
+                    tracing::error!(job = job.id, error = %e, "the store refused a finish report; failing the job");
+                    self.insert_finished(&job, report.refused()).await
+                }
+                stored => stored,
+            };
             self.draw_ids_if_low();
             return stored.map(Some);
         }
@@ -1183,9 +1195,9 @@ impl PgStore {
             .bind(outcome.error)
             .bind(outcome.retry_at)
             .bind(json(&report.usage))
-            .bind(&report.log)
+            .bind(super::storable(&report.log).as_ref())
             .bind(clamp_i64(report.log_dropped))
-            .bind(report.progress.as_ref().map(json))
+            .bind(report.progress.as_ref().map(progress_json))
             .bind(&*self.node)
             .fetch_one(&mut *conn)
             .await
@@ -1690,9 +1702,9 @@ impl Store for PgStore {
             errors.push(outcome.error);
             retry_ats.push(outcome.retry_at);
             usages.push(json(&item.usage));
-            logs.push(item.log.as_str());
+            logs.push(super::storable(&item.log));
             log_dropped.push(clamp_i64(item.log_dropped));
-            progress.push(item.progress.as_ref().map(json));
+            progress.push(item.progress.as_ref().map(progress_json));
         }
         let mut conn = self.fast.get().await.map_err(db_err)?;
         // If the outcome is unknown (an error after the commit, a dropped future), this
@@ -1757,7 +1769,7 @@ impl Store for PgStore {
         let done = sqlx::query(SET_PROGRESS)
             .bind(id)
             .bind(clamp_i32(attempt))
-            .bind(Json(&progress))
+            .bind(progress_json(&progress))
             .execute(&mut *conn)
             .await
             .map_err(db_err)?;

@@ -332,6 +332,11 @@ fn json_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("store types serialize to JSON")
 }
 
+/// A progress report as stored, its note made storable ([`super::storable`]).
+fn progress_text(progress: &super::Progress) -> String {
+    json_text(&super::storable_progress(progress))
+}
+
 fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -664,9 +669,9 @@ impl SqliteStore {
                     .bind(retry_at)
                     .bind(error.as_ref().map(|e| history_entry(item.attempt, now, e)))
                     .bind(json_text(&item.usage))
-                    .bind(item.log.as_str())
+                    .bind(super::storable(&item.log))
                     .bind(clamp_i64(item.log_dropped))
-                    .bind(item.progress.as_ref().map(json_text))
+                    .bind(item.progress.as_ref().map(progress_text))
                     .bind(MAX_HISTORY)
                     .fetch_optional(&mut *tx)
                     .await
@@ -1083,7 +1088,7 @@ impl Store for SqliteStore {
         let done = sqlx::query(SET_PROGRESS)
             .bind(id)
             .bind(i64::from(attempt))
-            .bind(json_text(&progress))
+            .bind(progress_text(&progress))
             .execute(&mut *self.writer(false).await?)
             .await
             .map_err(db_err)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use wasmq_host::queue::{
-    ErrorKind, Finish, JobError, JobFilter, JobState, MAX_HISTORY, NewJob, Outcome, Store,
+    ErrorKind, Finish, JobError, JobFilter, JobState, MAX_HISTORY, NewJob, Outcome, Progress, Store,
 };
 use wasmq_host::text::MAX_MESSAGE_BYTES;
 
@@ -258,4 +258,45 @@ pub async fn a_handed_jobs_huge_error_is_stored_cut(store: Arc<dyn Store>) {
     assert_cut(&stored.error.expect("an error").message, &huge);
     assert_cut(&stored.history[0].message, &huge);
     drop(taker);
+}
+
+/// A NUL in a guest's error, log or progress note (which PostgreSQL's text and JSON cannot
+/// hold) does not make the report fail: it is stored as U+FFFD.
+pub async fn nul_characters_in_a_report_are_stored_replaced(store: Arc<dyn Store>) {
+    let t = tenant();
+    put(&store, &t, "m", b"m").await;
+    let queued = enqueue_one(&store, job(&t, "m", b"")).await;
+    claim_one(&store, "default", "w", LEASE).await;
+    let note = |text: &str| Progress {
+        percent: 10,
+        note: Some(text.into()),
+    };
+    assert!(
+        store
+            .set_progress(queued.id, 1, note("a\0b"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        get(&store, &t, queued.id).await.progress,
+        Some(note("a\u{FFFD}b"))
+    );
+    let report = Finish {
+        log: "one\0two\n".into(),
+        progress: Some(note("c\0d")),
+        ..Finish::new(
+            queued.id,
+            1,
+            Outcome::Fail {
+                error: JobError::new(ErrorKind::TaskError, "bad\0input"),
+            },
+        )
+    };
+    assert_eq!(store.finish(vec![report]).await.unwrap(), [true]);
+    let failed = get(&store, &t, queued.id).await;
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.error.unwrap().message, "bad\u{FFFD}input");
+    assert_eq!(failed.history[0].message, "bad\u{FFFD}input");
+    assert_eq!(failed.log, "one\u{FFFD}two\n");
+    assert_eq!(failed.progress, Some(note("c\u{FFFD}d")));
 }
