@@ -73,18 +73,24 @@ async fn a_report_the_store_refuses_fails_the_job() {
         max_attempts: 1,
         ..job("hostile", json!({ "op": "log_flood", "n": 100 }))
     };
-    let id = store.enqueue(vec![new]).await.unwrap()[0].job.id;
+    let claimed = store.enqueue(vec![new.clone()]).await.unwrap()[0].job.id;
     let w = start_worker(store.clone(), config(), 2);
-    let failed = finished(&store, id, Duration::from_secs(60)).await;
+    finished(&store, claimed, Duration::from_secs(60)).await;
+    // The worker idles now: the next job is handed to it (and may be run before it is
+    // stored, its report going in with it), and must not fail the enqueue.
+    let handed = store.enqueue(vec![new]).await.unwrap()[0].job.id;
+    for id in [claimed, handed] {
+        let failed = finished(&store, id, Duration::from_secs(60)).await;
+        assert_eq!(failed.state, JobState::Failed, "job {id}");
+        assert_eq!(failed.attempt, 1);
+        assert!(failed.log.is_empty(), "the refused log is not kept");
+        let error = failed.error.expect("an error");
+        assert_eq!(error.kind, ErrorKind::OutputLimit, "it had completed");
+        assert!(
+            error.message.contains("report could not be stored"),
+            "{}",
+            error.message
+        );
+    }
     w.stop().await;
-    assert_eq!(failed.state, JobState::Failed);
-    assert_eq!(failed.attempt, 1);
-    assert!(failed.log.is_empty(), "the refused log is not kept");
-    let error = failed.error.expect("an error");
-    assert_eq!(error.kind, ErrorKind::OutputLimit, "it had completed");
-    assert!(
-        error.message.contains("report could not be stored"),
-        "{}",
-        error.message
-    );
 }
