@@ -12,7 +12,10 @@
 //! ));
 //! ```
 //!
-//! which expands to one `#[tokio::test]` per case, each with a fresh store.
+//! which expands to one `#[tokio::test]` per case, each with a fresh store. A store that
+//! hands jobs to idle workers of its process ([`Store::handoff`]) also runs the hand-off
+//! cases, with `store_handoff_tests!` and the same expression; each of them fails on a
+//! store without a hand-off, so no case passes by doing nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
+use wasmq_host::queue::handoff::{Handed, Handoff};
 use wasmq_host::queue::{
     ErrorKind, Finish, Job, JobError, JobFilter, JobState, Limits, Module, ModuleKind, NewJob,
     NewModule, Outcome, Progress, Scope, StoreError, StoreEvent, Usage,
@@ -30,6 +34,9 @@ use wasmq_host::queue::{
 
 /// Re-exported for [`store_conformance_tests!`].
 pub use wasmq_host::queue::Store;
+
+mod bounds;
+pub use bounds::*;
 
 /// Expands to one `#[tokio::test]` per conformance case; `$make` is an expression (it may
 /// `.await`) giving a fresh `Arc<dyn Store>`-compatible store, evaluated once per case.
@@ -65,11 +72,17 @@ macro_rules! store_conformance_tests {
             keys_authenticate_until_revoked,
             keys_are_checked_whole_and_per_tenant,
             count_jobs_by_queue_and_state,
-            a_handed_job_reaches_its_taker_once,
-            a_job_for_a_taker_that_went_away_waits_for_a_claim,
+            a_huge_error_message_is_stored_cut,
+            a_job_retried_100_times_keeps_a_bounded_history,
+            listings_leave_out_big_inputs_and_results,
+            job_state_is_read_alone,
+            nul_characters_in_a_report_are_stored_replaced,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $crate::store_conformance_tests!(@each $make; $($case),*);
+    };
+    (@each $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
@@ -77,6 +90,19 @@ macro_rules! store_conformance_tests {
                 $crate::conformance::$case(store).await;
             }
         )*
+    };
+}
+
+/// The cases of a store with a hand-off ([`Store::handoff`]): one `#[tokio::test]` each,
+/// as [`store_conformance_tests!`] makes them.
+#[macro_export]
+macro_rules! store_handoff_tests {
+    ($make:expr $(,)?) => {
+        $crate::store_conformance_tests!(@each $make;
+            a_handed_job_reaches_its_taker_once,
+            a_job_for_a_taker_that_went_away_waits_for_a_claim,
+            a_handed_jobs_huge_error_is_stored_cut,
+        );
     };
 }
 
@@ -181,6 +207,13 @@ async fn rescue(store: &Arc<dyn Store>) -> wasmq_host::queue::RescueReport {
         (!report.skipped).then_some(report)
     })
     .await
+}
+
+/// The hand-off of a store whose tests declare one (`store_handoff_tests!`).
+fn declared_handoff(store: &Arc<dyn Store>) -> &Arc<Handoff> {
+    store
+        .handoff()
+        .expect("a store that runs the hand-off cases must have a hand-off")
 }
 
 fn retry_now(message: &str) -> Outcome {
@@ -917,7 +950,8 @@ pub async fn expired_lease_is_rescued_as_lost(store: Arc<dyn Store>) {
     let queued = enqueue_one(&store, job(&t, "m", b"")).await;
     let held = claim_one(&store, "default", "kept", LEASE).await;
     let other = enqueue_one(&store, job(&t, "m", b"")).await;
-    claim_one(&store, "default", "vanished", Duration::ZERO).await;
+    // Shaped like a default worker id: host name, pid, random suffix.
+    claim_one(&store, "default", "db-host-7-4242-beef", Duration::ZERO).await;
     let report = rescue(&store).await;
     assert_eq!(report.retried, [other.id]);
     assert!(report.failed.is_empty() && report.cancelled.is_empty());
@@ -928,7 +962,16 @@ pub async fn expired_lease_is_rescued_as_lost(store: Arc<dyn Store>) {
     assert_eq!(lost.error.as_ref().unwrap().kind, ErrorKind::Lost);
     assert_eq!(lost.history.len(), 1);
     assert_eq!(lost.history[0].kind, ErrorKind::Lost);
-    assert!(lost.history[0].message.contains("vanished"));
+    // The tenant is told what happened, not which host or process held the job.
+    for message in [
+        &lost.error.as_ref().unwrap().message,
+        &lost.history[0].message,
+    ] {
+        assert!(message.contains("stopped renewing its lease"), "{message}");
+        for part in ["db-host", "4242", "beef"] {
+            assert!(!message.contains(part), "{message} names the worker");
+        }
+    }
     assert!(lost.worker_id.is_none());
     let again = claim_one(&store, "default", "w2", LEASE).await;
     assert_eq!((again.id, again.attempt), (other.id, 2));
@@ -1088,10 +1131,17 @@ pub async fn cancel_running_job_is_requested(store: Arc<dyn Store>) {
 
     // A cancelled job whose worker vanished is cancelled by the rescuer, not retried.
     let second = enqueue_one(&store, job(&t, "m", b"")).await;
-    claim_one(&store, "default", "gone", Duration::ZERO).await;
+    claim_one(&store, "default", "gone-host-4242", Duration::ZERO).await;
     store.cancel(&t, second.id).await.unwrap();
     assert_eq!(rescue(&store).await.cancelled, [second.id]);
-    assert_eq!(get(&store, &t, second.id).await.state, JobState::Cancelled);
+    let cancelled = get(&store, &t, second.id).await;
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    let message = &cancelled.error.as_ref().unwrap().message;
+    assert!(message.contains("vanished"), "{message}");
+    assert!(
+        !message.contains("gone-host") && !message.contains("4242"),
+        "{message}"
+    );
 }
 
 /// Prune deletes finished jobs older than asked, and nothing else.
@@ -1589,9 +1639,7 @@ pub async fn count_jobs_by_queue_and_state(store: Arc<dyn Store>) {
 /// taker's worker) or to be run ahead (its report then stored with it) is the store's
 /// choice; either way the job ends up as the taker reported it.
 pub async fn a_handed_job_reaches_its_taker_once(store: Arc<dyn Store>) {
-    let Some(handoff) = store.handoff() else {
-        return;
-    };
+    let handoff = declared_handoff(&store);
     let t = tenant();
     put(&store, &t, "m", b"m").await;
     let (taker, mut handed) = handoff.register("handed", "taker-1", Duration::from_secs(30));
@@ -1615,32 +1663,10 @@ pub async fn a_handed_job_reaches_its_taker_once(store: Arc<dyn Store>) {
     let done = Outcome::Complete {
         result: b"ok".to_vec(),
     };
-    let answered = match got.ahead {
-        // Run ahead: the report goes back to the enqueue, which stores it with the job;
-        // or, if the enqueue stopped waiting, it stored the job running and says so.
-        Some(ahead) => match ahead.report.send(Finish::new(got.job.id, 1, done)) {
-            Ok(()) => enqueue.await.unwrap(),
-            Err(report) => {
-                assert_eq!(ahead.committed.await, Ok(true), "stored running");
-                let answered = enqueue.await.unwrap();
-                assert_eq!(answered.state, JobState::Running);
-                assert_eq!(store.finish(vec![report]).await.unwrap(), vec![true]);
-                answered
-            }
-        },
-        None => {
-            let answered = enqueue.await.unwrap();
-            assert_eq!(answered.state, JobState::Running);
-            let applied = store
-                .finish(vec![Finish::new(got.job.id, 1, done)])
-                .await
-                .unwrap();
-            assert_eq!(applied, vec![true]);
-            answered
-        }
-    };
-    assert_eq!(answered.id, got.job.id);
-    let stored = store.get(&t, got.job.id).await.unwrap().unwrap();
+    let id = got.job.id;
+    let answered = report_handed(&store, got, enqueue, done).await;
+    assert_eq!(answered.id, id);
+    let stored = store.get(&t, id).await.unwrap().unwrap();
     assert_eq!(stored.state, JobState::Completed);
     assert_eq!(stored.attempt, 1);
     assert_eq!(stored.result.as_deref(), Some(&b"ok"[..]));
@@ -1659,12 +1685,37 @@ pub async fn a_handed_job_reaches_its_taker_once(store: Arc<dyn Store>) {
     );
 }
 
+/// Reports `outcome` for the handed job `got` as its taker would, and returns the answer
+/// of its `enqueue`. Run ahead, the report goes back to the enqueue, which stores it with
+/// the job; or, if the enqueue stopped waiting, it stored the job running and says so,
+/// and the report goes to the store as a claimed job's.
+pub(crate) async fn report_handed(
+    store: &Arc<dyn Store>,
+    got: Handed,
+    enqueue: tokio::task::JoinHandle<Job>,
+    outcome: Outcome,
+) -> Job {
+    let report = Finish::new(got.job.id, 1, outcome);
+    let report = match got.ahead {
+        Some(ahead) => match ahead.report.send(report) {
+            Ok(()) => return enqueue.await.unwrap(),
+            Err(report) => {
+                assert_eq!(ahead.committed.await, Ok(true), "stored running");
+                report
+            }
+        },
+        None => report,
+    };
+    let answered = enqueue.await.unwrap();
+    assert_eq!(answered.state, JobState::Running);
+    assert_eq!(store.finish(vec![report]).await.unwrap(), vec![true]);
+    answered
+}
+
 /// A job handed to a taker that has gone away (its loop stopped, the receiver dropped)
 /// is not lost: it waits in its queue, its attempt not counted, for any worker's claim.
 pub async fn a_job_for_a_taker_that_went_away_waits_for_a_claim(store: Arc<dyn Store>) {
-    let Some(handoff) = store.handoff() else {
-        return;
-    };
+    let handoff = declared_handoff(&store);
     let t = tenant();
     put(&store, &t, "m", b"m").await;
     let (taker, handed) = handoff.register("gone", "taker-2", Duration::from_secs(30));

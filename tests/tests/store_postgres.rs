@@ -1,15 +1,30 @@
 //! The store conformance suite against a real PostgreSQL (a fresh database per test).
 
-wasmq_tests::store_conformance_tests!(std::sync::Arc::new(
-    wasmq_host::queue::postgres::PgStore::connect(&wasmq_tests::pg::fresh_database().await, 8)
-        .await
-        .expect("connect to the test database"),
-));
+macro_rules! fresh_store {
+    () => {
+        std::sync::Arc::new(
+            wasmq_host::queue::postgres::PgStore::connect(
+                &wasmq_tests::pg::fresh_database().await,
+                8,
+            )
+            .await
+            .expect("connect to the test database"),
+        )
+    };
+}
+
+wasmq_tests::store_conformance_tests!(fresh_store!());
+
+/// PostgreSQL hands lone jobs to idle workers of its process (and runs them ahead).
+mod handoff {
+    wasmq_tests::store_handoff_tests!(fresh_store!());
+}
 
 mod nodes {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use sqlx::Connection;
     use wasmq_host::queue::postgres::PgStore;
     use wasmq_host::queue::{ErrorKind, Finish, JobError, NewJob, Outcome, Store, StoreEvent};
     use wasmq_tests::guests;
@@ -58,15 +73,16 @@ mod nodes {
             [true]
         );
 
-        // Long enough for a notification to come back twice.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let heard = |rx: &mut tokio::sync::broadcast::Receiver<StoreEvent>| {
-            let mut events = Vec::new();
-            while let Ok(e) = rx.try_recv() {
-                events.push(format!("{e:?}"));
-            }
-            events.sort();
-            events
+        // A notification from outside both stores, sent after everything above: they are
+        // delivered in commit order, so once a node hears it, its listener has passed
+        // every notification before it, its own included (which it must drop).
+        let mut outside = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("SELECT pg_notify('wasmq_jobs', 'marker')")
+            .execute(&mut outside)
+            .await
+            .unwrap();
+        let marker = StoreEvent::JobsAvailable {
+            queue: "marker".into(),
         };
         let available = format!(
             "{:?}",
@@ -82,7 +98,35 @@ mod nodes {
             format!("{:?}", StoreEvent::JobsFinished { ids: vec![id] }),
         ];
         expected.sort();
-        assert_eq!(heard(&mut on_a), expected, "node A (enqueued)");
-        assert_eq!(heard(&mut on_b), expected, "node B (ran it)");
+        assert_eq!(
+            heard_until(&mut on_a, &marker).await,
+            expected,
+            "node A (enqueued)"
+        );
+        assert_eq!(
+            heard_until(&mut on_b, &marker).await,
+            expected,
+            "node B (ran it)"
+        );
+    }
+
+    /// The events `rx` hears before `marker` (debug-printed, sorted); fails if `marker`
+    /// does not come within ten seconds.
+    async fn heard_until(
+        rx: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
+        marker: &StoreEvent,
+    ) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut events = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Ok(event)) if event == *marker => break,
+                Ok(Ok(event)) => events.push(format!("{event:?}")),
+                Ok(Err(e)) => panic!("the event stream failed: {e}"),
+                Err(_) => panic!("the marker notification did not come: {events:?}"),
+            }
+        }
+        events.sort();
+        events
     }
 }

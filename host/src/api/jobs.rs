@@ -17,7 +17,7 @@ use super::extract::{Auth, Json, Path, Query};
 use super::modules::{LimitParams, check_limits, check_name};
 use super::{ApiError, AppState};
 use crate::queue::{
-    self, Job, JobFilter, JobState, Module, NewJob, Scope, StoreEvent, keys::is_slug,
+    self, Job, JobFilter, JobState, JobSummary, Module, NewJob, Scope, StoreEvent, keys::is_slug,
 };
 
 /// How often a long-poll re-reads the job even without an event (a missed notification
@@ -162,17 +162,29 @@ fn json_or_base64(bytes: &[u8]) -> (Option<serde_json::Value>, Option<String>) {
 }
 
 impl JobView {
-    /// The whole job; `with_input` false leaves the input out (listings).
+    /// The whole job; `with_input` false leaves the input out.
     pub fn new(job: Job, with_input: bool) -> Self {
+        let (job, body) = job.into_parts();
         let (input, input_base64) = if with_input {
-            json_or_base64(&job.input)
+            json_or_base64(&body.input)
         } else {
             (None, None)
         };
-        let (result, result_base64) = match &job.result {
+        let (result, result_base64) = match &body.result {
             Some(bytes) => json_or_base64(bytes),
             None => (None, None),
         };
+        JobView {
+            input,
+            input_base64,
+            result,
+            result_base64,
+            ..JobView::listed(job)
+        }
+    }
+
+    /// A job as a listing shows it: without its input and result.
+    pub fn listed(job: JobSummary) -> Self {
         JobView {
             id: job.id,
             module: job.module,
@@ -186,10 +198,10 @@ impl JobView {
             run_at: job.run_at,
             idempotency_key: job.idempotency_key,
             progress: job.progress,
-            input,
-            input_base64,
-            result,
-            result_base64,
+            input: None,
+            input_base64: None,
+            result: None,
+            result_base64: None,
             error: job.error,
             usage: job.usage,
             history: job.history,
@@ -442,9 +454,17 @@ pub async fn get_job(
     let mut events = state.store.subscribe();
     let mut closing = state.closing.clone();
     loop {
-        let job = load(&state, auth.tenant(), id).await?;
-        if job.state.is_finished() || tokio::time::Instant::now() >= deadline || *closing.borrow() {
-            return Ok(axum::Json(JobView::new(job, true)));
+        // Only the state until the answer is due; the whole job once, for the answer.
+        let due = tokio::time::Instant::now() >= deadline || *closing.borrow();
+        let finished = due
+            || (state.store.job_state(auth.tenant(), id).await?)
+                .ok_or(ApiError::JobNotFound(id))?
+                .is_finished();
+        if finished {
+            return Ok(axum::Json(JobView::new(
+                load(&state, auth.tenant(), id).await?,
+                true,
+            )));
         }
         let recheck = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + RECHECK));
         tokio::pin!(recheck);
@@ -562,7 +582,7 @@ pub async fn list_jobs(
     }
     let page = state
         .store
-        .list(
+        .list_summaries(
             auth.tenant(),
             &JobFilter {
                 state: job_state,
@@ -574,16 +594,7 @@ pub async fn list_jobs(
         )
         .await?;
     Ok(axum::Json(JobPage {
-        jobs: page
-            .jobs
-            .into_iter()
-            .map(|job| {
-                let mut view = JobView::new(job, false);
-                view.result = None;
-                view.result_base64 = None;
-                view
-            })
-            .collect(),
+        jobs: page.jobs.into_iter().map(JobView::listed).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }

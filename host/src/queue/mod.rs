@@ -304,7 +304,167 @@ pub struct Job {
     pub cancel_requested: bool,
 }
 
+/// A job as a listing shows it ([`Store::list_summaries`]): every column but the input,
+/// the result, the log and the lease, which a listing of up to 1,000 rows must not read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSummary {
+    /// Unique, increasing with enqueue order.
+    pub id: i64,
+    /// The tenant that owns it.
+    pub tenant: String,
+    /// The module name it was enqueued for.
+    pub module: String,
+    /// The module version's digest pinned at enqueue.
+    pub digest: String,
+    /// The queue it waits in.
+    pub queue: String,
+    /// Higher runs first.
+    pub priority: i16,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// When it may run (next).
+    pub run_at: DateTime<Utc>,
+    /// Attempts started so far.
+    pub attempt: u32,
+    /// Attempts it may have in total.
+    pub max_attempts: u32,
+    /// Per-job limit overrides.
+    pub limits: Limits,
+    /// The idempotency key it was enqueued with.
+    pub idempotency_key: Option<String>,
+    /// Progress reported by the current or last attempt.
+    pub progress: Option<Progress>,
+    /// The last error.
+    pub error: Option<JobError>,
+    /// Resources used by the last finished attempt.
+    pub usage: Option<Usage>,
+    /// Failed, lost or cancelled attempts, oldest first (bounded: [`MAX_HISTORY`]).
+    pub history: Vec<AttemptRecord>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When its last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished for good.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// A user asked to cancel it while it ran.
+    pub cancel_requested: bool,
+}
+
+/// What a [`Job`] has beyond its [`JobSummary`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobBody {
+    /// The input bytes.
+    pub input: Vec<u8>,
+    /// The result of the completed job.
+    pub result: Option<Vec<u8>>,
+    /// The log of the last finished attempt.
+    pub log: String,
+    /// Bytes of log dropped by the last finished attempt.
+    pub log_dropped: u64,
+    /// The worker holding it while running.
+    pub worker_id: Option<String>,
+    /// When the running worker's lease expires.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
 impl Job {
+    /// The job made of its listed columns and the rest.
+    pub fn from_parts(summary: JobSummary, body: JobBody) -> Job {
+        let JobSummary {
+            id,
+            tenant,
+            module,
+            digest,
+            queue,
+            priority,
+            state,
+            run_at,
+            attempt,
+            max_attempts,
+            limits,
+            idempotency_key,
+            progress,
+            error,
+            usage,
+            history,
+            created_at,
+            started_at,
+            finished_at,
+            cancel_requested,
+        } = summary;
+        let JobBody {
+            input,
+            result,
+            log,
+            log_dropped,
+            worker_id,
+            lease_expires_at,
+        } = body;
+        Job {
+            id,
+            tenant,
+            module,
+            digest,
+            queue,
+            priority,
+            input,
+            state,
+            run_at,
+            attempt,
+            max_attempts,
+            limits,
+            idempotency_key,
+            progress,
+            result,
+            error,
+            usage,
+            log,
+            log_dropped,
+            history,
+            created_at,
+            started_at,
+            finished_at,
+            worker_id,
+            lease_expires_at,
+            cancel_requested,
+        }
+    }
+
+    /// The job split into what a listing shows and the rest.
+    pub fn into_parts(self) -> (JobSummary, JobBody) {
+        let body = JobBody {
+            input: self.input,
+            result: self.result,
+            log: self.log,
+            log_dropped: self.log_dropped,
+            worker_id: self.worker_id,
+            lease_expires_at: self.lease_expires_at,
+        };
+        let summary = JobSummary {
+            id: self.id,
+            tenant: self.tenant,
+            module: self.module,
+            digest: self.digest,
+            queue: self.queue,
+            priority: self.priority,
+            state: self.state,
+            run_at: self.run_at,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            limits: self.limits,
+            idempotency_key: self.idempotency_key,
+            progress: self.progress,
+            error: self.error,
+            usage: self.usage,
+            history: self.history,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            cancel_requested: self.cancel_requested,
+        };
+        (summary, body)
+    }
+
     /// The job `new` became when it was just stored: what the store chose (id, pinned
     /// digest, state, run time, creation time) and the rest as enqueued, with no attempt
     /// yet. Lets a store answer an enqueue without reading every column back.
@@ -468,6 +628,150 @@ impl Finish {
     }
 }
 
+/// Most entries a job's [`Job::history`] keeps: the first failure (often the cause) and
+/// the latest `MAX_HISTORY - 1`. A job may have up to 100 attempts, and each entry holds
+/// a message of up to [`crate::text::MAX_MESSAGE_BYTES`]; the attempt numbers of the
+/// entries kept show which were dropped.
+pub const MAX_HISTORY: usize = 20;
+
+/// `error` as a store writes it: its message cut to [`crate::text::MAX_MESSAGE_BYTES`]
+/// whatever the worker sent, so no guest can make a row (or a listing) too big.
+pub(crate) fn bounded(error: &JobError) -> JobError {
+    let message = storable(&error.message).into_owned();
+    JobError::new(error.kind, crate::text::cap_message(message))
+}
+
+/// `text` with each NUL replaced by U+FFFD: PostgreSQL's text and JSON cannot hold a NUL
+/// and refuse the whole statement, and a guest's log or message may carry one. Both
+/// stores write the same, so a job reads back alike on either.
+pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}").into()
+    } else {
+        text.into()
+    }
+}
+
+/// `progress` with a storable note ([`storable`]).
+pub(crate) fn storable_progress(progress: &Progress) -> Progress {
+    Progress {
+        percent: progress.percent,
+        note: progress.note.as_deref().map(|n| storable(n).into_owned()),
+    }
+}
+
+/// The columns of a [`JobSummary`]: a listing selects only these.
+pub(crate) const SUMMARY_COLUMNS: &str = "id, tenant, module, digest, queue, priority, state, \
+     run_at, attempt, max_attempts, limits, idempotency_key, progress, error, usage, history, \
+     created_at, started_at, finished_at, cancel_requested";
+
+/// A row of a listing: a whole [`Job`] or a [`JobSummary`].
+pub(crate) trait Listed {
+    /// Its id, the listing's cursor.
+    fn id(&self) -> i64;
+}
+
+impl Listed for Job {
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+impl Listed for JobSummary {
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+/// The length of a page of `filter`'s listing: 1..=1000, 0 meaning 100.
+pub(crate) fn page_limit(filter: &JobFilter) -> u32 {
+    match filter.limit {
+        0 => 100,
+        n => n.min(1000),
+    }
+}
+
+/// One page from the `rows` of a listing read with one more than `limit` (which tells
+/// that more follow), each decoded with `decode`.
+pub(crate) fn decode_page<R, T: Listed>(
+    rows: &[R],
+    limit: u32,
+    decode: impl Fn(&R) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let mut jobs = rows.iter().map(decode).collect::<Result<Vec<T>, _>>()?;
+    let next_cursor = if jobs.len() > limit as usize {
+        jobs.truncate(limit as usize);
+        jobs.last().map(Listed::id)
+    } else {
+        None
+    };
+    Ok(Page { jobs, next_cursor })
+}
+
+/// A stored state name, read back.
+pub(crate) fn decode_state(state: Option<String>) -> Result<Option<JobState>, StoreError> {
+    state
+        .map(|s| s.parse().map_err(|e| decode_err("state", e)))
+        .transpose()
+}
+
+/// The message of a job whose lease expired ([`Store::rescue`]): for the tenant, so it
+/// names no worker (host names and pids are the operator's, in the log).
+pub const LOST_MESSAGE: &str =
+    "its worker stopped renewing its lease (crashed or lost the database)";
+/// The message of a lost job whose cancellation had been requested.
+pub const LOST_CANCELLED_MESSAGE: &str = "cancelled; its worker vanished";
+
+/// The workers whose jobs a rescue took back, for the operator's log: the tenants'
+/// messages name none ([`LOST_MESSAGE`]).
+#[derive(Default)]
+pub(crate) struct LostWorkers(std::collections::BTreeMap<String, Vec<i64>>);
+
+impl LostWorkers {
+    /// Job `id` was held by `worker`.
+    pub(crate) fn add(&mut self, worker: Option<String>, id: i64) {
+        self.0
+            .entry(worker.unwrap_or_else(|| "?".into()))
+            .or_default()
+            .push(id);
+    }
+
+    /// One line per worker, with (some of) its jobs.
+    pub(crate) fn log(&self) {
+        for (worker, ids) in &self.0 {
+            tracing::warn!(
+                worker = %worker,
+                jobs = ids.len(),
+                ids = ?&ids[..ids.len().min(20)],
+                "took back the jobs of a worker that stopped renewing its leases"
+            );
+        }
+    }
+}
+
+impl Finish {
+    /// What becomes of a report the store refused (a value it cannot hold): the job fails
+    /// for good, with no result, log or progress, and a message that says why (the
+    /// store's own words are for the log).
+    pub fn refused(self) -> Finish {
+        let kind = match &self.outcome {
+            Outcome::Complete { .. } => ErrorKind::OutputLimit,
+            Outcome::Retry { error, .. } | Outcome::Fail { error } => error.kind,
+            Outcome::Cancelled => ErrorKind::Cancelled,
+            Outcome::Release => ErrorKind::Trap,
+        };
+        let error = JobError::new(
+            kind,
+            "the attempt's report could not be stored (the store refused its result, log \
+             or error); the job failed without another attempt",
+        );
+        Finish {
+            usage: self.usage,
+            ..Finish::new(self.id, self.attempt, Outcome::Fail { error })
+        }
+    }
+}
+
 /// Refuses a batch with a job that may never run (`max_attempts` 0).
 pub(crate) fn check_attempts(jobs: &[NewJob]) -> Result<(), StoreError> {
     match jobs.iter().find(|job| job.max_attempts == 0) {
@@ -557,11 +861,11 @@ pub struct JobFilter {
     pub cursor: Option<i64>,
 }
 
-/// One page of [`Store::list`], newest first.
+/// One page of [`Store::list`] (whole jobs) or [`Store::list_summaries`], newest first.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Page {
+pub struct Page<T = Job> {
     /// The jobs, by id descending.
-    pub jobs: Vec<Job>,
+    pub jobs: Vec<T>,
     /// Pass as [`JobFilter::cursor`] for the next page; `None` when this is the last.
     pub next_cursor: Option<i64>,
 }
@@ -782,8 +1086,21 @@ pub trait Store: Send + Sync + 'static {
     /// Job `id` of `tenant`, or `None` (also for another tenant's job).
     async fn get(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
 
-    /// Jobs of `tenant` matching `filter`, newest first, keyset-paged by id.
+    /// Jobs of `tenant` matching `filter`, newest first, keyset-paged by id. Reads whole
+    /// rows (input, result and log too): for tools and tests; the API lists with
+    /// [`Store::list_summaries`].
     async fn list(&self, tenant: &str, filter: &JobFilter) -> Result<Page, StoreError>;
+
+    /// [`Store::list`] without reading the input, result, log and lease of each job.
+    async fn list_summaries(
+        &self,
+        tenant: &str,
+        filter: &JobFilter,
+    ) -> Result<Page<JobSummary>, StoreError>;
+
+    /// The state of job `id` of `tenant`, or `None`: a long-poll's cheap look before it
+    /// reads the whole job once.
+    async fn job_state(&self, tenant: &str, id: i64) -> Result<Option<JobState>, StoreError>;
 
     /// Deletes jobs finished (completed, failed, cancelled) more than `older_than` ago, and
     /// module bytes nothing refers to any more. Returns how many jobs.

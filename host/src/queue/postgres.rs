@@ -36,12 +36,15 @@ use warm::Warm;
 use super::handoff::{self, Handed, Handoff, Reservation, RunAhead};
 
 use super::{
-    AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobCount, JobError, JobFilter,
-    JobState, Limits, Module, NewJob, NewKey, NewModule, Outcome, Page, Principal, Progress,
-    PutModule, RescueReport, Scope, Store, StoreError, StoreEvent, Usage, keys,
+    AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobBody, JobCount, JobError,
+    JobFilter, JobState, JobSummary, Limits, Module, NewJob, NewKey, NewModule, Outcome, Page,
+    Principal, Progress, PutModule, RescueReport, Scope, Store, StoreError, StoreEvent, Usage,
+    keys,
 };
 
 const CHANNEL_JOBS: &str = "wasmq_jobs";
+/// [`super::MAX_HISTORY`] as the statements bind it.
+const MAX_HISTORY: i32 = super::MAX_HISTORY as i32;
 const CHANNEL_CANCEL: &str = "wasmq_cancel";
 const CHANNEL_FINISHED: &str = "wasmq_finished";
 /// `pg_try_advisory_xact_lock` key of the rescuer ("wasmq" in ASCII).
@@ -336,7 +339,7 @@ fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-use super::decode_err;
+use super::{SUMMARY_COLUMNS, decode_err};
 
 fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
 where
@@ -354,15 +357,27 @@ fn to_u64(column: &str, value: i64) -> Result<u64, StoreError> {
 }
 
 fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
+    let body = JobBody {
+        input: get(row, "input")?,
+        result: get(row, "result")?,
+        log: get(row, "log")?,
+        log_dropped: to_u64("log_dropped", get(row, "log_dropped")?)?,
+        worker_id: get(row, "worker_id")?,
+        lease_expires_at: get(row, "lease_expires_at")?,
+    };
+    Ok(Job::from_parts(summary_from_row(row)?, body))
+}
+
+/// Reads the [`SUMMARY_COLUMNS`].
+fn summary_from_row(row: &PgRow) -> Result<JobSummary, StoreError> {
     let state: String = get(row, "state")?;
-    Ok(Job {
+    Ok(JobSummary {
         id: get(row, "id")?,
         tenant: get(row, "tenant")?,
         module: get(row, "module")?,
         digest: get(row, "digest")?,
         queue: get(row, "queue")?,
         priority: get(row, "priority")?,
-        input: get(row, "input")?,
         state: state.parse().map_err(|e| decode_err("state", e))?,
         run_at: get(row, "run_at")?,
         attempt: to_u32("attempt", get(row, "attempt")?)?,
@@ -370,17 +385,12 @@ fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
         limits: get::<Json<Limits>>(row, "limits")?.0,
         idempotency_key: get(row, "idempotency_key")?,
         progress: get::<Option<Json<Progress>>>(row, "progress")?.map(|j| j.0),
-        result: get(row, "result")?,
         error: get::<Option<Json<JobError>>>(row, "error")?.map(|j| j.0),
         usage: get::<Option<Json<Usage>>>(row, "usage")?.map(|j| j.0),
-        log: get(row, "log")?,
-        log_dropped: to_u64("log_dropped", get(row, "log_dropped")?)?,
         history: get::<Json<Vec<AttemptRecord>>>(row, "history")?.0,
         created_at: get(row, "created_at")?,
         started_at: get(row, "started_at")?,
         finished_at: get(row, "finished_at")?,
-        worker_id: get(row, "worker_id")?,
-        lease_expires_at: get(row, "lease_expires_at")?,
         cancel_requested: get(row, "cancel_requested")?,
     })
 }
@@ -401,6 +411,11 @@ fn module_from_row(row: &PgRow) -> Result<Module, StoreError> {
 
 fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("store types serialize to JSON")
+}
+
+/// A progress report as stored, its note made storable ([`super::storable`]).
+fn progress_json(progress: &Progress) -> serde_json::Value {
+    json(&super::storable_progress(progress))
 }
 
 fn seconds(d: Duration) -> f64 {
@@ -641,8 +656,12 @@ upd AS (
         run_at = CASE WHEN f.state = 'available' THEN now() ELSE COALESCE(f.retry_at, j.run_at) END,
         finished_at = CASE WHEN f.state IN ('retryable', 'available') THEN NULL ELSE now() END,
         history = CASE WHEN f.error IS NULL THEN j.history
-                       ELSE j.history || jsonb_build_array(
-                           f.error || jsonb_build_object('attempt', j.attempt, 'at', now()))
+                       -- At its bound ($12), the second entry goes: the first and the
+                       -- latest are kept (see `MAX_HISTORY`).
+                       ELSE (CASE WHEN jsonb_array_length(j.history) >= $12
+                                  THEN j.history - 1 ELSE j.history END)
+                            || jsonb_build_array(f.error
+                                || jsonb_build_object('attempt', j.attempt, 'at', now()))
                   END,
         usage = f.usage,
         log = f.log,
@@ -676,20 +695,18 @@ WHERE id = $1 AND attempt = $2 AND state = 'running'
 const TRY_RESCUE_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
 
 /// Expired leases: cancelled if a cancel was requested, retryable at once while attempts
-/// remain, failed otherwise; always with a history entry.
+/// remain, failed otherwise; always with a history entry. The messages (`$1` lost, `$2`
+/// cancelled) name no worker; the answer does, for the log.
 const RESCUE: &str = r#"
 WITH lost AS (
-    SELECT id,
+    SELECT id, worker_id,
            CASE WHEN cancel_requested THEN 'cancelled'
                 WHEN attempt < max_attempts THEN 'retryable'
                 ELSE 'failed' END AS next,
            jsonb_build_object(
                'kind', CASE WHEN cancel_requested THEN 'cancelled' ELSE 'lost' END,
-               'message', CASE WHEN cancel_requested
-                   THEN 'cancelled; its worker ' || COALESCE(worker_id, '?') || ' vanished'
-                   ELSE 'its worker ' || COALESCE(worker_id, '?')
-                        || ' stopped renewing its lease (crashed or lost the database)'
-               END) AS error
+               'message', CASE WHEN cancel_requested THEN $2::text ELSE $1::text END)
+               AS error
     FROM wasmq_jobs
     WHERE state = 'running' AND lease_expires_at <= now()
     FOR UPDATE SKIP LOCKED
@@ -699,14 +716,17 @@ upd AS (
     SET state = lost.next,
         run_at = CASE WHEN lost.next = 'retryable' THEN now() ELSE j.run_at END,
         error = lost.error,
-        history = j.history || jsonb_build_array(
-            lost.error || jsonb_build_object('attempt', j.attempt, 'at', now())),
+        -- Bounded as FINISH bounds it.
+        history = (CASE WHEN jsonb_array_length(j.history) >= $3
+                        THEN j.history - 1 ELSE j.history END)
+                  || jsonb_build_array(lost.error
+                      || jsonb_build_object('attempt', j.attempt, 'at', now())),
         finished_at = CASE WHEN lost.next = 'retryable' THEN NULL ELSE now() END,
         worker_id = NULL,
         lease_expires_at = NULL
     FROM lost
     WHERE j.id = lost.id
-    RETURNING j.id, j.state, j.queue
+    RETURNING j.id, j.state, j.queue, lost.worker_id
 ),
 available AS (
     SELECT pg_notify('wasmq_jobs', q.queue)
@@ -718,7 +738,7 @@ finished AS (
           FROM upd WHERE state <> 'retryable') s
     GROUP BY chunk
 )
-SELECT id, state FROM upd
+SELECT id, state, worker_id FROM upd
 WHERE (SELECT count(*) FROM available) + (SELECT count(*) FROM finished) >= 0
 "#;
 
@@ -766,6 +786,8 @@ SELECT * FROM upd WHERE (SELECT count(*) FROM notified) >= 0
 
 const GET: &str = "SELECT * FROM wasmq_jobs WHERE tenant = $1 AND id = $2";
 
+const JOB_STATE: &str = "SELECT state FROM wasmq_jobs WHERE tenant = $1 AND id = $2";
+
 /// The listing: only the filters given are in the text (one prepared statement per
 /// combination), so the generic plan of each picks its index. The state is a literal (one
 /// of seven fixed words), so each state's range of `wasmq_jobs_list` (tenant, state, id)
@@ -775,7 +797,13 @@ const GET: &str = "SELECT * FROM wasmq_jobs WHERE tenant = $1 AND id = $2";
 /// state, which is what the enqueue and the worker spend most of their time on. The
 /// price: with a module or queue filter and no state, a state with no matching job is
 /// read to the end of its range before the first row comes back.
-fn list_query(tenant: &str, filter: &JobFilter, limit: i64) -> sqlx::QueryBuilder<sqlx::Postgres> {
+/// `columns` is `*` or [`SUMMARY_COLUMNS`], a constant.
+fn list_query(
+    tenant: &str,
+    filter: &JobFilter,
+    limit: i64,
+    columns: &'static str,
+) -> sqlx::QueryBuilder<sqlx::Postgres> {
     let states = match filter.state {
         Some(state) => vec![state],
         None => JobState::ALL.to_vec(),
@@ -786,7 +814,9 @@ fn list_query(tenant: &str, filter: &JobFilter, limit: i64) -> sqlx::QueryBuilde
         if i > 0 {
             q.push(" UNION ALL ");
         }
-        q.push("(SELECT * FROM wasmq_jobs WHERE tenant = ");
+        q.push(format_args!(
+            "(SELECT {columns} FROM wasmq_jobs WHERE tenant = "
+        ));
         q.push_bind(tenant);
         q.push(format_args!(" AND state = '{}'", state.as_str()));
         if let Some(module) = &filter.module {
@@ -887,8 +917,8 @@ struct OutcomeColumns<'a> {
 fn outcome_columns(outcome: &Outcome) -> OutcomeColumns<'_> {
     let (state, error) = match outcome {
         Outcome::Complete { .. } => ("completed", None),
-        Outcome::Retry { error, .. } => ("retryable", Some(json(error))),
-        Outcome::Fail { error } => ("failed", Some(json(error))),
+        Outcome::Retry { error, .. } => ("retryable", Some(json(&super::bounded(error)))),
+        Outcome::Fail { error } => ("failed", Some(json(&super::bounded(error)))),
         Outcome::Release => ("available", None),
         Outcome::Cancelled => (
             "cancelled",
@@ -925,6 +955,23 @@ fn refused(e: &StoreError) -> bool {
 }
 
 impl PgStore {
+    /// One page of a listing of `columns` (`*` or [`SUMMARY_COLUMNS`]), each row decoded
+    /// with `decode`. One row more than the page is read, to tell if more follow.
+    async fn listing<T: super::Listed>(
+        &self,
+        tenant: &str,
+        filter: &JobFilter,
+        columns: &'static str,
+        decode: fn(&PgRow) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let limit = super::page_limit(filter);
+        let mut query = list_query(tenant, filter, i64::from(limit) + 1, columns);
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let rows = query.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+        conn.keep();
+        super::decode_page(&rows, limit, decode)
+    }
+
     async fn try_enqueue(&self, jobs: &[NewJob]) -> Result<Option<Vec<Answer>>, StoreError> {
         if jobs.iter().all(|job| job.idempotency_key.is_none()) {
             return self.enqueue_keyless(jobs).await.map(Some);
@@ -1055,7 +1102,14 @@ impl PgStore {
             }
         };
         if let Some(report) = report {
-            let stored = self.insert_finished(&job, report).await;
+            let stored = match self.insert_finished(&job, report.clone()).await {
+                // A value the database cannot hold: the job goes in failed, saying so.
+                Err(e) if !e.is_transient() => {
+                    tracing::error!(job = job.id, error = %e, "the store refused a finish report; failing the job");
+                    self.insert_finished(&job, report.refused()).await
+                }
+                stored => stored,
+            };
             self.draw_ids_if_low();
             return stored.map(Some);
         }
@@ -1141,9 +1195,9 @@ impl PgStore {
             .bind(outcome.error)
             .bind(outcome.retry_at)
             .bind(json(&report.usage))
-            .bind(&report.log)
+            .bind(super::storable(&report.log).as_ref())
             .bind(clamp_i64(report.log_dropped))
-            .bind(report.progress.as_ref().map(json))
+            .bind(report.progress.as_ref().map(progress_json))
             .bind(&*self.node)
             .fetch_one(&mut *conn)
             .await
@@ -1648,9 +1702,9 @@ impl Store for PgStore {
             errors.push(outcome.error);
             retry_ats.push(outcome.retry_at);
             usages.push(json(&item.usage));
-            logs.push(item.log.as_str());
+            logs.push(super::storable(&item.log));
             log_dropped.push(clamp_i64(item.log_dropped));
-            progress.push(item.progress.as_ref().map(json));
+            progress.push(item.progress.as_ref().map(progress_json));
         }
         let mut conn = self.fast.get().await.map_err(db_err)?;
         // If the outcome is unknown (an error after the commit, a dropped future), this
@@ -1671,6 +1725,7 @@ impl Store for PgStore {
             .bind(&log_dropped)
             .bind(&progress)
             .bind(&*self.node)
+            .bind(MAX_HISTORY)
             .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
@@ -1714,7 +1769,7 @@ impl Store for PgStore {
         let done = sqlx::query(SET_PROGRESS)
             .bind(id)
             .bind(clamp_i32(attempt))
-            .bind(Json(&progress))
+            .bind(progress_json(&progress))
             .execute(&mut *conn)
             .await
             .map_err(db_err)?;
@@ -1739,21 +1794,27 @@ impl Store for PgStore {
             });
         }
         let rows = sqlx::query(RESCUE)
+            .bind(super::LOST_MESSAGE)
+            .bind(super::LOST_CANCELLED_MESSAGE)
+            .bind(MAX_HISTORY)
             .fetch_all(&mut *tx)
             .await
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         conn.keep();
         let mut report = RescueReport::default();
+        let mut workers = super::LostWorkers::default();
         for row in &rows {
             let id: i64 = get(row, "id")?;
             let state: String = get(row, "state")?;
+            workers.add(get(row, "worker_id")?, id);
             match state.parse::<JobState>()? {
                 JobState::Retryable => report.retried.push(id),
                 JobState::Cancelled => report.cancelled.push(id),
                 _ => report.failed.push(id),
             }
         }
+        workers.log();
         for ids in [
             &mut report.retried,
             &mut report.failed,
@@ -1814,25 +1875,27 @@ impl Store for PgStore {
     }
 
     async fn list(&self, tenant: &str, filter: &JobFilter) -> Result<Page, StoreError> {
-        let limit = match filter.limit {
-            0 => 100,
-            n => n.min(1000),
-        };
-        let mut query = list_query(tenant, filter, i64::from(limit) + 1);
+        self.listing(tenant, filter, "*", job_from_row).await
+    }
+
+    async fn list_summaries(
+        &self,
+        tenant: &str,
+        filter: &JobFilter,
+    ) -> Result<Page<JobSummary>, StoreError> {
+        (self.listing(tenant, filter, SUMMARY_COLUMNS, summary_from_row)).await
+    }
+
+    async fn job_state(&self, tenant: &str, id: i64) -> Result<Option<JobState>, StoreError> {
         let mut conn = self.pool.get().await.map_err(db_err)?;
-        let rows = query.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+        let state: Option<String> = sqlx::query_scalar(JOB_STATE)
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
         conn.keep();
-        let mut jobs = rows
-            .iter()
-            .map(job_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if jobs.len() > limit as usize {
-            jobs.truncate(limit as usize);
-            jobs.last().map(|job| job.id)
-        } else {
-            None
-        };
-        Ok(Page { jobs, next_cursor })
+        super::decode_state(state)
     }
 
     async fn prune(&self, older_than: Duration) -> Result<u64, StoreError> {

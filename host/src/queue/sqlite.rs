@@ -44,11 +44,13 @@ use tokio::sync::{broadcast, oneshot};
 use super::handoff::{self, Handoff, Reservation};
 use super::keys;
 use super::{
-    AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobCount, JobError, JobFilter,
-    JobState, Module, NewJob, NewKey, NewModule, Outcome, Page, Principal, Progress, PutModule,
-    RescueReport, Scope, Store, StoreError, StoreEvent,
+    AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobBody, JobCount, JobError,
+    JobFilter, JobState, JobSummary, Module, NewJob, NewKey, NewModule, Outcome, Page, Principal,
+    Progress, PutModule, RescueReport, Scope, Store, StoreError, StoreEvent,
 };
 
+/// [`super::MAX_HISTORY`] as the statements bind it.
+const MAX_HISTORY: i64 = super::MAX_HISTORY as i64;
 /// Events buffered per subscriber before it lags.
 const EVENT_CAPACITY: usize = 4096;
 /// Connections of the read pool.
@@ -262,7 +264,7 @@ fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-use super::decode_err;
+use super::{SUMMARY_COLUMNS, decode_err};
 
 fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
 where
@@ -330,21 +332,38 @@ fn json_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("store types serialize to JSON")
 }
 
+/// A progress report as stored, its note made storable ([`super::storable`]).
+fn progress_text(progress: &super::Progress) -> String {
+    json_text(&super::storable_progress(progress))
+}
+
 fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
+    let body = JobBody {
+        input: get(row, "input")?,
+        result: get(row, "result")?,
+        log: get(row, "log")?,
+        log_dropped: get_u64(row, "log_dropped")?,
+        worker_id: get(row, "worker_id")?,
+        lease_expires_at: get_opt_time(row, "lease_expires_at")?,
+    };
+    Ok(Job::from_parts(summary_from_row(row)?, body))
+}
+
+/// Reads the [`SUMMARY_COLUMNS`].
+fn summary_from_row(row: &SqliteRow) -> Result<JobSummary, StoreError> {
     let state: String = get(row, "state")?;
     let priority: i64 = get(row, "priority")?;
-    Ok(Job {
+    Ok(JobSummary {
         id: get(row, "id")?,
         tenant: get(row, "tenant")?,
         module: get(row, "module")?,
         digest: get(row, "digest")?,
         queue: get(row, "queue")?,
         priority: i16::try_from(priority).map_err(|e| decode_err("priority", e))?,
-        input: get(row, "input")?,
         state: state.parse().map_err(|e| decode_err("state", e))?,
         run_at: get_time(row, "run_at")?,
         attempt: get_u32(row, "attempt")?,
@@ -352,17 +371,12 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         limits: get_json(row, "limits")?,
         idempotency_key: get(row, "idempotency_key")?,
         progress: get_opt_json(row, "progress")?,
-        result: get(row, "result")?,
         error: get_opt_json(row, "error")?,
         usage: get_opt_json(row, "usage")?,
-        log: get(row, "log")?,
-        log_dropped: get_u64(row, "log_dropped")?,
         history: get_json(row, "history")?,
         created_at: get_time(row, "created_at")?,
         started_at: get_opt_time(row, "started_at")?,
         finished_at: get_opt_time(row, "finished_at")?,
-        worker_id: get(row, "worker_id")?,
-        lease_expires_at: get_opt_time(row, "lease_expires_at")?,
         cancel_requested: get(row, "cancel_requested")?,
     })
 }
@@ -438,7 +452,8 @@ RETURNING id, cancel_requested
 "#;
 
 /// Applies one report, only to a job still running at the reported attempt; `$8` is the
-/// history entry to append (or NULL).
+/// history entry to append (or NULL), `$13` the history's bound: at it, the second entry
+/// goes, so the first and the latest are kept (see `MAX_HISTORY`).
 const FINISH: &str = r#"
 UPDATE wasmq_jobs
 SET state = $3,
@@ -449,7 +464,9 @@ SET state = $3,
     run_at = CASE WHEN $3 = 'available' THEN $6 ELSE COALESCE($7, run_at) END,
     finished_at = CASE WHEN $3 IN ('retryable', 'available') THEN NULL ELSE $6 END,
     history = CASE WHEN $8 IS NULL THEN history
-                   ELSE json_insert(history, '$[#]', json($8)) END,
+                   ELSE json_insert(CASE WHEN json_array_length(history) >= $13
+                                         THEN json_remove(history, '$[1]') ELSE history END,
+                                    '$[#]', json($8)) END,
     usage = $9,
     log = $10,
     log_dropped = $11,
@@ -472,13 +489,15 @@ WHERE state = 'running' AND lease_expires_at <= $1
 "#;
 
 /// Takes back one expired job: `$2` is its next state, `$4` its error, `$5` the history
-/// entry.
+/// entry, `$6` the history's bound (as [`FINISH`] keeps it).
 const RESCUE_ONE: &str = r#"
 UPDATE wasmq_jobs
 SET state = $2,
     run_at = CASE WHEN $2 = 'retryable' THEN $3 ELSE run_at END,
     error = $4,
-    history = json_insert(history, '$[#]', json($5)),
+    history = json_insert(CASE WHEN json_array_length(history) >= $6
+                               THEN json_remove(history, '$[1]') ELSE history END,
+                          '$[#]', json($5)),
     finished_at = CASE WHEN $2 = 'retryable' THEN NULL ELSE $3 END,
     worker_id = NULL,
     lease_expires_at = NULL
@@ -513,8 +532,9 @@ const GET: &str = "SELECT * FROM wasmq_jobs WHERE tenant = $1 AND id = $2";
 /// away when planning, so a set filter is written as a plain comparison (letting it pick
 /// the matching `wasmq_jobs_list*` index) and an unset one as `$n IS NULL`, which keeps
 /// every parameter in place. Built from constant fragments only; every value is bound.
-fn list_sql(filter: &JobFilter) -> String {
-    let mut sql = String::from("SELECT * FROM wasmq_jobs WHERE tenant = $1");
+/// `columns` is `*` or [`SUMMARY_COLUMNS`], a constant.
+fn list_sql(filter: &JobFilter, columns: &str) -> String {
+    let mut sql = format!("SELECT {columns} FROM wasmq_jobs WHERE tenant = $1");
     for (set, compare, unset) in [
         (filter.state.is_some(), " AND state = $2", " AND $2 IS NULL"),
         (
@@ -590,8 +610,8 @@ const MODULE_BYTES: &str = "SELECT bytes FROM wasmq_module_blobs WHERE digest = 
 fn finish_state(outcome: &Outcome) -> (&'static str, Option<JobError>) {
     match outcome {
         Outcome::Complete { .. } => ("completed", None),
-        Outcome::Retry { error, .. } => ("retryable", Some(error.clone())),
-        Outcome::Fail { error } => ("failed", Some(error.clone())),
+        Outcome::Retry { error, .. } => ("retryable", Some(super::bounded(error))),
+        Outcome::Fail { error } => ("failed", Some(super::bounded(error))),
         Outcome::Release => ("available", None),
         Outcome::Cancelled => (
             "cancelled",
@@ -649,9 +669,10 @@ impl SqliteStore {
                     .bind(retry_at)
                     .bind(error.as_ref().map(|e| history_entry(item.attempt, now, e)))
                     .bind(json_text(&item.usage))
-                    .bind(item.log.as_str())
+                    .bind(super::storable(&item.log))
                     .bind(clamp_i64(item.log_dropped))
-                    .bind(item.progress.as_ref().map(json_text))
+                    .bind(item.progress.as_ref().map(progress_text))
+                    .bind(MAX_HISTORY)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db_err)?;
@@ -798,6 +819,29 @@ async fn insert_plain(
 }
 
 impl SqliteStore {
+    /// One page of a listing of `columns` (`*` or [`SUMMARY_COLUMNS`]), each row decoded
+    /// with `decode`. One row more than the page is read, to tell if more follow.
+    async fn listing<T: super::Listed>(
+        &self,
+        tenant: &str,
+        filter: &JobFilter,
+        columns: &'static str,
+        decode: fn(&SqliteRow) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let limit = super::page_limit(filter);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(list_sql(filter, columns)))
+            .bind(tenant)
+            .bind(filter.state.map(JobState::as_str))
+            .bind(filter.module.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.cursor)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.inner.read)
+            .await
+            .map_err(db_err)?;
+        super::decode_page(&rows, limit, decode)
+    }
+
     /// The body of [`Store::enqueue`]; with a `slot`, `jobs` is one due job without a key,
     /// written running for the slot's worker and handed to it after the commit.
     async fn insert_jobs(
@@ -1044,7 +1088,7 @@ impl Store for SqliteStore {
         let done = sqlx::query(SET_PROGRESS)
             .bind(id)
             .bind(i64::from(attempt))
-            .bind(json_text(&progress))
+            .bind(progress_text(&progress))
             .execute(&mut *self.writer(false).await?)
             .await
             .map_err(db_err)?;
@@ -1062,29 +1106,20 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         let mut report = RescueReport::default();
         let mut available = BTreeSet::new();
+        let mut workers = super::LostWorkers::default();
         for row in &rows {
             let id: i64 = get(row, "id")?;
             let attempt = get_u32(row, "attempt")?;
             let max_attempts = get_u32(row, "max_attempts")?;
             let cancel_requested: bool = get(row, "cancel_requested")?;
-            let worker: Option<String> = get(row, "worker_id")?;
-            let worker = worker.as_deref().unwrap_or("?");
+            workers.add(get(row, "worker_id")?, id);
             let (next, error) = if cancel_requested {
                 (
                     JobState::Cancelled,
-                    JobError::new(
-                        ErrorKind::Cancelled,
-                        format!("cancelled; its worker {worker} vanished"),
-                    ),
+                    JobError::new(ErrorKind::Cancelled, super::LOST_CANCELLED_MESSAGE),
                 )
             } else {
-                let error = JobError::new(
-                    ErrorKind::Lost,
-                    format!(
-                        "its worker {worker} stopped renewing its lease \
-                         (crashed or lost the database)"
-                    ),
-                );
+                let error = JobError::new(ErrorKind::Lost, super::LOST_MESSAGE);
                 if attempt < max_attempts {
                     (JobState::Retryable, error)
                 } else {
@@ -1097,6 +1132,7 @@ impl Store for SqliteStore {
                 .bind(now_us)
                 .bind(json_text(&error))
                 .bind(history_entry(attempt, now, &error))
+                .bind(MAX_HISTORY)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -1110,6 +1146,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await.map_err(db_err)?;
+        workers.log();
         for ids in [
             &mut report.retried,
             &mut report.failed,
@@ -1206,31 +1243,25 @@ impl Store for SqliteStore {
     }
 
     async fn list(&self, tenant: &str, filter: &JobFilter) -> Result<Page, StoreError> {
-        let limit = match filter.limit {
-            0 => 100,
-            n => n.min(1000),
-        };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(list_sql(filter)))
+        self.listing(tenant, filter, "*", job_from_row).await
+    }
+
+    async fn list_summaries(
+        &self,
+        tenant: &str,
+        filter: &JobFilter,
+    ) -> Result<Page<JobSummary>, StoreError> {
+        (self.listing(tenant, filter, SUMMARY_COLUMNS, summary_from_row)).await
+    }
+
+    async fn job_state(&self, tenant: &str, id: i64) -> Result<Option<JobState>, StoreError> {
+        let state: Option<String> = sqlx::query_scalar(JOB_STATE)
             .bind(tenant)
-            .bind(filter.state.map(JobState::as_str))
-            .bind(filter.module.as_deref())
-            .bind(filter.queue.as_deref())
-            .bind(filter.cursor)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.inner.read)
+            .bind(id)
+            .fetch_optional(&self.inner.read)
             .await
             .map_err(db_err)?;
-        let mut jobs = rows
-            .iter()
-            .map(job_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if jobs.len() > limit as usize {
-            jobs.truncate(limit as usize);
-            jobs.last().map(|job| job.id)
-        } else {
-            None
-        };
-        Ok(Page { jobs, next_cursor })
+        super::decode_state(state)
     }
 
     async fn prune(&self, older_than: Duration) -> Result<u64, StoreError> {
@@ -1503,7 +1534,7 @@ mod tests {
             state: Some(JobState::Running),
             ..JobFilter::default()
         };
-        let explain = format!("EXPLAIN QUERY PLAN {}", list_sql(&filter));
+        let explain = format!("EXPLAIN QUERY PLAN {}", list_sql(&filter, "*"));
         let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(explain))
             .fetch_all(&store.inner.read)
             .await

@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::queue::handoff::{Handed, RunAhead};
 use crate::queue::{ErrorKind, Finish, Job, JobError, Outcome as StoreOutcome, Store, StoreEvent};
-use crate::runtime::{CancelHandle, JobInfo, Progress, RunRequest, Runtime};
+use crate::runtime::{CancelHandle, JobInfo, Progress, RunError, RunRequest, Runtime};
 
 /// Settings of a worker pool. Every field has a default ([`Default`]).
 #[derive(Debug, Clone)]
@@ -507,46 +507,26 @@ async fn execute(
     job: Job,
     cancel: CancelHandle,
 ) -> Finish {
+    // Why the store gave no bytes, if it did not.
+    let fetch_failed = std::sync::OnceLock::new();
     let prepared = runtime
         .load(&job.digest, || async {
             match store.module_bytes(&job.digest).await {
                 Ok(Some(b)) => Ok(b),
-                Ok(None) => Err("the module's bytes are gone".to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(None) => {
+                    let _ = fetch_failed.set(FetchFailed::Gone);
+                    Err("the module's bytes are gone")
+                }
+                Err(e) => {
+                    let _ = fetch_failed.set(FetchFailed::Store(e));
+                    Err("the store was unavailable")
+                }
             }
         })
         .await;
     let prepared = match prepared {
         Ok(p) => p,
-        Err(e) => {
-            // Bytes gone for good: the job can never run. Anything else (a database
-            // hiccup) is worth another attempt.
-            let missing = store
-                .module_bytes(&job.digest)
-                .await
-                .map(|b| b.is_none())
-                .unwrap_or(false);
-            let error = JobError::new(
-                if missing {
-                    ErrorKind::ModuleMissing
-                } else {
-                    ErrorKind::Trap
-                },
-                format!(
-                    "could not load module `{}` ({}): {e}",
-                    job.module, job.digest
-                ),
-            );
-            let outcome = if missing || job.attempt >= job.max_attempts {
-                StoreOutcome::Fail { error }
-            } else {
-                StoreOutcome::Retry {
-                    error,
-                    retry_at: chrono::Utc::now() + crate::queue::backoff(job.attempt),
-                }
-            };
-            return Finish::new(job.id, job.attempt, outcome);
-        }
+        Err(e) => return load_failed(&job, e, fetch_failed.into_inner()),
     };
     let progress = {
         let (store, id, attempt) = (store.clone(), job.id, job.attempt);
@@ -586,6 +566,57 @@ async fn execute(
     finish
 }
 
+/// Why the store gave a worker no module bytes.
+enum FetchFailed {
+    /// It has none under the digest (the module was deleted and its bytes swept).
+    Gone,
+    /// It failed (unreachable, or an error whose words are for the operator).
+    Store(crate::queue::StoreError),
+}
+
+/// The report of an attempt whose module could not be loaded. Bytes gone for good fail
+/// the job (`module_missing`); anything else (the store unavailable, a host failure) is
+/// worth another attempt. The tenant's message says which in the product's words; the
+/// store's and the host's own (hosts, paths, SQL states) go to the log.
+fn load_failed(job: &Job, error: RunError, fetch: Option<FetchFailed>) -> Finish {
+    let missing = matches!(fetch, Some(FetchFailed::Gone));
+    let retry = !missing && job.attempt < job.max_attempts;
+    let why = match (fetch, error) {
+        (Some(FetchFailed::Gone), _) => "its bytes are gone (the module was deleted)".into(),
+        (Some(FetchFailed::Store(e)), _) => {
+            tracing::warn!(job = job.id, digest = %job.digest, error = %e, "reading a module's bytes failed");
+            "the store was unavailable".into()
+        }
+        (None, RunError::Invalid(invalid)) => invalid.to_string(),
+        (None, RunError::Internal(detail)) => {
+            tracing::error!(job = job.id, digest = %job.digest, error = %detail, "loading a module failed");
+            "the worker failed to prepare it".to_owned()
+        }
+    };
+    let error = JobError::new(
+        if missing {
+            ErrorKind::ModuleMissing
+        } else {
+            ErrorKind::Trap
+        },
+        format!(
+            "could not load module `{}` ({}): {why}; {}",
+            job.module,
+            job.digest,
+            if retry { "retrying" } else { "giving up" }
+        ),
+    );
+    let outcome = if retry {
+        StoreOutcome::Retry {
+            error,
+            retry_at: chrono::Utc::now() + crate::queue::backoff(job.attempt),
+        }
+    } else {
+        StoreOutcome::Fail { error }
+    };
+    Finish::new(job.id, job.attempt, outcome)
+}
+
 /// Counts a finished attempt in the process metrics (`/metrics`).
 fn record_metrics(module: &str, finish: &Finish) {
     let (outcome, kind) = match &finish.outcome {
@@ -604,24 +635,45 @@ fn record_metrics(module: &str, finish: &Finish) {
     );
 }
 
-/// Sends finish reports in batches: whatever is queued goes in one call.
+/// Sends finish reports in batches: whatever is queued goes in one call. A batch the
+/// store refuses (a value it cannot hold) is sent again report by report, and a report
+/// refused alone fails its job instead ([`Finish::refused`]): no report is retried
+/// forever.
 async fn completer(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Finish>) {
     const MAX_BATCH: usize = 500;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut delay = Duration::from_millis(50);
-        loop {
-            match store.finish(batch.clone()).await {
-                Ok(_) => break,
-                Err(e) => {
-                    // Never drop a report: the job would run again after its lease.
-                    tracing::warn!(error = %e, jobs = batch.len(), "reporting finished jobs failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+        if let Err(e) = send(&store, batch.clone()).await {
+            tracing::warn!(error = %e, jobs = batch.len(), "the store refused a batch of finish reports; sending them one by one");
+            for item in batch.drain(..) {
+                let Err(e) = send(&store, vec![item.clone()]).await else {
+                    continue;
+                };
+                let id = item.id;
+                tracing::error!(job = id, error = %e, "the store refused a finish report; failing the job");
+                if let Err(e) = send(&store, vec![item.refused()]).await {
+                    tracing::error!(job = id, error = %e, "the store refused the failure too; the job is rescued when its lease expires");
                 }
             }
         }
         batch.clear();
+    }
+}
+
+/// Sends `items` until the store answers: an outage is waited out (never drop a report:
+/// the job would run again after its lease), a refusal is returned.
+async fn send(store: &Arc<dyn Store>, items: Vec<Finish>) -> Result<(), crate::queue::StoreError> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match store.finish(items.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, jobs = items.len(), "reporting finished jobs failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
