@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::StoreError;
 
-/// What a key may do. `admin` may do everything within its tenant.
+/// What a key may do. `admin` may do everything within its tenant, and holds `metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Scope {
     /// Everything below.
@@ -31,24 +31,30 @@ pub enum Scope {
     /// Read jobs, their logs, and modules.
     #[serde(rename = "jobs:read")]
     JobsRead,
+    /// Read `/metrics`: an operator's scope, since the metrics are the whole process's
+    /// (every tenant's counts), not one tenant's.
+    #[serde(rename = "metrics")]
+    Metrics,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::Admin,
         Scope::ModulesWrite,
         Scope::JobsWrite,
         Scope::JobsRead,
+        Scope::Metrics,
     ];
 
-    /// The stored name: `admin`, `modules:write`, `jobs:write`, `jobs:read`.
+    /// The stored name: `admin`, `modules:write`, `jobs:write`, `jobs:read`, `metrics`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Admin => "admin",
             Scope::ModulesWrite => "modules:write",
             Scope::JobsWrite => "jobs:write",
             Scope::JobsRead => "jobs:read",
+            Scope::Metrics => "metrics",
         }
     }
 }
@@ -68,7 +74,7 @@ impl FromStr for Scope {
             .find(|scope| scope.as_str() == s)
             .ok_or_else(|| {
                 StoreError::Invalid(format!(
-                    "`{s}` is not a scope (use admin, modules:write, jobs:write or jobs:read)"
+                    "`{s}` is not a scope (use admin, modules:write, jobs:write, jobs:read or metrics)"
                 ))
             })
     }
