@@ -30,7 +30,10 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(state.config.header_read_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // A client that shuts its write side once it has sent the request (many do, to
+        // say "that is all") still gets the answer, instead of a close without one.
+        .half_close(true);
     // Every connection holds a receiver: `closed()` on the sender is "all connections done".
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
