@@ -218,5 +218,21 @@ mod tests {
             assert_eq!(scope.as_str().parse::<Scope>().unwrap(), scope);
         }
         assert!("jobs:delete".parse::<Scope>().is_err());
+        // `wasmq key create --scope metrics` parses through here.
+        assert_eq!("metrics".parse::<Scope>().unwrap(), Scope::Metrics);
+    }
+
+    #[test]
+    fn admin_implies_metrics_and_tenant_scopes_do_not() {
+        let key = |scopes: Vec<Scope>| Principal {
+            tenant: "t".into(),
+            scopes,
+            key_id: "0".into(),
+        };
+        assert!(key(vec![Scope::Admin]).allows(Scope::Metrics));
+        assert!(key(vec![Scope::Metrics]).allows(Scope::Metrics));
+        assert!(!key(vec![Scope::Metrics]).allows(Scope::JobsRead));
+        let tenant = key(vec![Scope::JobsRead, Scope::JobsWrite, Scope::ModulesWrite]);
+        assert!(!tenant.allows(Scope::Metrics));
     }
 }
