@@ -8,6 +8,7 @@
 //! - [`metrics`]: process counters and histograms for `/metrics`.
 //! - [`cli`]: the `wasmq` command line.
 //! - [`text`]: bounded messages (what a guest or store can make long is cut to fit).
+//! - [`units`]: sizes and durations as people write them (`64MiB`, `30s`), parsed totally.
 //!
 //! See ARCHITECTURE.md for the code map and the invariants between these modules.
 
@@ -17,4 +18,5 @@ pub mod metrics;
 pub mod queue;
 pub mod runtime;
 pub mod text;
+pub mod units;
 pub mod worker;

@@ -2,10 +2,14 @@
 //!
 //! Hand-rolled rather than a metrics framework: a handful of series, one mutex, no
 //! background task. The worker records attempts ([`attempt_finished`]); the API records
-//! enqueues and HTTP requests and adds the queue depth (read from the store) when it
-//! renders `/metrics`.
+//! enqueues and HTTP requests and adds the queue depth (a cached store read) when it
+//! renders `/metrics`, which only a key with the `metrics` scope may read.
+//!
+//! Tenants choose module and queue names, so a series is keyed by tenant *and* module
+//! (two tenants' `resize` stay apart), and each metric holds at most [`MAX_SERIES`] label
+//! sets: a new one past that is counted in the series whose every label is `other`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::{LazyLock, Mutex};
 
@@ -16,12 +20,22 @@ pub const SECONDS_BUCKETS: &[f64] = &[
 /// Buckets of fuel (Wasm instructions).
 pub const FUEL_BUCKETS: &[f64] = &[1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
 
+/// Most label sets one metric keeps; later ones share the series labelled all `other`,
+/// so no caller (a tenant naming modules, a client inventing methods) grows the registry
+/// or a scrape without bound.
+pub const MAX_SERIES: usize = 500;
+
+/// The value every label of the overflow series has.
+pub const OVERFLOW: &str = "other";
+
 type Labels = Vec<(&'static str, String)>;
 
 #[derive(Default)]
 struct Registry {
     counters: BTreeMap<(&'static str, Labels), u64>,
     histograms: BTreeMap<(&'static str, Labels), Histogram>,
+    /// Label sets each metric holds (the overflow series not counted).
+    series: HashMap<&'static str, usize>,
 }
 
 struct Histogram {
@@ -35,17 +49,90 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
 
 fn help(name: &str) -> &'static str {
     match name {
-        "wasmq_jobs_enqueued_total" => "Jobs enqueued (duplicates by idempotency key excluded).",
-        "wasmq_jobs_completed_total" => "Jobs completed.",
-        "wasmq_jobs_failed_total" => "Jobs failed for good, by error kind.",
-        "wasmq_attempts_failed_total" => "Attempts that failed and will be retried, by kind.",
+        "wasmq_jobs_enqueued_total" => {
+            "Jobs enqueued (duplicates by idempotency key excluded), by tenant and module."
+        }
+        "wasmq_jobs_completed_total" => "Jobs completed, by tenant and module.",
+        "wasmq_jobs_failed_total" => "Jobs failed for good, by tenant, module and error kind.",
+        "wasmq_attempts_failed_total" => {
+            "Attempts that failed and will be retried, by tenant, module and kind."
+        }
         "wasmq_jobs_cancelled_total" => "Running jobs interrupted by a cancel.",
         "wasmq_attempt_duration_seconds" => "Wall clock of finished attempts.",
         "wasmq_attempt_fuel" => "Fuel used by finished attempts.",
         "wasmq_http_requests_total" => "HTTP requests answered, by route and status.",
         "wasmq_http_request_duration_seconds" => "HTTP request latency, by route.",
-        "wasmq_jobs" => "Jobs stored, by queue and state.",
+        "wasmq_jobs" => "Jobs stored, by queue and state, as of the last refresh.",
         _ => "",
+    }
+}
+
+/// The note every help text ends with.
+fn bound_note() -> String {
+    format!(
+        "At most {MAX_SERIES} label sets; later ones are counted with every label `{OVERFLOW}`."
+    )
+}
+
+impl Registry {
+    /// The key a label set the metric does not hold yet is recorded under: its own, or
+    /// the overflow series once the metric holds [`MAX_SERIES`] label sets.
+    fn new_key(
+        &mut self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> (&'static str, Labels) {
+        let held = self.series.entry(name).or_default();
+        if *held < MAX_SERIES {
+            *held += 1;
+            (name, owned(labels))
+        } else {
+            (
+                name,
+                labels
+                    .iter()
+                    .map(|(k, _)| (*k, OVERFLOW.to_owned()))
+                    .collect(),
+            )
+        }
+    }
+
+    fn inc(&mut self, name: &'static str, labels: &[(&'static str, &str)], by: u64) {
+        let exact = (name, owned(labels));
+        if let Some(value) = self.counters.get_mut(&exact) {
+            *value += by;
+            return;
+        }
+        let key = self.new_key(name, labels);
+        *self.counters.entry(key).or_default() += by;
+    }
+
+    fn observe(
+        &mut self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+        value: f64,
+        bounds: &'static [f64],
+    ) {
+        let exact = (name, owned(labels));
+        let key = if self.histograms.contains_key(&exact) {
+            exact
+        } else {
+            self.new_key(name, labels)
+        };
+        let h = self.histograms.entry(key).or_insert_with(|| Histogram {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        });
+        for (i, bound) in h.bounds.iter().enumerate() {
+            if value <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.sum += value;
+        h.count += 1;
     }
 }
 
@@ -61,7 +148,7 @@ fn lock() -> std::sync::MutexGuard<'static, Registry> {
 
 /// Adds `by` to counter `name{labels}`.
 pub fn inc(name: &'static str, labels: &[(&'static str, &str)], by: u64) {
-    *lock().counters.entry((name, owned(labels))).or_default() += by;
+    lock().inc(name, labels, by);
 }
 
 /// Records `value` in histogram `name{labels}` with `bounds`.
@@ -71,55 +158,43 @@ pub fn observe(
     value: f64,
     bounds: &'static [f64],
 ) {
-    let mut registry = lock();
-    let h = registry
-        .histograms
-        .entry((name, owned(labels)))
-        .or_insert_with(|| Histogram {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        });
-    for (i, bound) in h.bounds.iter().enumerate() {
-        if value <= *bound {
-            h.counts[i] += 1;
-        }
-    }
-    h.sum += value;
-    h.count += 1;
+    lock().observe(name, labels, value, bounds);
 }
 
-/// Records a finished attempt of `module`: `outcome` is `completed`, `failed`, `retried`
-/// or `cancelled`; `kind` the error kind for the last three.
-pub fn attempt_finished(module: &str, outcome: &str, kind: Option<&str>, seconds: f64, fuel: u64) {
+/// Records a finished attempt of `tenant`'s `module`: `outcome` is `completed`,
+/// `failed`, `retried` or `cancelled`; `kind` the error kind for the last three.
+pub fn attempt_finished(
+    tenant: &str,
+    module: &str,
+    outcome: &str,
+    kind: Option<&str>,
+    seconds: f64,
+    fuel: u64,
+) {
+    let who = [("tenant", tenant), ("module", module)];
+    let mut registry = lock();
     match (outcome, kind) {
-        ("completed", _) => inc("wasmq_jobs_completed_total", &[("module", module)], 1),
-        ("failed", Some(kind)) => inc(
+        ("completed", _) => registry.inc("wasmq_jobs_completed_total", &who, 1),
+        ("failed", Some(kind)) => registry.inc(
             "wasmq_jobs_failed_total",
-            &[("module", module), ("kind", kind)],
+            &[who[0], who[1], ("kind", kind)],
             1,
         ),
-        ("retried", Some(kind)) => inc(
+        ("retried", Some(kind)) => registry.inc(
             "wasmq_attempts_failed_total",
-            &[("module", module), ("kind", kind)],
+            &[who[0], who[1], ("kind", kind)],
             1,
         ),
-        ("cancelled", _) => inc("wasmq_jobs_cancelled_total", &[("module", module)], 1),
+        ("cancelled", _) => registry.inc("wasmq_jobs_cancelled_total", &who, 1),
         _ => {}
     }
-    observe(
+    registry.observe(
         "wasmq_attempt_duration_seconds",
-        &[("module", module)],
+        &who,
         seconds,
         SECONDS_BUCKETS,
     );
-    observe(
-        "wasmq_attempt_fuel",
-        &[("module", module)],
-        fuel as f64,
-        FUEL_BUCKETS,
-    );
+    registry.observe("wasmq_attempt_fuel", &who, fuel as f64, FUEL_BUCKETS);
 }
 
 fn escape(v: &str) -> String {
@@ -145,39 +220,59 @@ fn label_text(labels: &[(&'static str, String)], extra: Option<(&str, String)>) 
 
 fn header(out: &mut String, last: &mut &'static str, name: &'static str, kind: &str) {
     if *last != name {
-        let _ = writeln!(out, "# HELP {name} {}", help(name));
+        let _ = writeln!(out, "# HELP {name} {} {}", help(name), bound_note());
         let _ = writeln!(out, "# TYPE {name} {kind}");
         *last = name;
+    }
+}
+
+/// `depth` (queue, state, count) with at most [`MAX_SERIES`] rows: the counts of the
+/// queues past the bound are summed per state under queue `other`.
+fn bound_depth(depth: &[(String, String, u64)]) -> Vec<(String, String, u64)> {
+    let mut rows: Vec<_> = depth.iter().take(MAX_SERIES).cloned().collect();
+    let mut rest: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, state, count) in depth.iter().skip(MAX_SERIES) {
+        *rest.entry(state.as_str()).or_default() += count;
+    }
+    rows.extend(
+        rest.into_iter()
+            .map(|(state, count)| (OVERFLOW.to_owned(), state.to_owned(), count)),
+    );
+    rows
+}
+
+impl Registry {
+    fn render(&self, depth: &[(String, String, u64)]) -> String {
+        let mut out = String::new();
+        let mut last = "";
+        for ((name, labels), value) in &self.counters {
+            header(&mut out, &mut last, name, "counter");
+            let _ = writeln!(out, "{name}{} {value}", label_text(labels, None));
+        }
+        for ((name, labels), h) in &self.histograms {
+            header(&mut out, &mut last, name, "histogram");
+            for (bound, count) in h.bounds.iter().zip(&h.counts) {
+                let le = Some(("le", bound.to_string()));
+                let _ = writeln!(out, "{name}_bucket{} {count}", label_text(labels, le));
+            }
+            let inf = Some(("le", "+Inf".to_owned()));
+            let _ = writeln!(out, "{name}_bucket{} {}", label_text(labels, inf), h.count);
+            let _ = writeln!(out, "{name}_sum{} {}", label_text(labels, None), h.sum);
+            let _ = writeln!(out, "{name}_count{} {}", label_text(labels, None), h.count);
+        }
+        header(&mut out, &mut last, "wasmq_jobs", "gauge");
+        for (queue, state, count) in bound_depth(depth) {
+            let labels = vec![("queue", queue), ("state", state)];
+            let _ = writeln!(out, "wasmq_jobs{} {count}", label_text(&labels, None));
+        }
+        out
     }
 }
 
 /// Everything recorded, plus the gauge `wasmq_jobs{queue,state}` from `depth`
 /// (queue, state, count), in the Prometheus text exposition format.
 pub fn render(depth: &[(String, String, u64)]) -> String {
-    let registry = lock();
-    let mut out = String::new();
-    let mut last = "";
-    for ((name, labels), value) in &registry.counters {
-        header(&mut out, &mut last, name, "counter");
-        let _ = writeln!(out, "{name}{} {value}", label_text(labels, None));
-    }
-    for ((name, labels), h) in &registry.histograms {
-        header(&mut out, &mut last, name, "histogram");
-        for (bound, count) in h.bounds.iter().zip(&h.counts) {
-            let le = Some(("le", bound.to_string()));
-            let _ = writeln!(out, "{name}_bucket{} {count}", label_text(labels, le));
-        }
-        let inf = Some(("le", "+Inf".to_owned()));
-        let _ = writeln!(out, "{name}_bucket{} {}", label_text(labels, inf), h.count);
-        let _ = writeln!(out, "{name}_sum{} {}", label_text(labels, None), h.sum);
-        let _ = writeln!(out, "{name}_count{} {}", label_text(labels, None), h.count);
-    }
-    header(&mut out, &mut last, "wasmq_jobs", "gauge");
-    for (queue, state, count) in depth {
-        let labels = vec![("queue", queue.clone()), ("state", state.clone())];
-        let _ = writeln!(out, "wasmq_jobs{} {count}", label_text(&labels, None));
-    }
-    out
+    lock().render(depth)
 }
 
 #[cfg(test)]
@@ -186,17 +281,68 @@ mod tests {
 
     #[test]
     fn renders_counters_histograms_and_gauges() {
-        inc("wasmq_jobs_enqueued_total", &[("module", "unit\"test")], 2);
-        observe(
+        let mut registry = Registry::default();
+        registry.inc("wasmq_jobs_enqueued_total", &[("module", "unit\"test")], 2);
+        registry.observe(
             "wasmq_attempt_fuel",
             &[("module", "unit")],
             5e3,
             FUEL_BUCKETS,
         );
-        let text = render(&[("default".into(), "available".into(), 3)]);
+        let text = registry.render(&[("default".into(), "available".into(), 3)]);
         assert!(text.contains("wasmq_jobs_enqueued_total{module=\"unit\\\"test\"} 2"));
         assert!(text.contains("wasmq_attempt_fuel_bucket{module=\"unit\",le=\"10000\"} 1"));
         assert!(text.contains("wasmq_jobs{queue=\"default\",state=\"available\"} 3"));
         assert!(text.contains("# TYPE wasmq_attempt_fuel histogram"));
+        assert!(text.contains(&format!("At most {MAX_SERIES} label sets")));
+    }
+
+    /// 2,000 module names make at most `MAX_SERIES` series plus the overflow one, and
+    /// every count lands somewhere: nothing is lost, nothing grows past the bound.
+    #[test]
+    fn label_sets_are_bounded_and_overflow_into_other() {
+        let mut registry = Registry::default();
+        for i in 0..2_000 {
+            let module = format!("m{i}");
+            let who = [("tenant", "t"), ("module", module.as_str())];
+            registry.inc("wasmq_jobs_enqueued_total", &who, 1);
+            registry.observe("wasmq_attempt_fuel", &who, 1.0, FUEL_BUCKETS);
+        }
+        // A series held before the bound keeps counting under its own labels.
+        registry.inc(
+            "wasmq_jobs_enqueued_total",
+            &[("tenant", "t"), ("module", "m0")],
+            1,
+        );
+        let text = registry.render(&[]);
+        let series = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(series("wasmq_jobs_enqueued_total{"), MAX_SERIES + 1);
+        assert_eq!(series("wasmq_attempt_fuel_count{"), MAX_SERIES + 1);
+        assert!(text.contains("wasmq_jobs_enqueued_total{tenant=\"t\",module=\"m0\"} 2"));
+        let overflow = 2_000 - MAX_SERIES;
+        assert!(
+            text.contains(&format!(
+                "wasmq_jobs_enqueued_total{{tenant=\"other\",module=\"other\"}} {overflow}"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "wasmq_attempt_fuel_count{{tenant=\"other\",module=\"other\"}} {overflow}"
+        )));
+    }
+
+    #[test]
+    fn queue_depth_rows_are_bounded() {
+        let depth: Vec<_> = (0..MAX_SERIES + 10)
+            .map(|i| (format!("q{i}"), "available".to_owned(), 2))
+            .collect();
+        let text = Registry::default().render(&depth);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("wasmq_jobs{"))
+                .count(),
+            MAX_SERIES + 1
+        );
+        assert!(text.contains("wasmq_jobs{queue=\"other\",state=\"available\"} 20"));
     }
 }

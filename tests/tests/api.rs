@@ -1,167 +1,18 @@
 //! The HTTP API over a real loopback socket, a real PostgreSQL and real guests: upload,
 //! enqueue, wait, result; every error path; tenants; malformed requests.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmq_host::api::{self, ApiConfig, AppState};
 use wasmq_host::queue::{JobFilter, Scope, Store};
-use wasmq_host::runtime::{Runtime, RuntimeConfig};
-use wasmq_host::worker::{Shutdown, WorkerConfig};
 use wasmq_tests::guests;
-use wasmq_tests::harness::{RunningWorker, fresh_store, start_worker};
 
-/// Largest module the test server accepts (the example guests are ≤ 512 KiB).
-const MAX_MODULE: usize = 1 << 20;
-
-struct Server {
-    base: String,
-    addr: std::net::SocketAddr,
-    store: Arc<dyn Store>,
-    http: reqwest::Client,
-    /// An all-scopes key of tenant `default`.
-    admin: String,
-    shutdown: Shutdown,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    worker: RunningWorker,
-}
-
-impl Server {
-    async fn start() -> Server {
-        Server::start_on(fresh_store().await).await
-    }
-
-    async fn start_on(store: Arc<dyn Store>) -> Server {
-        let runtime = Runtime::new(RuntimeConfig {
-            slots: 2,
-            max_module_bytes: MAX_MODULE,
-            ..RuntimeConfig::default()
-        })
-        .expect("runtime");
-        let worker = start_worker(
-            store.clone(),
-            WorkerConfig {
-                queues: vec![("default".into(), 4)],
-                ..WorkerConfig::default()
-            },
-            4,
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = Shutdown::new();
-        let state = AppState::new(store.clone(), runtime, ApiConfig::default());
-        let stop = shutdown.clone();
-        let task = tokio::spawn(api::serve(
-            listener,
-            state,
-            async move { stop.wait().await },
-        ));
-        let admin = store
-            .create_key("default", Some("test admin"), &[Scope::Admin])
-            .await
-            .unwrap()
-            .key;
-        Server {
-            base: format!("http://{addr}"),
-            addr,
-            store,
-            http: reqwest::Client::new(),
-            admin,
-            shutdown,
-            task,
-            worker,
-        }
-    }
-
-    async fn key(&self, tenant: &str, scopes: &[Scope]) -> String {
-        self.store
-            .create_key(tenant, None, scopes)
-            .await
-            .unwrap()
-            .key
-    }
-
-    fn req(&self, method: Method, path: &str, key: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(key)
-    }
-
-    /// Sends a bodiless request and returns its JSON answer.
-    async fn call(&self, method: Method, path: &str, key: &str) -> Value {
-        self.req(method, path, key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn push(&self, key: &str, name: &str, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .req(Method::PUT, &format!("/v1/modules/{name}"), key)
-            .body(wasmq_tests::guest_bytes(path))
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.json().await.unwrap())
-    }
-
-    async fn enqueue(&self, key: &str, body: Value) -> (StatusCode, Value) {
-        let r = self
-            .req(Method::POST, "/v1/jobs", key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.json().await.unwrap())
-    }
-
-    async fn wait(&self, key: &str, id: i64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let job: Value = self
-                .call(Method::GET, &format!("/v1/jobs/{id}?wait=10s"), key)
-                .await;
-            if matches!(
-                job["state"].as_str(),
-                Some("completed" | "failed" | "cancelled")
-            ) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.trigger();
-        self.task.await.unwrap().unwrap();
-        self.worker.stop().await;
-    }
-}
-
-/// Asserts a problem+json answer with `status` and type slug `kind`.
-async fn problem(response: reqwest::Response, status: StatusCode, kind: &str) -> Value {
-    assert_eq!(response.status(), status);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(
-        body["type"],
-        format!("https://wasmq.dev/problems/{kind}"),
-        "{body}"
-    );
-    assert_eq!(body["status"], status.as_u16());
-    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
-    body
-}
+use support::{MAX_MODULE, Server, problem};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_runs_from_upload_to_result() {
@@ -645,7 +496,7 @@ async fn idempotency_batches_listing_log_and_cancel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_readiness_metrics_and_openapi_need_no_key() {
+async fn health_and_openapi_need_no_key_and_metrics_needs_its_scope() {
     let s = Server::start().await;
     s.push(&s.admin, "echo", guests::ECHO).await;
     let (_, job) = s
@@ -655,21 +506,53 @@ async fn health_readiness_metrics_and_openapi_need_no_key() {
     let get = |path: &str| s.http.get(format!("{}{path}", s.base)).send();
     assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
     assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
-    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
-    for series in [
-        "wasmq_jobs_enqueued_total{module=\"echo\"}",
-        "wasmq_jobs_completed_total{module=\"echo\"}",
-        "wasmq_jobs{queue=\"default\",state=\"completed\"}",
-        "wasmq_attempt_duration_seconds_bucket",
-        "wasmq_attempt_fuel_count",
-        "wasmq_http_requests_total{method=\"POST\",route=\"/v1/jobs\",status=\"202\"}",
-        "wasmq_http_request_duration_seconds_bucket",
-    ] {
-        assert!(
-            metrics.contains(series),
-            "{series} missing from:\n{metrics}"
-        );
+
+    // /metrics shows every tenant's counts: no key is 401, a tenant's key 403.
+    problem(
+        get("/metrics").await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let reader = s.key("default", &[Scope::JobsRead, Scope::JobsWrite]).await;
+    let refused = s
+        .req(Method::GET, "/metrics", &reader)
+        .send()
+        .await
+        .unwrap();
+    let body = problem(refused, StatusCode::FORBIDDEN, "forbidden").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("`metrics`"),
+        "{body}"
+    );
+    let operator = s.key("ops", &[Scope::Metrics]).await;
+    for key in [&operator, &s.admin] {
+        let answer = s.req(Method::GET, "/metrics", key).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let metrics = answer.text().await.unwrap();
+        for series in [
+            "wasmq_jobs_enqueued_total{tenant=\"default\",module=\"echo\"}",
+            "wasmq_jobs_completed_total{tenant=\"default\",module=\"echo\"}",
+            "wasmq_jobs{queue=\"default\",state=\"completed\"}",
+            "wasmq_attempt_duration_seconds_bucket",
+            "wasmq_attempt_fuel_count",
+            "wasmq_http_requests_total{method=\"POST\",route=\"/v1/jobs\",status=\"202\"}",
+            "wasmq_http_request_duration_seconds_bucket",
+        ] {
+            assert!(
+                metrics.contains(series),
+                "{series} missing from:\n{metrics}"
+            );
+        }
     }
+    // A metrics key is an operator's: it reads no tenant's jobs.
+    let jobs = s
+        .req(Method::GET, "/v1/jobs", &operator)
+        .send()
+        .await
+        .unwrap();
+    problem(jobs, StatusCode::FORBIDDEN, "forbidden").await;
+
     let doc: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
     for path in [
         "/v1/modules/{name}",
@@ -685,18 +568,44 @@ async fn health_readiness_metrics_and_openapi_need_no_key() {
             "{path} missing from the OpenAPI"
         );
     }
+    assert_eq!(
+        doc["paths"]["/metrics"]["get"]["security"],
+        json!([{"bearer": []}]),
+        "the OpenAPI document says /metrics needs a key"
+    );
+    assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([{}]));
     s.stop().await;
 }
 
-/// Sends raw bytes and returns the status code of the answer, if any.
-async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> Option<u16> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _ = stream.write_all(request).await;
-    let _ = stream.shutdown().await;
+/// Sends raw bytes and returns the status code of the answer. The answer is read while
+/// the request is still being written: a server that refuses a request before reading
+/// all of it answers first, and the answer is in hand before the connection is reset.
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let request = request.to_vec();
+    let sender = tokio::spawn(async move {
+        // A refusal may reset the connection mid-write: that is the server's answer.
+        let _ = writer.write_all(&request).await;
+        let _ = writer.shutdown().await;
+    });
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let mut buf = [0u8; 4096];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            other => panic!(
+                "no status line (read {other:?}): {:?}",
+                String::from_utf8_lossy(&answer)
+            ),
+        }
+    }
+    sender.abort();
     let text = String::from_utf8_lossy(&answer);
-    text.split_whitespace().nth(1)?.parse().ok()
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -762,19 +671,16 @@ async fn malformed_requests_get_4xx_and_the_server_stays_up() {
         "POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"module\":",
         s.admin
     );
-    if let Some(code) = raw(s.addr, truncated.as_bytes()).await {
-        assert!((400..500).contains(&code), "truncated body answered {code}");
-    }
+    let code = raw(s.addr, truncated.as_bytes()).await;
+    assert!((400..500).contains(&code), "truncated body answered {code}");
     let huge = format!(
         "GET /v1/jobs HTTP/1.1\r\nhost: x\r\nx-junk: {}\r\n\r\n",
         "a".repeat(1 << 20)
     );
-    if let Some(code) = raw(s.addr, huge.as_bytes()).await {
-        assert!((400..500).contains(&code), "huge header answered {code}");
-    }
-    if let Some(code) = raw(s.addr, b"\x16\x03\x01garbage\r\n\r\n").await {
-        assert!((400..500).contains(&code), "garbage answered {code}");
-    }
+    let code = raw(s.addr, huge.as_bytes()).await;
+    assert!((400..500).contains(&code), "huge header answered {code}");
+    let code = raw(s.addr, b"\x16\x03\x01garbage\r\n\r\n").await;
+    assert!((400..500).contains(&code), "garbage answered {code}");
     // Still serving.
     let (status, job) = s
         .enqueue(&s.admin, json!({"module": "echo", "input": "ok"}))
@@ -821,13 +727,9 @@ async fn an_oversize_chunked_upload_is_cut_off_and_not_stored() {
     }
     let _ = sender.await;
     let text = String::from_utf8_lossy(&answer);
-    // The 413 is sent before the server stops reading; a reset may race it, so a lost
-    // answer is tolerated, a wrong one is not.
-    if let Some(code) = text.split_whitespace().nth(1) {
-        assert_eq!(code, "413", "{text}");
-    } else {
-        eprintln!("no answer read before the connection closed");
-    }
+    // The 413 comes after the server has drained the rest of the body, and reaches a
+    // client that has shut its write side by then (the server supports half-close).
+    assert_eq!(text.split_whitespace().nth(1), Some("413"), "{text}");
     let gone = s
         .req(Method::GET, "/v1/modules/chunky", &s.admin)
         .send()
@@ -1000,7 +902,16 @@ async fn long_polls_hold_no_database_connection_while_waiting() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every poll is waiting (it has read the job once and holds no connection now).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.state.long_polls_waiting() < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} long-polls waiting",
+            s.state.long_polls_waiting()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let started = Instant::now();
     let (status, job) = s
         .enqueue(&s.admin, json!({"module": "echo", "input": 2}))
@@ -1022,4 +933,77 @@ async fn long_polls_hold_no_database_connection_while_waiting() {
         Ok(s) => s.stop().await,
         Err(_) => panic!("the server is still shared"),
     }
+}
+
+/// Durations and dates out of range are 422s that name the field, not a panic (an empty
+/// reply) or a job scheduled in year −262143.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_durations_and_dates_are_422s_naming_their_field() {
+    let s = Server::start().await;
+    s.push(&s.admin, "echo", guests::ECHO).await;
+    let (_, job) = s.enqueue(&s.admin, json!({"module": "echo"})).await;
+    let path = format!("/v1/jobs/{}", job["id"]);
+    for wait in [
+        "999999999999999999999s",
+        "99999999999999999999999999h",
+        "-1s",
+        "NaN",
+        "nans",
+        "infs",
+        "",
+        "30",
+        "1e3s",
+        "soon",
+    ] {
+        let answer = s
+            .req(Method::GET, &path, &s.admin)
+            .query(&[("wait", wait)])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("wait={wait:?}: no answer: {e}"));
+        let body = problem(answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid-request").await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("`wait`"), "wait={wait:?}: {detail}");
+    }
+    for (field, value) in [
+        ("delay_ms", json!(u64::MAX)),
+        ("delay_ms", json!(i64::MAX)),
+        // About 31,700 years: past what a job may be scheduled for.
+        ("delay_ms", json!(1_000_000_000_000_000u64)),
+        ("run_at", json!("-262143-01-01T00:00:00Z")),
+        ("run_at", json!("+262142-12-31T23:59:59Z")),
+        ("run_at", json!("1969-12-31T23:59:59Z")),
+        ("run_at", json!("10000-01-01T00:00:00Z")),
+        ("run_at", json!("yesterday")),
+    ] {
+        let (status, body) = s
+            .enqueue(&s.admin, json!({"module": "echo", field: value}))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}={value}: {body}"
+        );
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(field), "{field}={value}: {detail}");
+    }
+    // The edges are accepted: the epoch runs now, the last second of 9999 waits.
+    for (run_at, scheduled) in [
+        ("1970-01-01T00:00:00Z", false),
+        ("9999-12-31T23:59:59Z", true),
+    ] {
+        let (status, job) = s
+            .enqueue(&s.admin, json!({"module": "echo", "run_at": run_at}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run_at}: {job}");
+        assert_eq!(job["state"] == "scheduled", scheduled, "{job}");
+    }
+    // Nothing refused was stored: the first job and the two edges.
+    let all = s
+        .store
+        .list("default", &JobFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.jobs.len(), 3);
+    s.stop().await;
 }

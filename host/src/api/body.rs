@@ -10,7 +10,11 @@
 //! that, or one declared larger, gets `Connection: close` and is cut off, as does a
 //! request with `Expect: 100-continue` whose body was never read (its client has not sent
 //! it and should not).
+//!
+//! The tap also holds the body's deadline: a body still arriving when it passes ends in an
+//! error for its reader, and [`Rest::timed_out`] tells the middleware to answer 408.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,10 +35,12 @@ pub const DRAIN_MAX: u64 = 16 << 20;
 /// Draining gives up (and closes) after this long: a slow sender cannot hold a task.
 pub const DRAIN_TIME: Duration = Duration::from_secs(2);
 
-/// The body, and whether anyone has read from it.
+/// The body, whether anyone has read from it, and its deadline.
 struct Shared {
     body: Mutex<Body>,
     read: AtomicBool,
+    deadline: Mutex<Pin<Box<tokio::time::Sleep>>>,
+    timed_out: AtomicBool,
 }
 
 /// A request body the handler reads while the middleware keeps a handle on the rest.
@@ -49,9 +55,10 @@ pub struct Rest {
     expects: bool,
 }
 
-/// For a request with a body, the same request reading through a [`Tap`], and the handle
-/// that can drain what it leaves; a request without a body comes back as it was.
-pub fn tap(request: Request) -> (Request, Option<Rest>) {
+/// For a request with a body, the same request reading through a [`Tap`] that must end
+/// within `timeout`, and the handle that can drain what it leaves; a request without a
+/// body comes back as it was.
+pub fn tap(request: Request, timeout: Duration) -> (Request, Option<Rest>) {
     let headers = request.headers();
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -67,6 +74,8 @@ pub fn tap(request: Request) -> (Request, Option<Rest>) {
     let shared = Arc::new(Shared {
         body: Mutex::new(body),
         read: AtomicBool::new(false),
+        deadline: Mutex::new(Box::pin(tokio::time::sleep(timeout))),
+        timed_out: AtomicBool::new(false),
     });
     let rest = Rest {
         shared: shared.clone(),
@@ -88,6 +97,18 @@ impl http_body::Body for Tap {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         self.0.read.store(true, Ordering::Relaxed);
+        // Checked before each read, so a body that trickles in (always a little data
+        // ready) is cut off as surely as one that stalls.
+        let mut deadline = self
+            .0
+            .deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.0.timed_out.load(Ordering::Relaxed) || deadline.as_mut().poll(cx).is_ready() {
+            self.0.timed_out.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(axum::Error::new("the request body timed out"))));
+        }
+        drop(deadline);
         let mut inner = self.0.body.lock().unwrap_or_else(PoisonError::into_inner);
         Pin::new(&mut *inner).poll_frame(cx)
     }
@@ -110,6 +131,11 @@ impl http_body::Body for Tap {
 }
 
 impl Rest {
+    /// Whether the body's deadline passed while it was being read.
+    pub fn timed_out(&self) -> bool {
+        self.shared.timed_out.load(Ordering::Relaxed)
+    }
+
     /// Discards the unread rest of the body. True when it ended within the bounds (the
     /// connection can carry the answer and another request); false when it must close:
     /// the body is, or is declared, too big, or its client is waiting for `100 Continue`

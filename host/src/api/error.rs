@@ -93,6 +93,17 @@ pub enum ApiError {
     /// A JSON body without `Content-Type: application/json`.
     #[error("send the body with `Content-Type: application/json`")]
     UnsupportedMediaType,
+    /// The request body did not arrive within the body timeout.
+    #[error(
+        "the request body did not arrive within {}s; send it faster, or split it (a batch) or shrink it (a module)",
+        .0.as_secs_f64()
+    )]
+    BodyTimeout(std::time::Duration),
+    /// The key already has the most long-polls waiting.
+    #[error(
+        "this key already has {0} long-polls waiting, the most one key may; retry after one of them answers, or poll without `wait`"
+    )]
+    TooManyLongPolls(usize),
     /// The store is unavailable (e.g. the database is restarting).
     #[error("the job store is unavailable; retry shortly")]
     Unavailable,
@@ -165,6 +176,16 @@ impl ApiError {
                 "unsupported-media-type",
                 "Unsupported media type",
             ),
+            BodyTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Request body timed out",
+            ),
+            TooManyLongPolls(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-long-polls",
+                "Too many long-polls",
+            ),
             Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -204,6 +225,11 @@ impl IntoResponse for ApiError {
         );
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        // A place frees when one of the key's polls answers; asking every few seconds
+        // finds it without hammering the server.
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
     }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -19,6 +19,15 @@ use super::{ApiError, AppState};
 use crate::queue::{
     self, Job, JobFilter, JobState, JobSummary, Module, NewJob, Scope, StoreEvent, keys::is_slug,
 };
+
+/// The earliest and latest `run_at` accepted: every store orders and stores these exactly
+/// (four-digit years, as RFC 3339 writes them); an earlier time just runs now, and chrono
+/// would otherwise take year −262143.
+fn run_at_bounds() -> (DateTime<Utc>, DateTime<Utc>) {
+    // 253,402,300,799 s after the epoch is 9999-12-31T23:59:59Z.
+    let last = DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    (DateTime::UNIX_EPOCH, last)
+}
 
 /// How often a long-poll re-reads the job even without an event (a missed notification
 /// costs at most this).
@@ -44,7 +53,8 @@ pub struct EnqueueRequest {
     /// Higher runs first [0].
     #[serde(default)]
     pub priority: Option<i16>,
-    /// When to run (RFC 3339), instead of `delay_ms`.
+    /// When to run (RFC 3339, 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z), instead of
+    /// `delay_ms`.
     #[serde(default)]
     pub run_at: Option<DateTime<Utc>>,
     /// Run this many milliseconds from now, instead of `run_at`.
@@ -263,12 +273,33 @@ fn new_job(
                 "give `run_at` or `delay_ms`, not both".into(),
             ));
         }
-        (Some(at), None) => Some(at),
+        (Some(at), None) => {
+            let (first, last) = run_at_bounds();
+            if !(first..=last).contains(&at) {
+                return Err(ApiError::InvalidRequest(format!(
+                    "`run_at` must be between {} and {} (RFC 3339, e.g. 2030-01-01T00:00:00Z)",
+                    first.to_rfc3339(),
+                    last.to_rfc3339()
+                )));
+            }
+            Some(at)
+        }
         (None, Some(ms)) => {
-            let delay = chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX));
-            Some(Utc::now().checked_add_signed(delay).ok_or_else(|| {
-                ApiError::InvalidRequest("`delay_ms` is too far in the future".into())
-            })?)
+            let too_far = || {
+                ApiError::InvalidRequest(format!(
+                    "`delay_ms` {ms} is too far in the future: the job must run by {}",
+                    run_at_bounds().1.to_rfc3339()
+                ))
+            };
+            let delay = i64::try_from(ms)
+                .ok()
+                .and_then(chrono::Duration::try_milliseconds)
+                .ok_or_else(too_far)?;
+            let at = Utc::now().checked_add_signed(delay).ok_or_else(too_far)?;
+            if at > run_at_bounds().1 {
+                return Err(too_far());
+            }
+            Some(at)
         }
         (None, None) => None,
     };
@@ -338,13 +369,29 @@ async fn prepare(
 
 /// Counts new jobs per module: one metrics update per module, not per job.
 fn count_enqueued(enqueued: &[queue::Enqueued]) {
-    let mut per_module: HashMap<&str, u64> = HashMap::new();
+    let mut per_module: HashMap<(&str, &str), u64> = HashMap::new();
     for e in enqueued.iter().filter(|e| !e.duplicate) {
-        *per_module.entry(&e.job.module).or_default() += 1;
+        *per_module
+            .entry((e.job.tenant.as_str(), e.job.module.as_str()))
+            .or_default() += 1;
     }
-    for (module, n) in per_module {
-        crate::metrics::inc("wasmq_jobs_enqueued_total", &[("module", module)], n);
+    for ((tenant, module), n) in per_module {
+        let labels = [("tenant", tenant), ("module", module)];
+        crate::metrics::inc("wasmq_jobs_enqueued_total", &labels, n);
     }
+}
+
+/// The JSON body of a write call, read only once the key is known to hold `scope`: a key
+/// without it gets its 403 before the server reads (up to 64 MiB of) a body it refuses.
+async fn body_if_allowed<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    auth: &Auth,
+    scope: Scope,
+    request: Request,
+) -> Result<T, ApiError> {
+    auth.require(scope)?;
+    let Json(body) = Json::<T>::from_request(request, state).await?;
+    Ok(body)
 }
 
 /// Enqueue a job. 202 with the new job; 200 with the existing one if the idempotency key
@@ -361,9 +408,9 @@ fn count_enqueued(enqueued: &[queue::Enqueued]) {
 pub async fn enqueue(
     State(state): State<AppState>,
     auth: Auth,
-    Json(req): Json<EnqueueRequest>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    auth.require(Scope::JobsWrite)?;
+    let req: EnqueueRequest = body_if_allowed(&state, &auth, Scope::JobsWrite, request).await?;
     let jobs = prepare(&state, auth.tenant(), vec![req]).await?;
     let enqueued = state.store.enqueue(jobs).await?;
     count_enqueued(&enqueued);
@@ -387,9 +434,9 @@ pub async fn enqueue(
 pub async fn enqueue_batch(
     State(state): State<AppState>,
     auth: Auth,
-    Json(req): Json<BatchRequest>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    auth.require(Scope::JobsWrite)?;
+    let req: BatchRequest = body_if_allowed(&state, &auth, Scope::JobsWrite, request).await?;
     if req.jobs.len() > state.config.max_batch {
         return Err(ApiError::BatchTooLarge(state.config.max_batch));
     }
@@ -415,8 +462,9 @@ pub async fn enqueue_batch(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct WaitParams {
-    /// Long-poll: answer when the job is finished or after this long (`30s`, `500ms`;
-    /// at most 60 s).
+    /// Long-poll: answer when the job is finished or after this long (`30s`, `500ms`; a
+    /// unit is required; at most 60 s). A key may have 32 polls waiting at once; one more
+    /// answers 429 with `Retry-After`.
     pub wait: Option<String>,
 }
 
@@ -435,6 +483,8 @@ async fn load(state: &AppState, tenant: &str, id: i64) -> Result<Job, ApiError> 
     responses(
         (status = 200, body = JobView),
         (status = 404, body = super::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`wait` is not a duration", body = super::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "the key has the most long-polls waiting", body = super::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_job(
     State(state): State<AppState>,
@@ -445,7 +495,7 @@ pub async fn get_job(
     auth.require(Scope::JobsRead)?;
     let wait = match params.wait.as_deref() {
         None => Duration::ZERO,
-        Some(w) => crate::cli::parse_duration(w)
+        Some(w) => crate::units::parse_duration(w)
             .map_err(|e| ApiError::InvalidRequest(format!("`wait`: {e}")))?
             .min(state.config.max_wait),
     };
@@ -453,6 +503,8 @@ pub async fn get_job(
     // Subscribe before the first read so a finish between the read and the wait is seen.
     let mut events = state.store.subscribe();
     let mut closing = state.closing.clone();
+    // Held while this poll waits (not for a job already finished): a key has a few.
+    let mut waiting = None;
     loop {
         // Only the state until the answer is due; the whole job once, for the answer.
         let due = tokio::time::Instant::now() >= deadline || *closing.borrow();
@@ -465,6 +517,9 @@ pub async fn get_job(
                 load(&state, auth.tenant(), id).await?,
                 true,
             )));
+        }
+        if waiting.is_none() {
+            waiting = Some(state.long_polls.acquire(&auth.0.key_id)?);
         }
         let recheck = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + RECHECK));
         tokio::pin!(recheck);

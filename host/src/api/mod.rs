@@ -6,32 +6,39 @@
 //! fails, and always answers `application/problem+json`. This is the only module that
 //! knows HTTP and JSON.
 //!
-//! Every call but `/healthz`, `/readyz`, `/metrics` and `/openapi.json` needs
+//! Every call but `/healthz`, `/readyz` and `/openapi.json` needs
 //! `Authorization: Bearer <key>`; the key's tenant scopes every module and job the call
-//! can see (another tenant's job answers 404, never 403).
+//! can see (another tenant's job answers 404, never 403). `/metrics` needs a key with the
+//! `metrics` scope: it shows the whole process, every tenant's counts.
+//!
+//! Nothing a client sends can hold the server without bound: a request head must arrive
+//! within [`ApiConfig::header_read_timeout`] (also the idle keep-alive timeout), a body
+//! within [`ApiConfig::body_timeout`], and a key holds at most
+//! [`ApiConfig::max_long_polls_per_key`] long-polls at once.
 
 mod body;
 pub mod error;
 mod extract;
 mod health;
 mod jobs;
+mod limits;
 mod modules;
+mod server;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use utoipa::OpenApi;
 
 pub use error::{ApiError, Problem};
 pub use extract::Auth;
+pub use server::serve;
 
 use crate::queue::Store;
 use crate::runtime::Runtime;
@@ -47,6 +54,18 @@ pub struct ApiConfig {
     pub max_batch_bytes: usize,
     /// Longest `?wait=` a long-poll may ask for. Default 60 s.
     pub max_wait: Duration,
+    /// Most long-polls one key may have waiting at once; one more answers 429 with
+    /// `Retry-After`. Default 32.
+    pub max_long_polls_per_key: usize,
+    /// A request head must arrive within this; the clock also runs while a kept-alive
+    /// connection waits for its next request, so it is the idle timeout too. Default 15 s.
+    pub header_read_timeout: Duration,
+    /// A whole request body (a module upload, a batch) must arrive within this from the
+    /// end of its head, or the call answers 408 and the connection closes. Default 60 s.
+    pub body_timeout: Duration,
+    /// `/metrics` reads the queue depths from the store at most this often; scrapes in
+    /// between share the last reading. Default 10 s.
+    pub depth_refresh: Duration,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +75,10 @@ impl Default for ApiConfig {
             max_batch: 10_000,
             max_batch_bytes: 64 << 20,
             max_wait: Duration::from_secs(60),
+            max_long_polls_per_key: 32,
+            header_read_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(60),
+            depth_refresh: Duration::from_secs(10),
         }
     }
 }
@@ -72,6 +95,10 @@ pub struct AppState {
     /// Becomes true when the server shuts down, so long-polls answer at once.
     closing: watch::Receiver<bool>,
     closing_tx: Arc<watch::Sender<bool>>,
+    /// Long-polls waiting, per key.
+    long_polls: Arc<limits::LongPolls>,
+    /// The queue depths `/metrics` shows, read at most every `depth_refresh`.
+    depth: Arc<health::DepthCache>,
 }
 
 impl AppState {
@@ -81,10 +108,17 @@ impl AppState {
         Self {
             store,
             runtime,
+            long_polls: Arc::new(limits::LongPolls::new(config.max_long_polls_per_key)),
+            depth: Arc::new(health::DepthCache::new(config.depth_refresh)),
             config: Arc::new(config),
             closing: rx,
             closing_tx: Arc::new(tx),
         }
+    }
+
+    /// How many long-polls are waiting for their job right now, over every key.
+    pub fn long_polls_waiting(&self) -> usize {
+        self.long_polls.waiting()
     }
 
     fn close(&self) {
@@ -165,13 +199,17 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(health::openapi))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn(track))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
 /// Counts every request and its latency by route (the matched pattern, so ids do not
-/// multiply the series).
-async fn track(request: Request, next: Next) -> Response {
+/// multiply the series), and answers 408 for a body that did not arrive in time.
+async fn track(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -182,13 +220,24 @@ async fn track(request: Request, next: Next) -> Response {
     // over its limit): the rest is drained so the answer reaches the client, or the
     // connection is closed (see `body`).
     let started = Instant::now();
-    let (request, rest) = body::tap(request);
+    let (request, rest) = body::tap(request, state.config.body_timeout);
     let mut response = next.run(request).await;
     let elapsed = started.elapsed();
-    if let Some(rest) = rest
-        && (response.status().is_client_error() || response.status().is_server_error())
-        && !rest.drain().await
-    {
+    // Whatever the handler made of a body cut off by its deadline, the cause is the
+    // deadline; the rest of that body is not waited for.
+    let close = match rest {
+        Some(rest) if rest.timed_out() => {
+            response = ApiError::BodyTimeout(state.config.body_timeout).into_response();
+            true
+        }
+        Some(rest)
+            if response.status().is_client_error() || response.status().is_server_error() =>
+        {
+            !rest.drain().await
+        }
+        _ => false,
+    };
+    if close {
         response.headers_mut().insert(
             axum::http::header::CONNECTION,
             axum::http::HeaderValue::from_static("close"),
@@ -207,20 +256,4 @@ async fn track(request: Request, next: Next) -> Response {
         crate::metrics::SECONDS_BUCKETS,
     );
     response
-}
-
-/// Serves the API on `listener` until `shutdown` resolves, then lets requests in flight
-/// finish (long-polls answer at once with the job as it is).
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(state.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            state.close();
-        })
-        .await
 }

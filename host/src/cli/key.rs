@@ -32,7 +32,7 @@ enum KeyCommand {
         /// The tenant the key acts for.
         #[arg(long, default_value = DEFAULT_TENANT)]
         tenant: String,
-        /// A scope to grant: admin, modules:write, jobs:write, jobs:read. Repeat for more;
+        /// A scope to grant: admin, modules:write, jobs:write, jobs:read, metrics. Repeat for more;
         /// none grants all.
         #[arg(long = "scope", value_parser = parse_scope)]
         scopes: Vec<Scope>,

@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::StoreError;
 
-/// What a key may do. `admin` may do everything within its tenant.
+/// What a key may do. `admin` may do everything within its tenant, and holds `metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Scope {
     /// Everything below.
@@ -31,24 +31,30 @@ pub enum Scope {
     /// Read jobs, their logs, and modules.
     #[serde(rename = "jobs:read")]
     JobsRead,
+    /// Read `/metrics`: an operator's scope, since the metrics are the whole process's
+    /// (every tenant's counts), not one tenant's.
+    #[serde(rename = "metrics")]
+    Metrics,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::Admin,
         Scope::ModulesWrite,
         Scope::JobsWrite,
         Scope::JobsRead,
+        Scope::Metrics,
     ];
 
-    /// The stored name: `admin`, `modules:write`, `jobs:write`, `jobs:read`.
+    /// The stored name: `admin`, `modules:write`, `jobs:write`, `jobs:read`, `metrics`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Admin => "admin",
             Scope::ModulesWrite => "modules:write",
             Scope::JobsWrite => "jobs:write",
             Scope::JobsRead => "jobs:read",
+            Scope::Metrics => "metrics",
         }
     }
 }
@@ -68,7 +74,7 @@ impl FromStr for Scope {
             .find(|scope| scope.as_str() == s)
             .ok_or_else(|| {
                 StoreError::Invalid(format!(
-                    "`{s}` is not a scope (use admin, modules:write, jobs:write or jobs:read)"
+                    "`{s}` is not a scope (use admin, modules:write, jobs:write, jobs:read or metrics)"
                 ))
             })
     }
@@ -212,5 +218,21 @@ mod tests {
             assert_eq!(scope.as_str().parse::<Scope>().unwrap(), scope);
         }
         assert!("jobs:delete".parse::<Scope>().is_err());
+        // `wasmq key create --scope metrics` parses through here.
+        assert_eq!("metrics".parse::<Scope>().unwrap(), Scope::Metrics);
+    }
+
+    #[test]
+    fn admin_implies_metrics_and_tenant_scopes_do_not() {
+        let key = |scopes: Vec<Scope>| Principal {
+            tenant: "t".into(),
+            scopes,
+            key_id: "0".into(),
+        };
+        assert!(key(vec![Scope::Admin]).allows(Scope::Metrics));
+        assert!(key(vec![Scope::Metrics]).allows(Scope::Metrics));
+        assert!(!key(vec![Scope::Metrics]).allows(Scope::JobsRead));
+        let tenant = key(vec![Scope::JobsRead, Scope::JobsWrite, Scope::ModulesWrite]);
+        assert!(!tenant.allows(Scope::Metrics));
     }
 }

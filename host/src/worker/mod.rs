@@ -562,7 +562,7 @@ async fn execute(
     };
     let report = runtime.run(&prepared, request).await;
     let finish = finish_for(&job, report, cancel.is_released());
-    record_metrics(&job.module, &finish);
+    record_metrics(&job.tenant, &job.module, &finish);
     finish
 }
 
@@ -618,7 +618,7 @@ fn load_failed(job: &Job, error: RunError, fetch: Option<FetchFailed>) -> Finish
 }
 
 /// Counts a finished attempt in the process metrics (`/metrics`).
-fn record_metrics(module: &str, finish: &Finish) {
+fn record_metrics(tenant: &str, module: &str, finish: &Finish) {
     let (outcome, kind) = match &finish.outcome {
         StoreOutcome::Complete { .. } => ("completed", None),
         StoreOutcome::Retry { error, .. } => ("retried", Some(error.kind.as_str())),
@@ -627,6 +627,7 @@ fn record_metrics(module: &str, finish: &Finish) {
         StoreOutcome::Release => return,
     };
     crate::metrics::attempt_finished(
+        tenant,
         module,
         outcome,
         kind,
