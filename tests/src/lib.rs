@@ -6,6 +6,7 @@
 pub mod conformance;
 pub mod harness;
 pub mod pg;
+pub mod pg_server;
 pub mod sqlite;
 
 /// Absolute paths of the freshly built guest `.wasm` files.
