@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test command: everything a fresh clone needs, then every test.
-#   ./test.sh            # all tests
-#   ./test.sh runtime    # extra arguments go to `cargo test`
+#   ./test.sh            # all tests (doc tests too), then every bench once
+#   ./test.sh runtime    # extra arguments go to `cargo test`, and only that runs
 # It adds the wasm targets (the guests are built by tests/build.rs), makes PostgreSQL
 # reachable at 127.0.0.1:5432 (.ci/ensure-postgres: uses a running one, starts a stopped
-# cluster, or installs the server), then runs `cargo test`.
+# cluster, or installs the server), then runs `cargo test`, then `cargo test --benches`:
+# each criterion benchmark runs once in test mode and the end-to-end benches take their
+# quick path, so a broken bench fails here rather than on someone's `cargo bench`.
 set -euo pipefail
 cd "$(dirname "$0")"
 if command -v rustup >/dev/null 2>&1; then
@@ -12,4 +14,9 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 .ci/ensure-postgres
 export WASMQ_TEST_DATABASE_URL=${WASMQ_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-exec cargo test "$@"
+if [ $# -gt 0 ]; then
+    exec cargo test "$@"
+fi
+cargo test
+echo "== every bench once (cargo test -p wasmq-benches --benches)"
+exec cargo test -p wasmq-benches --benches

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmq_host::queue::postgres::PgStore;
-use wasmq_host::queue::{Job, JobState, ModuleKind, NewJob, NewModule, Store};
+use wasmq_host::queue::{
+    Job, JobFilter, JobState, ModuleKind, NewJob, NewModule, Store, StoreError,
+};
 use wasmq_host::runtime::{Limits, Runtime, RuntimeConfig};
 use wasmq_host::worker::{Shutdown, Worker, WorkerConfig};
 
@@ -17,10 +19,15 @@ pub async fn fresh_store() -> Arc<dyn Store> {
 /// A store on a fresh database, and the database's URL (for a second process).
 pub async fn fresh_store_with_url() -> (Arc<dyn Store>, String) {
     let url = crate::pg::fresh_database().await;
-    let store = PgStore::connect(&url, 16)
+    (store_at(&url).await, url)
+}
+
+/// A PostgreSQL store on the database at `url` (migrated on connect).
+pub async fn store_at(url: &str) -> Arc<dyn Store> {
+    let store = PgStore::connect(url, 16)
         .await
         .expect("connect to the test database");
-    (Arc::new(store), url)
+    Arc::new(store)
 }
 
 /// Uploads a guest under `name` (tenant `default`) and returns its digest.
@@ -128,4 +135,40 @@ pub async fn in_state(store: &Arc<dyn Store>, id: i64, state: JobState, within: 
         (j.state == state).then_some(j)
     })
     .await
+}
+
+/// Every job of tenant `default`, newest first (every page of the listing).
+pub async fn list_all(store: &dyn Store) -> Result<Vec<Job>, StoreError> {
+    let mut jobs = Vec::new();
+    let mut cursor = None;
+    loop {
+        let filter = JobFilter {
+            limit: 1000,
+            cursor,
+            ..JobFilter::default()
+        };
+        let page = store.list("default", &filter).await?;
+        jobs.extend(page.jobs);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(jobs),
+        }
+    }
+}
+
+/// Asserts that `j` completed with the result `expected`.
+pub fn assert_completed_with(j: &Job, expected: &[u8]) {
+    assert_eq!(
+        j.state,
+        JobState::Completed,
+        "job {} is {:?}",
+        j.id,
+        j.state
+    );
+    assert_eq!(
+        j.result.as_deref(),
+        Some(expected),
+        "job {}: the result is not its own",
+        j.id
+    );
 }

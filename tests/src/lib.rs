@@ -6,7 +6,9 @@
 pub mod conformance;
 pub mod harness;
 pub mod pg;
+pub mod pg_server;
 pub mod sqlite;
+pub mod worker_suite;
 
 /// Absolute paths of the freshly built guest `.wasm` files.
 ///

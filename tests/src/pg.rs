@@ -26,11 +26,19 @@ pub fn server_url() -> String {
 /// # Panics
 /// If the server cannot be reached: run `.ci/ensure-postgres` first.
 pub async fn fresh_database() -> String {
+    fresh_database_on(&server_url()).await
+}
+
+/// Creates an empty, uniquely named database on the server at `server` (an admin URL,
+/// e.g. a [`crate::pg_server::PgServer`]'s) and returns its URL.
+///
+/// # Panics
+/// If the server cannot be reached.
+pub async fn fresh_database_on(server: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static CLEANED: AtomicBool = AtomicBool::new(false);
 
-    let server = server_url();
-    let mut admin = PgConnection::connect(&server).await.unwrap_or_else(|e| {
+    let mut admin = PgConnection::connect(server).await.unwrap_or_else(|e| {
         panic!("cannot reach the test PostgreSQL at {server} ({e}); run .ci/ensure-postgres")
     });
     let now = SystemTime::now()
@@ -51,7 +59,7 @@ pub async fn fresh_database() -> String {
         .await
         .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
     let _ = admin.close().await;
-    with_database(&server, &name)
+    with_database(server, &name)
 }
 
 /// Drops test databases created more than [`STALE_AFTER_SECS`] ago (best effort).
