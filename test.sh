@@ -6,7 +6,8 @@
 # reachable at 127.0.0.1:5432 (.ci/ensure-postgres: uses a running one, starts a stopped
 # cluster, or installs the server), then runs `cargo test`, then `cargo test --benches`:
 # each criterion benchmark runs once in test mode and the end-to-end benches take their
-# quick path, so a broken bench fails here rather than on someone's `cargo bench`.
+# quick path, so a broken bench fails here rather than on someone's `cargo bench`; then
+# the Python and JavaScript SDKs' own tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 if command -v rustup >/dev/null 2>&1; then
@@ -19,4 +20,9 @@ if [ $# -gt 0 ]; then
 fi
 cargo test
 echo "== every bench once (cargo test -p wasmq-benches --benches)"
-exec cargo test -p wasmq-benches --benches
+cargo test -p wasmq-benches --benches
+echo "== the Python and JavaScript guest SDKs (pytest, node --test)"
+# The venv and node_modules are made by tests/interpreted-guests.sh (run by tests/build.rs).
+tests/interpreted-guests.sh target/guests >/dev/null
+target/py-venv/bin/python -m pytest -q -p no:cacheprovider guest-sdk/python/tests
+(cd guest-sdk/js && node --test test/)
