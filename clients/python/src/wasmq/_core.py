@@ -17,6 +17,9 @@ from .models import BatchItem, Job, JobLog, JobPage, JobSpec, Module
 T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+# The server compiles a module before it answers its upload: a large component (an
+# interpreter) on a busy machine takes minutes, so the answer gets this long.
+PUSH_SECONDS = 600.0
 # The server answers a long poll after at most this long; longer waits are several polls.
 MAX_POLL_SECONDS = 60.0
 
@@ -135,7 +138,7 @@ def push_module(name: str, data: bytes, limits: Optional[Mapping[str, int]]) -> 
         "PUT", f"/v1/modules/{quote(name, safe='')}",
         lambda r: Module.from_json(r.json(), created=r.status_code == 201), True,
         params=dict(limits) if limits else None, content=data,
-        headers={"content-type": "application/wasm"},
+        headers={"content-type": "application/wasm"}, extra_timeout=PUSH_SECONDS,
     )
 
 

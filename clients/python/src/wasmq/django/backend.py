@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ..client import AsyncClient, Client
@@ -21,6 +22,7 @@ from ..errors import JobNotFound, ModuleNotFound, job_error_class
 from ..models import Job, JobSpec
 from ._compat import (
     BaseTaskBackend,
+    InvalidTask,
     Task,
     TaskError,
     TaskResult,
@@ -103,10 +105,13 @@ class WasmqBackend(BaseTaskBackend):
 
     def _spec(self, result: TaskResult) -> JobSpec:
         task = result.task
+        run_at = task.run_after
+        if run_at is not None and timezone.is_naive(run_at):  # USE_TZ = False: local time
+            run_at = timezone.make_aware(run_at)
         return JobSpec(
             self.module_for(task),
             {"args": result.args, "kwargs": result.kwargs, "task": task.module_path},
-            queue=task.queue_name, priority=task.priority, run_at=task.run_after,
+            queue=task.queue_name, priority=task.priority, run_at=run_at,
             max_attempts=self.max_attempts, limits=self.limits,
         )
 
@@ -196,7 +201,10 @@ class WasmqBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(f"job {job.id} ran task {path}, which this project lacks") from None
         if not isinstance(task, Task):
             raise TaskResultDoesNotExist(f"job {job.id} names {path}, which is not a task")
-        task = task.using(priority=job.priority, backend=self.alias)
+        try:
+            task = task.using(priority=job.priority, queue_name=job.queue, backend=self.alias)
+        except InvalidTask:  # a queue this backend no longer lists: keep the task's own
+            task = task.using(priority=job.priority, backend=self.alias)
         result = TaskResult(
             task=task, id=str(job.id), status=TaskResultStatus.READY, enqueued_at=None,
             started_at=None, finished_at=None, last_attempted_at=None,
