@@ -233,3 +233,23 @@ def test_module_names() -> None:
     assert module_name("x.y", {"x.y": "custom"}) == "custom"
     with pytest.raises(ValueError, match="not a wasmq module name"):
         module_name("x.y", {"x.y": "Bad Name"})
+
+
+def test_a_task_module_that_imports_the_orm_is_refused_at_push(tmp_path, monkeypatch) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    pkg = tmp_path / "ormtasks"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tasks.py").write_text(
+        "try:\n    from django.tasks import task\nexcept ImportError:\n    from django_tasks import task\n"
+        "from django.db import models  # not in the sandbox\n\n"
+        "@task\ndef count(n):\n    return n\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with override_settings(TASKS=tasks_settings("http://127.0.0.1:9", "k")):
+        with pytest.raises(CommandError) as e:
+            call_command("wasmq_push", "ormtasks.tasks", "--build-only", "--out", str(tmp_path / "out"))
+    assert "building the tasks of ormtasks.tasks failed" in str(e.value)
+    assert "no ORM" in str(e.value)
