@@ -17,7 +17,7 @@ from django.utils import timezone
 import wasmq
 from conftest import EXAMPLE, poll, tasks_settings
 from pages.models import Page
-from pages.tasks import notify_subscribers, reindex_page, summarize
+from pages.tasks import notify_subscribers, reindex_page, send_digest, summarize
 from servers import free_port
 from wasmq import errors
 from wasmq.django._compat import (
@@ -56,7 +56,8 @@ def test_the_framework_is_the_one_expected() -> None:
 
 
 def test_push_built_and_uploaded_every_task(server) -> None:
-    for name in ("pages-tasks-reindex_page", "pages-tasks-notify_subscribers", "pages-tasks-summarize"):
+    for name in ("pages-tasks-reindex_page", "pages-tasks-notify_subscribers", "pages-tasks-summarize",
+                 "pages-tasks-send_digest"):
         assert f"-> module {name} (version 1," in server.push_output
 
 
@@ -196,6 +197,13 @@ def test_signals_fire_once_each(backend) -> None:
     assert mine[1][2] == TaskResultStatus.SUCCESSFUL
 
 
+def test_a_task_that_takes_context_gets_its_job_in_the_sandbox(backend) -> None:
+    result = finish(send_digest.enqueue(["Tides", "Moons"]))
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+    assert result.return_value == {"subject": "2 new pages", "body": "- Tides\n- Moons",
+                                   "result_id": result.id, "attempt": 1}
+
+
 def test_get_result_of_an_unknown_id(backend) -> None:
     for rid in ("987654321", "not-a-number"):
         with pytest.raises(TaskResultDoesNotExist):
@@ -222,7 +230,7 @@ def test_the_example_project_tests_pass_natively(tmp_path) -> None:
     done = subprocess.run([sys.executable, "manage.py", "test", "pages", "-v", "2"], cwd=EXAMPLE, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "Ran 5 tests" in done.stderr
+    assert "Ran 6 tests" in done.stderr
 
 
 def test_module_names() -> None:

@@ -47,3 +47,14 @@ async def summarize(body, sentences=1):
     """The first sentences of a text (an async task: it awaits nothing)."""
     parts = [p.strip() for p in re.split(r"(?<=[.!?])\s+", body.strip()) if p.strip()]
     return " ".join(parts[:sentences])
+
+
+@task(takes_context=True, queue_name="mail")
+def send_digest(context, titles):
+    """A digest email of new pages; the context says which attempt this is."""
+    return {
+        "subject": f"{len(titles)} new page{'s' if len(titles) != 1 else ''}",
+        "body": "\n".join(f"- {t}" for t in titles),
+        "result_id": context.task_result.id,
+        "attempt": context.attempt,
+    }

@@ -7,7 +7,7 @@ import django
 from django.test import TestCase, override_settings
 
 from .models import Page
-from .tasks import notify_subscribers, reindex_page, summarize
+from .tasks import notify_subscribers, reindex_page, send_digest, summarize
 
 if django.VERSION >= (6, 0):
     from django.tasks import TaskResultStatus, task_backends
@@ -39,6 +39,11 @@ class ImmediateTests(TestCase):
         self.assertEqual(result.status, TaskResultStatus.FAILED)
         self.assertIs(result.errors[0].exception_class, ValueError)
         self.assertIn("page 7 has no title", result.errors[0].traceback)
+
+    def test_a_task_that_takes_context_sees_its_attempt(self):
+        result = send_digest.enqueue(["A", "B"])
+        self.assertEqual(result.return_value["subject"], "2 new pages")
+        self.assertEqual((result.return_value["attempt"], result.return_value["result_id"]), (1, result.id))
 
     def test_the_async_task_runs(self):
         result = asyncio.run(summarize.aenqueue("One. Two. Three.", sentences=2))
