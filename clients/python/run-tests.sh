@@ -70,7 +70,7 @@ run_suite() {
     (cd "$HERE" && "$venv/bin/python" -m pytest -p no:cacheprovider -q tests) 2>&1 | tee "$out"
     status=${PIPESTATUS[0]}
     set -e
-    summary=$(grep -E '^=* ?[0-9]+ (passed|failed|error|skipped)|^=* ?no tests ran' "$out" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//')
+    summary=$(grep -E '^=* ?[0-9]+ (passed|failed|error|skipped)|^=* ?no tests ran' "$out" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//' || true)
     rm -f "$out"
     if [ "$status" -eq 5 ]; then
         summary="no tests collected"
