@@ -210,6 +210,15 @@ def test_get_result_of_an_unknown_id(backend) -> None:
             reindex_page.get_result(rid)
 
 
+def test_a_job_naming_a_module_outside_the_apps_is_not_imported(backend) -> None:
+    # `this` prints the Zen of Python when imported: a job's input must not make us.
+    assert "this" not in sys.modules
+    job = backend.client.enqueue("pages-tasks-reindex_page", {"args": [1, "x", ""], "kwargs": {}, "task": "this.run"})
+    with pytest.raises(TaskResultDoesNotExist, match="no task of this project's apps"):
+        backend.get_result(str(job.id))
+    assert "this" not in sys.modules
+
+
 def test_async_enqueue_and_result(backend) -> None:
     async def main():
         result = await summarize.aenqueue("First. Second. Third.", sentences=2)

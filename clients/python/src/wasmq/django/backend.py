@@ -8,11 +8,13 @@ its default name, see `naming`), with the input `{"args": [...], "kwargs": {...}
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 from asgiref.sync import sync_to_async
+from django.apps import apps
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -195,6 +197,8 @@ class WasmqBackend(BaseTaskBackend):
         path = data.get("task")
         if not isinstance(path, str):
             raise TaskResultDoesNotExist(f"wasmq job {job.id} was not enqueued by a Django task")
+        if not _may_import(path):
+            raise TaskResultDoesNotExist(f"job {job.id} names {path}, which is no task of this project's apps")
         try:
             task = import_string(path)
         except ImportError:
@@ -237,6 +241,15 @@ class WasmqBackend(BaseTaskBackend):
         while len(self._finished) > _REMEMBERED:
             self._finished.popitem(last=False)
         task_finished.send(type(self), task_result=result)
+
+
+def _may_import(path: str) -> bool:
+    """Whether a task path read from a job may be imported: a job's input is anyone's
+    with a key, so only modules loaded already or inside an installed app qualify."""
+    module = path.rpartition(".")[0]
+    if module in sys.modules:
+        return True
+    return any(module.startswith(app.name + ".") for app in apps.get_app_configs())
 
 
 def _unknown_module(e: ModuleNotFound, task: Task, module: str) -> ModuleNotFound:
