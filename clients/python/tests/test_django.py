@@ -242,6 +242,16 @@ def test_the_example_project_tests_pass_natively(tmp_path) -> None:
     assert "Ran 6 tests" in done.stderr
 
 
+def test_a_backend_without_a_key_is_flagged_by_check(monkeypatch) -> None:
+    from django.core import checks
+
+    monkeypatch.delenv("WASMQ_KEY", raising=False)
+    with override_settings(TASKS=tasks_settings("http://127.0.0.1:9", None)):
+        assert [m.id for m in checks.run_checks() if m.id.startswith("wasmq.")] == ["wasmq.W001"]
+    with override_settings(TASKS=tasks_settings("http://127.0.0.1:9", "wq_x")):
+        assert [m.id for m in checks.run_checks() if m.id.startswith("wasmq.")] == []
+
+
 def test_module_names() -> None:
     assert default_module_name("pages.tasks.reindex_page") == "pages-tasks-reindex_page"
     assert default_module_name("My.Tasks.Ünïcode") == "my-tasks-_n_code"

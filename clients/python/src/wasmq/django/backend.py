@@ -7,6 +7,7 @@ its default name, see `naming`), with the input `{"args": [...], "kwargs": {...}
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import uuid
@@ -77,6 +78,19 @@ class WasmqBackend(BaseTaskBackend):
         self._client: Optional[Client] = None
         self._pending: "OrderedDict[str, str]" = OrderedDict()
         self._finished: "OrderedDict[str, None]" = OrderedDict()
+
+    def check(self, **kwargs: Any) -> List[Any]:
+        """`manage.py check`: a backend without a key cannot enqueue anything."""
+        from django.core import checks
+
+        found = list(super().check(**kwargs))
+        if not (self.key or os.environ.get("WASMQ_KEY")):
+            found.append(checks.Warning(
+                f"TASKS[{self.alias!r}] has no wasmq key, so every enqueue will be refused",
+                hint="set OPTIONS['KEY'] or WASMQ_KEY (make a key with `wasmq key create`)",
+                id="wasmq.W001",
+            ))
+        return found
 
     # --- clients -------------------------------------------------------------------
 
