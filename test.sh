@@ -26,3 +26,5 @@ echo "== the Python and JavaScript guest SDKs (pytest, node --test)"
 tests/interpreted-guests.sh target/guests >/dev/null
 target/py-venv/bin/python -m pytest -q -p no:cacheprovider guest-sdk/python/tests
 (cd guest-sdk/js && node --test test/)
+echo "== the Python client and the Django backend (clients/python/run-tests.sh)"
+WASMQ_BIN=$PWD/target/debug/wasmq clients/python/run-tests.sh

@@ -36,7 +36,7 @@ pub struct BenchArgs {
     /// Directory of the embedded store.
     #[arg(long, env = "WASMQ_DATA_DIR", default_value = "./wasmq-data")]
     pub data_dir: PathBuf,
-    /// The `echo` example module.
+    /// The echo module: `examples/echo`, or a Python/JavaScript echo built by the tests.
     #[arg(long, default_value = "target/guests/wasm32-wasip2/guest/echo.wasm")]
     pub module: PathBuf,
     /// W1: jobs enqueued in bulk.
@@ -88,12 +88,14 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     })?;
     let runtime = Runtime::new(RuntimeConfig {
         slots: args.concurrency.max(1) as u32,
+        // A Python or JavaScript echo is tens of MiB: compile it once per machine.
+        artifact_dir: super::default_artifact_dir(),
         ..RuntimeConfig::default()
     })?;
     let (kind, digest) = runtime.validate(Arc::new(bytes.clone())).await?;
     anyhow::ensure!(
         kind == crate::runtime::ModuleKind::Component,
-        "the bench module must be the echo component"
+        "the bench module must be an echo component (Rust, Python or JavaScript)"
     );
     store
         .put_module(NewModule {

@@ -19,7 +19,31 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol
 
-__all__ = ["task", "Retry", "Fatal", "Context", "JobInfo", "decode_input", "encode_result"]
+__all__ = [
+    "task", "Retry", "Fatal", "Context", "JobInfo", "decode_input", "encode_result", "preload",
+]
+
+# A component keeps only the modules imported while it is built (at run time there are no
+# files to import from), so a standard-library module a task imports lazily
+# (`Counter.most_common` imports heapq) would be missing; these pure-Python ones are
+# imported at build time by `preload`, which the generated entry calls.
+PRELOAD = (
+    "abc base64 bisect calendar collections collections.abc contextlib copy csv dataclasses "
+    "datetime decimal difflib enum fractions functools hashlib heapq hmac html html.parser "
+    "io itertools json math numbers operator pprint random re statistics string struct "
+    "textwrap time typing unicodedata urllib.parse uuid zlib"
+).split()
+
+
+def preload() -> None:
+    """Imports `PRELOAD`, skipping what this interpreter's build lacks."""
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 class Retry(Exception):

@@ -20,7 +20,10 @@ SDK_DIR = Path(__file__).resolve().parent.parent
 
 ENTRY = """\
 import wit_world
+import wasmq_task
 import wasmq_task._guest
+
+wasmq_task.preload()
 import {module}  # its @task registers the handler
 
 

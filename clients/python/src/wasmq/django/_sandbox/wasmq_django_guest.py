@@ -8,25 +8,7 @@ input is `{"args": [...], "kwargs": {...}}`; the task's return value is the resu
 import importlib
 import traceback
 
-# The component keeps only the modules imported while it is built, so a standard-library
-# module a task imports lazily (`Counter.most_common` imports heapq) would be missing at
-# run time; these pure-Python ones are imported up front.
-PRELOAD = (
-    "abc base64 bisect calendar collections collections.abc contextlib copy csv dataclasses "
-    "datetime decimal difflib enum fractions functools hashlib heapq hmac html html.parser "
-    "io itertools json math numbers operator pprint random re statistics string struct "
-    "textwrap time typing unicodedata urllib.parse uuid zlib"
-).split()
-
-
-def preload() -> None:
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # not in this interpreter's build: a task cannot use it
-            pass
-
-from wasmq_task import Fatal, Retry, task as _wasmq_task
+from wasmq_task import Fatal, Retry, preload, task as _wasmq_task
 
 
 def describe(error: BaseException) -> str:
