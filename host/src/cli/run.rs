@@ -68,7 +68,9 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         artifact_dir: if args.no_cache {
             None
         } else {
-            args.artifact_dir.clone().or_else(super::default_artifact_dir)
+            args.artifact_dir
+                .clone()
+                .or_else(super::default_artifact_dir)
         },
         ..RuntimeConfig::default()
     })?;

@@ -71,7 +71,10 @@ impl PoolArgs {
                 memory_bytes: self.max_memory,
                 ..Limits::default_max()
             },
-            artifact_dir: self.artifact_dir.clone().or_else(super::default_artifact_dir),
+            artifact_dir: self
+                .artifact_dir
+                .clone()
+                .or_else(super::default_artifact_dir),
             ..RuntimeConfig::default()
         }
     }
