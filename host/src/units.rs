@@ -48,16 +48,17 @@ fn duration(s: &str, bare_is_secs: bool) -> Result<Duration, String> {
         "" if bare_is_secs => 1.0,
         "" => {
             return Err(format!(
-                "`{s}` has no unit; write {num}s or {num}ms (units: ms, s, m, h)"
+                "`{s}` has no unit; write {num}s or {num}ms (units: ms, s, m, h, d)"
             ));
         }
         "s" => 1.0,
         "ms" => 0.001,
         "m" | "min" => 60.0,
         "h" => 3600.0,
+        "d" => 86_400.0,
         other => {
             return Err(format!(
-                "unknown duration unit `{other}` (use ms, s, m or h)"
+                "unknown duration unit `{other}` (use ms, s, m, h or d)"
             ));
         }
     };
@@ -70,6 +71,18 @@ fn duration(s: &str, bare_is_secs: bool) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days() {
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(
+            parse_duration_or_secs("1.5d").unwrap(),
+            Duration::from_secs(129_600)
+        );
+    }
 
     #[test]
     fn sizes() {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -33,6 +34,15 @@ pub struct ServeArgs {
     /// Run the API only, no workers (run `wasmq worker` elsewhere).
     #[arg(long)]
     pub no_workers: bool,
+    /// A request's head must arrive within this; also how long an idle connection is kept.
+    #[arg(long, env = "WASMQ_HEADER_TIMEOUT", value_parser = super::parse_duration, default_value = "15s")]
+    pub header_timeout: Duration,
+    /// A request's whole body must arrive within this (else 408).
+    #[arg(long, env = "WASMQ_BODY_TIMEOUT", value_parser = super::parse_duration, default_value = "60s")]
+    pub body_timeout: Duration,
+    /// Long-polls one key may have waiting at once (more get 429).
+    #[arg(long, env = "WASMQ_MAX_LONG_POLLS", default_value_t = 32)]
+    pub max_long_polls: usize,
 }
 
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -67,7 +77,13 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(tokio::spawn(worker.run(shutdown.clone())))
     };
 
-    let state = AppState::new(store, runtime, ApiConfig::default());
+    let api_config = ApiConfig {
+        header_read_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_long_polls_per_key: args.max_long_polls,
+        ..ApiConfig::default()
+    };
+    let state = AppState::new(store, runtime, api_config);
     let stop = shutdown.clone();
     api::serve(listener, state, async move { stop.wait().await })
         .await

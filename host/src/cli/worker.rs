@@ -53,11 +53,23 @@ pub struct PoolArgs {
     pub max_memory: u64,
     /// Finished jobs (completed, failed, cancelled) are deleted this long after they
     /// finished, by the maintenance every node runs (at start, then every minute).
-    #[arg(long, env = "WASMQ_RETENTION", value_parser = super::parse_duration, default_value = "168h")]
+    #[arg(long, env = "WASMQ_RETENTION", value_parser = super::parse_duration, default_value = "7d")]
     pub retention: Duration,
     /// Database connections of this node.
     #[arg(long, env = "WASMQ_DB_CONNECTIONS", default_value_t = 16)]
     pub db_connections: u32,
+    /// Longest a module may take to compile (wall clock, and CPU in the compile process).
+    #[arg(long, env = "WASMQ_COMPILE_TIMEOUT", value_parser = super::parse_duration, default_value = "120s")]
+    pub compile_timeout: Duration,
+    /// Address space a compile process may use.
+    #[arg(long, env = "WASMQ_COMPILE_MEMORY", value_parser = super::parse_size, default_value = "3GiB")]
+    pub compile_memory: u64,
+    /// Bytes of compiled modules kept in the artifact directory (least recently used go).
+    #[arg(long, env = "WASMQ_ARTIFACT_DIR_MAX", value_parser = super::parse_size, default_value = "2GiB")]
+    pub artifact_dir_max: u64,
+    /// Bytes of compiled modules kept in memory (least recently used go).
+    #[arg(long, env = "WASMQ_MODULE_CACHE_MAX", value_parser = super::parse_size, default_value = "1GiB")]
+    pub module_cache_max: u64,
 }
 
 impl PoolArgs {
@@ -75,6 +87,10 @@ impl PoolArgs {
                 .artifact_dir
                 .clone()
                 .or_else(super::default_artifact_dir),
+            compile_timeout: self.compile_timeout,
+            compile_memory_bytes: self.compile_memory,
+            artifact_dir_max_bytes: self.artifact_dir_max,
+            cache_max_bytes: self.module_cache_max,
             ..RuntimeConfig::default()
         }
     }
