@@ -39,12 +39,13 @@ fn start(which: &str, url: &str, grace: &str) -> Proc {
 async fn sigterm_while_running(
     which: &str,
     grace: &str,
+    n: u64,
     expect: &str,
 ) -> (Arc<dyn Store>, String, i64) {
     let (store, url) = fresh_store_with_url().await;
     let mut proc = start(which, &url, grace);
     put_module(&store, "hostile", guests::HOSTILE).await;
-    let mut j = job("hostile", json!({"op": "loop", "n": LOOP}));
+    let mut j = job("hostile", json!({"op": "loop", "n": n}));
     j.limits = Limits {
         timeout_ms: Some(120_000),
         ..Default::default()
@@ -73,7 +74,8 @@ async fn sigterm_while_running(
 
 async fn a_job_shorter_than_the_grace_completes_before_exit(which: &str) {
     // The drain's log line says SIGTERM found the job running.
-    let (store, _, id) = sigterm_while_running(which, "120s", "waiting for running jobs").await;
+    let (store, _, id) =
+        sigterm_while_running(which, "120s", LOOP, "waiting for running jobs").await;
     // Finished and reported before the process ended: nothing is left to do.
     let j = store.get("default", id).await.unwrap().unwrap();
     assert_eq!(j.state, JobState::Completed);
@@ -87,7 +89,8 @@ async fn a_job_shorter_than_the_grace_completes_before_exit(which: &str) {
 
 async fn a_job_longer_than_the_grace_is_given_back_and_completed_elsewhere(which: &str) {
     let given_back = "grace period over; giving jobs back";
-    let (store, url, id) = sigterm_while_running(which, "200ms", given_back).await;
+    // Long enough that it is still running when the grace ends, however fast the machine.
+    let (store, url, id) = sigterm_while_running(which, "200ms", 5 * LOOP, given_back).await;
     // Given back as if never started: no failed attempt counted, no error.
     let j = store.get("default", id).await.unwrap().unwrap();
     assert_eq!(j.state, JobState::Available);

@@ -106,8 +106,8 @@ impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore, StoreError> {
         // Generic plans only: the hot statements take arrays, and PostgreSQL's choice
         // between a custom and a generic plan kept custom ones for them, planning every
-        // enqueue again (0.3 ms of planning beside 0.2 ms of execution per single-job
-        // enqueue, measured with pg_stat_statements.track_planning). Every statement is
+        // enqueue again (planning cost more than execution for a single-job enqueue;
+        // docs/perf-log.md). Every statement is
         // written so its generic plan is right for any batch size; the one that is not
         // (ENQUEUE, with keys) asks for a custom plan itself.
         let options = PgConnectOptions::from_str(url)
@@ -551,9 +551,8 @@ RETURNING *
 /// Only a released attempt (the job stored `available`) notifies: its queue's workers on
 /// every node are woken. A finished job sends no `wasmq_finished`: that is for
 /// long-polls, and none can be waiting on a job that did not exist until this commit (a
-/// long-poll reads the job first and answers 404 for an unknown id). Measured with
-/// `pgbench` on this machine, a `pg_notify` in a one-row insert's statement cost
-/// 0.15–0.35 ms of its latency at 50 statements a second (0.52 → 0.80–0.95 ms).
+/// long-poll reads the job first and answers 404 for an unknown id), and a `pg_notify` in
+/// the insert's statement adds to its latency (docs/perf-log.md).
 const ENQUEUE_FINISHED: &str = r#"
 WITH ins AS (
     INSERT INTO wasmq_jobs (id, tenant, module, digest, queue, limits, priority, input,

@@ -749,9 +749,9 @@ struct PlainRow<'a> {
 /// Writes `rows` (keyless jobs, in batch order) with one `INSERT … VALUES (…), (…)` per
 /// [`ROWS_PER_INSERT`] rows, reading back only the ids, and answers each row in `out`.
 ///
-/// Every statement of a batch used to be a trip to sqlx's SQLite thread and back, with
-/// the whole row read back: ~90 µs a job. Only the ids are read back now: the rest of
-/// the stored job is what was written (`now` is the batch's one time). The one writer
+/// Every statement is a trip to sqlx's SQLite thread and back, so rows go in many to a
+/// statement and only the ids are read back: the rest of the stored job is what was
+/// written (`now` is the batch's one time). The one writer
 /// holds the transaction, so a statement's rows take consecutive ids in `VALUES` order;
 /// `RETURNING` may list them in any order, so they are sorted.
 async fn insert_plain(

@@ -220,8 +220,8 @@ const MAX_ROUNDS_AHEAD: usize = 8;
 impl QueueLoop {
     /// How many claimed jobs may wait in `ready`: `concurrency` times the rounds that
     /// fit in [`CLAIM_AHEAD`] at the recent mean attempt time (1 to
-    /// [`MAX_ROUNDS_AHEAD`]). Measured with `wasmq bench` (echo, concurrency 8): one
-    /// round ahead 7,000 jobs/s, four 10,000, eight 10,500.
+    /// [`MAX_ROUNDS_AHEAD`]): more rounds mean fewer claims per job while attempts are
+    /// short, one round keeps a long job from holding others back (docs/perf-log.md).
     fn ahead(&self) -> usize {
         let mean = self.mean_us.load(Ordering::Relaxed);
         // No attempt has ended yet (mean 0): one round.
