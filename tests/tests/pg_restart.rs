@@ -19,10 +19,11 @@ use wasmq_tests::harness::{
 };
 use wasmq_tests::pg_server::PgServer;
 
-/// Iterations of the `loop` op for the long jobs: CPU work of tens to a few hundred
-/// milliseconds, so a restart that follows a look at `running` jobs still finds them.
-const LONG_N: u64 = 15_000_000;
-const LONG: usize = 16;
+/// Iterations of the `loop` op for the long jobs: about a second of CPU work or more,
+/// longer than a restart of the server takes however fast the machine, so jobs running
+/// when it stops are still running when it is back.
+const LONG_N: u64 = 1_000_000_000;
+const LONG: usize = 8;
 const SHORT_BEFORE: usize = 1_500;
 const SHORT_AFTER: usize = 500;
 
