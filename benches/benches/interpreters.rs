@@ -10,7 +10,6 @@
 //! component (pooling allocator, copy-on-write images; no fuel, limiter or sinks).
 
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wasmq_host::runtime::{Limits, Outcome, RunRequest, Runtime, RuntimeConfig};
@@ -24,20 +23,9 @@ fn request(input: &[u8]) -> RunRequest {
     }
 }
 
-/// The compiled interpreters are cached beside the guests, as the tests do.
-fn artifact_dir() -> PathBuf {
-    let dir = PathBuf::from(guests::PY_ECHO)
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("guests live in target/guests/<lang>/")
-        .join("artifacts");
-    std::fs::create_dir_all(&dir).expect("artifact dir");
-    dir
-}
-
 fn echo(c: &mut Criterion) {
     let rt = Runtime::new(RuntimeConfig {
-        artifact_dir: Some(artifact_dir()),
+        artifact_dir: Some(wasmq_tests::interpreter_artifact_dir()),
         ..RuntimeConfig::default()
     })
     .unwrap();

@@ -26,3 +26,15 @@ pub mod guests {
 pub fn guest_bytes(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("cannot read guest {path}: {e}"))
 }
+
+/// Where tests and benches keep compiled interpreters (tens of MiB of Wasm each): beside
+/// the built guests, so they are compiled once per build directory, not once per test.
+pub fn interpreter_artifact_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(guests::PY_ECHO)
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("guests live in target/guests/<lang>/")
+        .join("artifacts");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    dir
+}

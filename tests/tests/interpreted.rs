@@ -6,7 +6,6 @@
 //! The components are tens of MiB; they are compiled once into a shared artifact
 //! directory under `target/`, so later runs load them from disk.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -16,17 +15,6 @@ use wasmq_host::runtime::{
 };
 use wasmq_tests::{guest_bytes, guests};
 
-fn artifact_dir() -> PathBuf {
-    // Beside the built guests, so compiled interpreters survive between test runs.
-    let dir = PathBuf::from(guests::PY_ECHO)
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("guests live in target/guests/<lang>/")
-        .join("artifacts");
-    std::fs::create_dir_all(&dir).expect("artifact dir");
-    dir
-}
-
 fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
         slots: 4,
@@ -34,7 +22,7 @@ fn runtime() -> Runtime {
             fuel: u64::MAX,
             ..Limits::default_max()
         },
-        artifact_dir: Some(artifact_dir()),
+        artifact_dir: Some(wasmq_tests::interpreter_artifact_dir()),
         // An interpreter is tens of MiB of Wasm; on a busy 2-core machine its first
         // compile can outlast the upload default.
         compile_timeout: std::time::Duration::from_secs(600),
