@@ -12,16 +12,12 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wasmq_host::runtime::{Limits, Outcome, RunRequest, Runtime, RuntimeConfig};
+use wasmq_host::runtime::{Outcome, Runtime, RuntimeConfig};
 use wasmq_tests::{guest_bytes, guests};
 
-fn request(input: &[u8]) -> RunRequest {
-    RunRequest {
-        input: input.to_vec(),
-        limits: Limits::default_max(),
-        ..RunRequest::default()
-    }
-}
+#[path = "common/request.rs"]
+mod request;
+use request::request;
 
 fn echo(c: &mut Criterion) {
     let rt = Runtime::new(RuntimeConfig {

@@ -808,47 +808,29 @@ fn command_with_initial_memory(pages: u32) -> Vec<u8> {
     .unwrap()
 }
 
-#[tokio::test]
-async fn initial_memory_within_the_jobs_limit_runs() {
+/// Runs a command declaring 32 MiB of initial memory under a job memory limit.
+async fn run_32_mib_module_under(memory_bytes: u64) -> AttemptReport {
     let rt = runtime();
     let p = rt
         .load_bytes(Arc::new(command_with_initial_memory(512)))
         .await
         .unwrap();
-    let r = rt
-        .run(
-            &p,
-            request(
-                "",
-                Limits {
-                    memory_bytes: 32 << 20,
-                    ..limits()
-                },
-            ),
-        )
-        .await;
+    let limits = Limits {
+        memory_bytes,
+        ..limits()
+    };
+    rt.run(&p, request("", limits)).await
+}
+
+#[tokio::test]
+async fn initial_memory_within_the_jobs_limit_runs() {
+    let r = run_32_mib_module_under(32 << 20).await;
     assert_eq!(r.outcome, Outcome::Success { result: Vec::new() });
 }
 
 #[tokio::test]
 async fn initial_memory_over_the_jobs_limit_is_memory_limit_in_our_words() {
-    let rt = runtime();
-    let p = rt
-        .load_bytes(Arc::new(command_with_initial_memory(512)))
-        .await
-        .unwrap();
-    let r = rt
-        .run(
-            &p,
-            request(
-                "",
-                Limits {
-                    memory_bytes: 16 << 20,
-                    ..limits()
-                },
-            ),
-        )
-        .await;
+    let r = run_32_mib_module_under(16 << 20).await;
     let f = failure(&r);
     assert_eq!(f.kind, FailureKind::MemoryLimit);
     assert_eq!(
