@@ -24,18 +24,10 @@ pub use wasmq_host::queue::Store;
 
 /// Expands to one `#[tokio::test]` per worker case; `$make` is an expression (it may
 /// `.await`) giving a fresh `Arc<dyn Store>`, evaluated once per case, and `$many` the
-/// number of jobs of the bulk case. `worker_tests!(run_ahead: $make)` adds the cases of a
-/// store that runs short jobs before storing them (PostgreSQL; SQLite hands a job to an
-/// idle worker stored `running` instead, see ARCHITECTURE.md).
+/// number of jobs of the bulk case. The hand-off cases (`handoff_*`) hold on every store:
+/// the queue core hands jobs over the same way whatever the driver.
 #[macro_export]
 macro_rules! worker_tests {
-    (run_ahead: $make:expr $(,)?) => {
-        $crate::worker_tests!(@cases $make;
-            handoff_a_short_job_is_run_before_it_is_stored_and_answered_completed,
-            handoff_a_failed_attempt_run_ahead_is_stored_retryable_then_retried,
-            handoff_an_unknown_module_is_refused_and_the_worker_keeps_taking_jobs,
-        );
-    };
     ($make:expr, many = $many:expr $(,)?) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn many_jobs_through_two_pools_complete_exactly_once() {
@@ -53,6 +45,10 @@ macro_rules! worker_tests {
             delayed_jobs_run_after_their_time_and_priority_goes_first,
             graceful_shutdown_gives_unfinished_jobs_back_at_once,
             handoff_a_long_job_is_stored_running_for_the_worker_and_completes_once,
+            handoff_a_short_job_is_run_before_it_is_stored_and_answered_completed,
+            handoff_a_failed_attempt_run_ahead_is_stored_retryable_then_retried,
+            handoff_an_unknown_module_is_refused_and_the_worker_keeps_taking_jobs,
+            handoff_a_job_that_may_not_run_ahead_is_stored_before_it_runs,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

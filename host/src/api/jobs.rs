@@ -332,6 +332,7 @@ fn new_job(
         max_attempts,
         limits,
         idempotency_key: req.idempotency_key,
+        may_run_ahead: true,
     })
 }
 

@@ -4,12 +4,14 @@
 //! The normal path of a job is three statements on three trips to the database: the
 //! enqueue, the claim (after the worker has heard of the job), the finish. A worker loop
 //! registers itself here as a taker and, while it has nothing else to do, offers its free
-//! slots ([`TakerHandle::offer`]). A store that enqueues a lone job without a key and
-//! without a run time [reserves](Handoff::reserve_for) one and then either
-//! - writes the job already `running` (attempt 1, leased to the taker's worker) and, after
-//!   the commit, [delivers](Reservation::deliver) it (SQLite); or
-//! - delivers it first, to be run ahead of its insert, and stores it with the attempt's
-//!   report in one statement (PostgreSQL; see [`RunAhead`]).
+//! slots ([`TakerHandle::offer`]). The queue core (`policy/handed.rs`) enqueueing a lone
+//! job without a key and without a run time [reserves](Handoff::reserve_for) one and
+//! then [delivers](Reservation::deliver) the job: to be run ahead of its insert and
+//! stored with the attempt's report (see [`RunAhead`]), or, for a job that may not run
+//! ahead, after it was stored `running` (attempt 1, leased to the taker's worker).
+//!
+//! This file knows only takers and slots, not the store: the core uses it, never the
+//! other way round.
 //!
 //! Invariants:
 //! - a taker is handed at most as many jobs as it offered slots: a reservation counts
@@ -22,10 +24,10 @@
 //!   (released to `available`) if the taker has gone away meanwhile; a delivered job is
 //!   held (leased, heartbeated, given back on shutdown) like a claimed one.
 //!
-//! If a SQLite enqueue's outcome is unknown (it failed after its commit), the job may be
-//! running for a worker that never got it: its lease expires and the rescuer retries it,
-//! as after a worker crash. On PostgreSQL the worker already has the job then, and holds
-//! it (see [`RunAhead`]).
+//! If the insert of a job stored before it is handed over has an unknown outcome (it
+//! failed after its commit), the job may be running for a worker that never got it: its
+//! lease expires and the rescuer retries it, as after a worker crash. A job run ahead is
+//! the worker's already then, and it holds it (see [`RunAhead`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -33,7 +35,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Finish, Job, NewJob, Outcome, Store, StoreError};
+use super::{Finish, Job, NewJob};
 
 /// The takers of one process, by queue. Shared by a store and the workers over it.
 #[derive(Default)]
@@ -223,35 +225,6 @@ impl Reservation {
         self.delivered = true;
         Ok(())
     }
-
-    /// [`Reservation::deliver`]s the committed, running job, or, if the taker has gone
-    /// away, gives it back to its queue through `store` (as a worker stopping before it
-    /// started the job would).
-    pub async fn hand_over(self, job: Job, store: &dyn Store) {
-        if let Err(handed) = self.deliver(Handed { job, ahead: None }) {
-            give_back(store, &handed.job).await;
-        }
-    }
-}
-
-/// Gives a job stored running for a worker that has gone away back to its queue
-/// (`Outcome::Release`: available at once, the attempt not counted). If that fails, the
-/// job runs again after its lease expires.
-pub async fn give_back(store: &dyn Store, job: &Job) {
-    let release = Finish::new(job.id, job.attempt, Outcome::Release);
-    if let Err(e) = store.finish(vec![release]).await {
-        tracing::warn!(job = job.id, error = %e, "could not give back a job whose worker stopped; it runs again after its lease expires");
-    }
-}
-
-/// Runs `work` in a task of its own and waits for it: a caller that goes away (an HTTP
-/// client hanging up) cannot stop it between a commit and the hand-off that must follow.
-pub async fn detached<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::spawn(work)
-        .await
-        .map_err(|e| StoreError::Database(format!("the enqueue task failed: {e}")))?
 }
 
 #[cfg(test)]

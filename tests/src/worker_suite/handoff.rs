@@ -1,5 +1,6 @@
 //! The worker cases of a job handed to an idle worker (`queue::handoff`): run before it
-//! is stored (PostgreSQL), or stored `running` for the worker.
+//! is stored, or (not done in time, or not allowed to run ahead) stored `running` for the
+//! worker. The same on every store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,5 +139,46 @@ pub async fn handoff_an_unknown_module_is_refused_and_the_worker_keeps_taking_jo
     );
     let e = enqueue_until(&store, JobState::Completed, || job("echo", json!(2))).await;
     assert_eq!(e.job.result.as_deref(), Some(&b"2"[..]));
+    w.stop().await;
+}
+
+/// A job that may not run before it is stored (`NewJob::may_run_ahead` false: its attempt
+/// could reach outside its sandbox) is never answered finished by its enqueue, however
+/// short: it is stored `running` for the idle worker first, and then completes once.
+pub async fn handoff_a_job_that_may_not_run_ahead_is_stored_before_it_runs(store: Arc<dyn Store>) {
+    put_module(&store, "hostile", guests::HOSTILE).await;
+    let w = start_worker(store.clone(), config(2), 2);
+    let make = || NewJob {
+        may_run_ahead: false,
+        ..job("hostile", json!({"op": "job"}))
+    };
+    let j = eventually(
+        Duration::from_secs(30),
+        "an idle worker to take a job",
+        || async {
+            let e = store.enqueue(vec![make()]).await.unwrap().remove(0);
+            assert!(
+                !e.job.state.is_finished() && e.job.state != JobState::Retryable,
+                "a job that may not run ahead was run before it was stored: {:?}",
+                e.job.state
+            );
+            if e.job.state == JobState::Running {
+                return Some(e.job);
+            }
+            finished(&store, e.job.id, Duration::from_secs(30)).await;
+            None
+        },
+    )
+    .await;
+    assert_eq!(j.attempt, 1);
+    assert!(j.worker_id.is_some() && j.lease_expires_at.is_some());
+    let done = finished(&store, j.id, Duration::from_secs(30)).await;
+    assert_eq!((done.state, done.attempt), (JobState::Completed, 1));
+    let result: serde_json::Value = serde_json::from_slice(done.result.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        result["id"],
+        j.id.to_string(),
+        "the guest saw its stored id"
+    );
     w.stop().await;
 }

@@ -1,0 +1,42 @@
+//! The per-job limit overrides as a job and a module store them.
+
+use serde::{Deserialize, Serialize};
+
+/// Resource limits of an attempt. `None` means "not set here": the worker takes the
+/// module's default, then the server's maximum. Stored as JSON without the unset fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Limits {
+    /// Wasm fuel (instructions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Wall clock of one attempt, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Linear memory of the instance, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Bytes of result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<u64>,
+    /// Bytes of log kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_bytes: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_limits_are_left_out_of_json() {
+        let limits = Limits {
+            fuel: Some(5),
+            ..Limits::default()
+        };
+        assert_eq!(serde_json::to_string(&limits).unwrap(), r#"{"fuel":5}"#);
+        assert_eq!(
+            serde_json::from_str::<Limits>("{}").unwrap(),
+            Limits::default()
+        );
+    }
+}

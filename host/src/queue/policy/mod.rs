@@ -1,0 +1,523 @@
+//! [`Queue`]: the one [`Store`] over any [`Driver`]. Every policy of the store is here,
+//! once for both backends: the hand-off and run-ahead (`handed.rs`), idempotency
+//! retries, key checks, the module no-op and digest check, this process's wake-ups
+//! (`events.rs`), the order and checking of claims, and capping what a guest can make
+//! long before it is stored (`storable.rs`).
+
+mod events;
+mod handed;
+mod storable;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+
+use super::driver::{Driver, Inserted, KeyRow};
+use super::handoff::Handoff;
+use super::{
+    Enqueued, Finish, Heartbeat, Job, JobCount, JobFilter, JobState, JobSummary, Module, NewJob,
+    NewKey, NewModule, Page, Principal, Progress, PutModule, RescueReport, Scope, Store,
+    StoreError, StoreEvent, keys,
+};
+use events::{EventsOnDrop, LostWorkers};
+use storable::storable_progress;
+
+/// Events buffered per subscriber before it lags.
+const EVENT_CAPACITY: usize = 4096;
+/// Attempts at an enqueue that raced a concurrent one with the same idempotency key.
+const ENQUEUE_TRIES: usize = 5;
+/// Rows deleted per statement by `prune`, so other writers get turns in between.
+const PRUNE_BATCH: u32 = 10_000;
+/// Jobs promoted per statement by `promote_scheduled`.
+const PROMOTE_BATCH: u32 = 10_000;
+
+/// The store: policy over a backend's [`Driver`]. Cheap to clone; clones share the driver,
+/// the event channel and the hand-off.
+pub struct Queue<D> {
+    inner: Arc<Shared<D>>,
+}
+
+struct Shared<D> {
+    driver: D,
+    /// This process's subscribers; a driver's listener forwards other nodes' events here.
+    events: broadcast::Sender<StoreEvent>,
+    /// This process's idle workers, to hand lone enqueued jobs to.
+    handoff: Arc<Handoff>,
+    /// Job ids drawn ahead, for jobs handed over before they are stored.
+    ids: Mutex<handed::IdCache>,
+}
+
+impl<D> Clone for Queue<D> {
+    fn clone(&self) -> Self {
+        Queue {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<D> std::fmt::Debug for Queue<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").finish_non_exhaustive()
+    }
+}
+
+/// A channel for [`Queue::new`]: a driver that hears other nodes sends on a clone of it.
+pub fn event_channel() -> broadcast::Sender<StoreEvent> {
+    broadcast::channel(EVENT_CAPACITY).0
+}
+
+impl<D: Driver> Queue<D> {
+    /// The store over `driver`, whose other nodes' events (if any) arrive on `events`.
+    pub fn new(driver: D, events: broadcast::Sender<StoreEvent>) -> Self {
+        Queue {
+            inner: Arc::new(Shared {
+                driver,
+                events,
+                handoff: Arc::default(),
+                ids: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The backend under the policy, for its own tests.
+    pub fn driver(&self) -> &D {
+        &self.inner.driver
+    }
+
+    fn send(&self, event: StoreEvent) {
+        // No receivers is fine: nobody is waiting.
+        let _ = self.inner.events.send(event);
+    }
+
+    fn wake_queues<'a>(&self, queues: impl IntoIterator<Item = &'a str>) {
+        let queues: HashSet<&str> = queues.into_iter().collect();
+        for queue in queues {
+            self.send(StoreEvent::JobsAvailable {
+                queue: queue.to_owned(),
+            });
+        }
+    }
+
+    fn wake_finished(&self, ids: Vec<i64>) {
+        if !ids.is_empty() {
+            self.send(StoreEvent::JobsFinished { ids });
+        }
+    }
+
+    /// One page of a listing from `rows`, read with one more than the page (which tells
+    /// that more follow).
+    fn page<T>(mut jobs: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Page<T> {
+        let next_cursor = if jobs.len() > limit as usize {
+            jobs.truncate(limit as usize);
+            jobs.last().map(id)
+        } else {
+            None
+        };
+        Page { jobs, next_cursor }
+    }
+}
+
+/// The length of a page of `filter`'s listing: 1..=1000, 0 meaning 100.
+fn page_limit(filter: &JobFilter) -> u32 {
+    match filter.limit {
+        0 => 100,
+        n => n.min(1000),
+    }
+}
+
+/// Whether the database refused a statement, so that it wrote nothing (as opposed to an
+/// error whose statement may have committed, such as a broken connection).
+fn refused(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::ModuleNotFound { .. }
+            | StoreError::Invalid(_)
+            | StoreError::Conflict(_)
+            | StoreError::NotFound
+    )
+}
+
+/// Refuses a batch with a job that may never run (`max_attempts` 0).
+fn check_attempts(jobs: &[NewJob]) -> Result<(), StoreError> {
+    match jobs.iter().find(|job| job.max_attempts == 0) {
+        Some(job) => Err(StoreError::Invalid(format!(
+            "a job of module `{}` has max_attempts 0; it needs at least 1",
+            job.module
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Puts claimed jobs in claim order: priority (highest first), then run_at, then id. A
+/// driver's `UPDATE … RETURNING` does not keep the order.
+fn sort_claimed(jobs: &mut [Job]) {
+    jobs.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.run_at.cmp(&b.run_at))
+            .then(a.id.cmp(&b.id))
+    });
+}
+
+/// The answer for a heartbeat of `asked`, given the `(id, cancel_requested)` of the jobs
+/// the worker still holds: the rest were taken away (`lost`).
+fn heartbeat_answer(asked: &[i64], held: Vec<(i64, bool)>) -> Heartbeat {
+    let mut still = HashSet::with_capacity(held.len());
+    let mut report = Heartbeat::default();
+    for (id, cancel) in held {
+        still.insert(id);
+        if cancel {
+            report.cancel_requested.push(id);
+        }
+    }
+    report.lost = asked
+        .iter()
+        .copied()
+        .filter(|id| !still.contains(id))
+        .collect();
+    report.cancel_requested.sort_unstable();
+    report
+}
+
+#[async_trait::async_trait]
+impl<D: Driver> Store for Queue<D> {
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_attempts(&jobs)?;
+        if let Some(slot) = self.inner.handoff.reserve_for(&jobs)
+            && let Some(job) = self.enqueue_handed(jobs[0].clone(), slot).await?
+        {
+            return Ok(vec![Enqueued {
+                job,
+                duplicate: false,
+            }]);
+        }
+        // If the outcome is unknown (an error after the commit, or the caller dropped this
+        // future), this process's workers of the batch's queues are woken anyway.
+        let queues: HashSet<&str> = jobs.iter().map(|job| job.queue.as_str()).collect();
+        let unsure = EventsOnDrop::new(
+            &self.inner.events,
+            queues
+                .into_iter()
+                .map(|queue| StoreEvent::JobsAvailable {
+                    queue: queue.to_owned(),
+                })
+                .collect(),
+        );
+        let mut jobs = jobs;
+        for _ in 0..ENQUEUE_TRIES {
+            match self.inner.driver.insert_batch(jobs).await {
+                Ok(Inserted::Done(enqueued)) => {
+                    // Committed: wake this process's workers of queues with a job due now.
+                    self.wake_queues(
+                        enqueued
+                            .iter()
+                            .filter(|e| !e.duplicate && e.job.state == JobState::Available)
+                            .map(|e| e.job.queue.as_str()),
+                    );
+                    unsure.disarm();
+                    return Ok(enqueued);
+                }
+                // A key raced a concurrent insert: nothing was written; again.
+                Ok(Inserted::Raced(back)) => jobs = back,
+                Err(e) => {
+                    if refused(&e) {
+                        unsure.disarm();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        unsure.disarm();
+        Err(StoreError::Conflict(
+            "the batch kept changing under concurrent enqueues (idempotency keys) or module \
+             uploads; try again"
+                .into(),
+        ))
+    }
+
+    async fn claim(
+        &self,
+        queue: &str,
+        worker_id: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut jobs = self
+            .inner
+            .driver
+            .claim(queue, worker_id, limit, lease)
+            .await?;
+        sort_claimed(&mut jobs);
+        Ok(jobs)
+    }
+
+    async fn heartbeat(
+        &self,
+        worker_id: &str,
+        ids: &[i64],
+        lease: Duration,
+    ) -> Result<Heartbeat, StoreError> {
+        if ids.is_empty() {
+            return Ok(Heartbeat::default());
+        }
+        let held = self.inner.driver.heartbeat(worker_id, ids, lease).await?;
+        Ok(heartbeat_answer(ids, held))
+    }
+
+    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<bool>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One report per job: a second report of the same job in the call is refused.
+        let mut seen = HashSet::with_capacity(items.len());
+        let first: Vec<bool> = items.iter().map(|item| seen.insert(item.id)).collect();
+        let unique: Vec<Finish> = items
+            .into_iter()
+            .zip(&first)
+            .filter(|(_, first)| **first)
+            .map(|(item, _)| storable::finish(item))
+            .collect();
+        let ids: Vec<i64> = unique.iter().map(|item| item.id).collect();
+        // If the outcome is unknown, this process's long-polls of these jobs look again.
+        let unsure = EventsOnDrop::new(
+            &self.inner.events,
+            vec![StoreEvent::JobsFinished { ids: ids.clone() }],
+        );
+        let applied = self.inner.driver.finish(unique).await?;
+        let mut finished = Vec::new();
+        let mut released = Vec::new();
+        for (id, applied) in ids.iter().zip(&applied) {
+            match applied.as_ref().map(|a| (a.state, a.queue.as_str())) {
+                Some((JobState::Available, queue)) => released.push(queue),
+                Some((JobState::Retryable, _)) | None => {}
+                Some(_) => finished.push(*id),
+            }
+        }
+        self.wake_finished(finished);
+        self.wake_queues(released);
+        unsure.disarm();
+        let mut answers = applied.iter().map(Option::is_some);
+        Ok(first
+            .into_iter()
+            .map(|first| first && answers.next().unwrap_or(false))
+            .collect())
+    }
+
+    async fn set_progress(
+        &self,
+        id: i64,
+        attempt: u32,
+        progress: Progress,
+    ) -> Result<bool, StoreError> {
+        let progress = storable_progress(&progress);
+        self.inner.driver.set_progress(id, attempt, &progress).await
+    }
+
+    async fn rescue(&self) -> Result<RescueReport, StoreError> {
+        let Some(rescued) = self.inner.driver.rescue().await? else {
+            return Ok(RescueReport {
+                skipped: true,
+                ..RescueReport::default()
+            });
+        };
+        let mut report = RescueReport::default();
+        let mut workers = LostWorkers::default();
+        for job in &rescued {
+            workers.add(job.worker.clone(), job.id);
+            match job.state {
+                JobState::Retryable => report.retried.push(job.id),
+                JobState::Cancelled => report.cancelled.push(job.id),
+                _ => report.failed.push(job.id),
+            }
+        }
+        workers.log();
+        for ids in [
+            &mut report.retried,
+            &mut report.failed,
+            &mut report.cancelled,
+        ] {
+            ids.sort_unstable();
+        }
+        if !rescued.is_empty() {
+            tracing::info!(
+                retried = report.retried.len(),
+                failed = report.failed.len(),
+                cancelled = report.cancelled.len(),
+                "rescued jobs whose worker stopped renewing its lease"
+            );
+        }
+        let mut finished = report.failed.clone();
+        finished.extend(&report.cancelled);
+        self.wake_finished(finished);
+        self.wake_queues(
+            rescued
+                .iter()
+                .filter(|job| job.state == JobState::Retryable)
+                .map(|job| job.queue.as_str()),
+        );
+        Ok(report)
+    }
+
+    async fn promote_scheduled(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            let queues = self.inner.driver.promote(PROMOTE_BATCH).await?;
+            total += queues.len() as u64;
+            self.wake_queues(queues.iter().map(String::as_str));
+            if queues.len() < PROMOTE_BATCH as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+        let Some((job, cancelled)) = self.inner.driver.cancel(tenant, id).await? else {
+            return Ok(None);
+        };
+        if cancelled {
+            self.wake_finished(vec![id]);
+        } else if job.state == JobState::Running {
+            self.send(StoreEvent::CancelRequested { id });
+        }
+        Ok(Some(job))
+    }
+
+    async fn get(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+        self.inner.driver.get(tenant, id).await
+    }
+
+    async fn list(&self, tenant: &str, filter: &JobFilter) -> Result<Page, StoreError> {
+        let limit = page_limit(filter);
+        let rows = self.inner.driver.list(tenant, filter, limit + 1).await?;
+        Ok(Self::page(rows, limit, |job| job.id))
+    }
+
+    async fn list_summaries(
+        &self,
+        tenant: &str,
+        filter: &JobFilter,
+    ) -> Result<Page<JobSummary>, StoreError> {
+        let limit = page_limit(filter);
+        let rows = (self.inner.driver)
+            .list_summaries(tenant, filter, limit + 1)
+            .await?;
+        Ok(Self::page(rows, limit, |job| job.id))
+    }
+
+    async fn job_state(&self, tenant: &str, id: i64) -> Result<Option<JobState>, StoreError> {
+        self.inner.driver.job_state(tenant, id).await
+    }
+
+    async fn prune(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            let deleted = self.inner.driver.prune(older_than, PRUNE_BATCH).await?;
+            total += deleted;
+            if deleted < u64::from(PRUNE_BATCH) {
+                break;
+            }
+        }
+        // Losing a race with an upload of the same bytes is harmless: the next prune sweeps.
+        if let Err(e) = self.inner.driver.sweep_blobs().await {
+            tracing::warn!(error = %e, "sweeping unused module bytes failed");
+        }
+        Ok(total)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn handoff(&self) -> Option<&Arc<Handoff>> {
+        Some(&self.inner.handoff)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.driver.ping().await
+    }
+
+    async fn put_module(&self, module: NewModule) -> Result<PutModule, StoreError> {
+        if hex::encode(Sha256::digest(&module.bytes)) != module.digest {
+            return Err(StoreError::Invalid(format!(
+                "digest {} is not the sha256 of the module bytes",
+                module.digest
+            )));
+        }
+        // The same bytes, kind and defaults again change nothing.
+        let unchanged = |latest: &Module| {
+            latest.digest == module.digest
+                && latest.kind == module.kind
+                && latest.limits == module.limits
+        };
+        self.inner.driver.put_module(&module, &unchanged).await
+    }
+
+    async fn get_module(&self, tenant: &str, name: &str) -> Result<Option<Module>, StoreError> {
+        self.inner.driver.get_module(tenant, name).await
+    }
+
+    async fn module_versions(&self, tenant: &str, name: &str) -> Result<Vec<Module>, StoreError> {
+        self.inner.driver.module_versions(tenant, name).await
+    }
+
+    async fn list_modules(&self, tenant: &str) -> Result<Vec<Module>, StoreError> {
+        self.inner.driver.list_modules(tenant).await
+    }
+
+    async fn delete_module(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        self.inner.driver.delete_module(tenant, name).await
+    }
+
+    async fn module_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.driver.module_bytes(digest).await
+    }
+
+    async fn count_jobs(&self) -> Result<Vec<JobCount>, StoreError> {
+        self.inner.driver.count_jobs().await
+    }
+
+    async fn create_key(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        scopes: &[Scope],
+    ) -> Result<NewKey, StoreError> {
+        let (id, key, hash, scopes) = keys::new_key(tenant, scopes)?;
+        let row = KeyRow {
+            tenant: tenant.to_owned(),
+            hash,
+            scopes: scopes.into_iter().map(str::to_owned).collect(),
+        };
+        self.inner.driver.insert_key(&id, name, &row).await?;
+        Ok(NewKey { id, key })
+    }
+
+    async fn authenticate(&self, key: &str) -> Result<Option<Principal>, StoreError> {
+        let Some((id, secret)) = keys::parse(key) else {
+            return Ok(None);
+        };
+        let Some(row) = self.inner.driver.key(id).await? else {
+            return Ok(None);
+        };
+        Ok(keys::principal(
+            id,
+            secret,
+            row.tenant,
+            &row.hash,
+            &row.scopes,
+        ))
+    }
+
+    async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        self.inner.driver.revoke_key(tenant, id).await
+    }
+}
