@@ -47,6 +47,9 @@ pub enum ApiError {
     /// No such module in this tenant.
     #[error("module `{0}` does not exist; upload it with PUT /v1/modules/{0}")]
     ModuleNotFound(String),
+    /// No such schedule in this tenant.
+    #[error("schedule `{0}` does not exist; create it with PUT /v1/schedules/{0}")]
+    ScheduleNotFound(String),
     /// No such route.
     #[error("no such endpoint; see /openapi.json for the API")]
     RouteNotFound,
@@ -128,6 +131,11 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "module-not-found",
                 "Module not found",
+            ),
+            ScheduleNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "schedule-not-found",
+                "Schedule not found",
             ),
             RouteNotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             MethodNotAllowed => (

@@ -30,6 +30,7 @@ use sqlx::{Connection, Row};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
+mod schedules;
 mod warm;
 use warm::Warm;
 
@@ -38,9 +39,10 @@ use super::handoff::{self, Handed, Handoff, Reservation, RunAhead};
 use super::{
     AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobBody, JobCount, JobError,
     JobFilter, JobState, JobSummary, Limits, Module, NewJob, NewKey, NewModule, Outcome, Page,
-    Principal, Progress, PutModule, RescueReport, Scope, Store, StoreError, StoreEvent, Usage,
-    keys,
+    NewSchedule, Principal, Progress, PutModule, RescueReport, Schedule, ScheduleAdvance, Scope,
+    Store, StoreError, StoreEvent, Usage, keys,
 };
+use chrono::{DateTime, Utc};
 
 const CHANNEL_JOBS: &str = "wasmq_jobs";
 /// [`super::MAX_HISTORY`] as the statements bind it.
@@ -185,7 +187,12 @@ async fn listen(
         let connected = async {
             let mut listener = PgListener::connect(&url).await?;
             listener
-                .listen_all([CHANNEL_JOBS, CHANNEL_CANCEL, CHANNEL_FINISHED])
+                .listen_all([
+                    CHANNEL_JOBS,
+                    CHANNEL_CANCEL,
+                    CHANNEL_FINISHED,
+                    schedules::CHANNEL_SCHEDULES,
+                ])
                 .await?;
             Ok::<_, sqlx::Error>(listener)
         }
@@ -263,6 +270,7 @@ fn parse_notification(channel: &str, payload: &str, node: &str) -> Option<StoreE
                 .filter_map(|id| id.parse().ok())
                 .collect(),
         }),
+        schedules::CHANNEL_SCHEDULES => Some(StoreEvent::SchedulesChanged),
         _ => None,
     }
 }
@@ -2153,6 +2161,38 @@ impl Store for PgStore {
         .map_err(db_err)?;
         conn.keep();
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError> {
+        self.put_schedule_row(schedule).await
+    }
+
+    async fn schedules(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        self.schedule_rows(tenant, name).await
+    }
+
+    async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.delete_schedule_row(tenant, name).await
+    }
+
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        self.due_schedule_rows(now, limit).await
+    }
+
+    async fn next_schedule_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_schedule_tick().await
+    }
+
+    async fn advance_schedule(&self, advance: ScheduleAdvance) -> Result<bool, StoreError> {
+        self.advance_schedule_row(advance).await
     }
 }
 

@@ -46,8 +46,11 @@ use super::keys;
 use super::{
     AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobBody, JobCount, JobError,
     JobFilter, JobState, JobSummary, Module, NewJob, NewKey, NewModule, Outcome, Page, Principal,
-    Progress, PutModule, RescueReport, Scope, Store, StoreError, StoreEvent,
+    NewSchedule, Progress, PutModule, RescueReport, Schedule, ScheduleAdvance, Scope, Store,
+    StoreError, StoreEvent,
 };
+
+mod schedules;
 
 /// [`super::MAX_HISTORY`] as the statements bind it.
 const MAX_HISTORY: i64 = super::MAX_HISTORY as i64;
@@ -1499,6 +1502,38 @@ impl Store for SqliteStore {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError> {
+        self.put_schedule_row(schedule).await
+    }
+
+    async fn schedules(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        self.schedule_rows(tenant, name).await
+    }
+
+    async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.delete_schedule_row(tenant, name).await
+    }
+
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        self.due_schedule_rows(now, limit).await
+    }
+
+    async fn next_schedule_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_schedule_tick().await
+    }
+
+    async fn advance_schedule(&self, advance: ScheduleAdvance) -> Result<bool, StoreError> {
+        self.advance_schedule_row(advance).await
     }
 }
 
