@@ -54,21 +54,37 @@ async fn two_nodes_make_one_job_per_tick_even_when_one_is_killed() {
     let stopped_at = Utc::now();
 
     let db = sqlx::PgPool::connect(&url).await.unwrap();
-    let keys: Vec<String> =
-        sqlx::query_scalar("SELECT idempotency_key FROM wasmq_jobs WHERE idempotency_key IS NOT NULL")
-            .fetch_all(&db)
-            .await
-            .unwrap();
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT idempotency_key FROM wasmq_jobs WHERE idempotency_key IS NOT NULL",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
     let mut per_tick = BTreeMap::<i64, usize>::new();
     for key in &keys {
         assert_eq!(schedule_of(key), Some("tick"), "{key}");
-        *per_tick.entry(key.rsplit_once(':').unwrap().1.parse().unwrap()).or_default() += 1;
+        *per_tick
+            .entry(key.rsplit_once(':').unwrap().1.parse().unwrap())
+            .or_default() += 1;
     }
-    assert!(per_tick.values().all(|&n| n == 1), "one job per tick: {per_tick:?}");
-    let (lo, hi) = (*per_tick.keys().next().unwrap(), *per_tick.keys().last().unwrap());
+    assert!(
+        per_tick.values().all(|&n| n == 1),
+        "one job per tick: {per_tick:?}"
+    );
+    let (lo, hi) = (
+        *per_tick.keys().next().unwrap(),
+        *per_tick.keys().last().unwrap(),
+    );
     assert_eq!(lo, first.timestamp(), "the first tick fired");
-    assert_eq!(per_tick.len() as i64, hi - lo + 1, "no tick missed: {per_tick:?}");
-    assert!(hi >= killed_at.timestamp() + 3, "ticks went on after the kill: {per_tick:?}");
+    assert_eq!(
+        per_tick.len() as i64,
+        hi - lo + 1,
+        "no tick missed: {per_tick:?}"
+    );
+    assert!(
+        hi >= killed_at.timestamp() + 3,
+        "ticks went on after the kill: {per_tick:?}"
+    );
     assert!(hi <= stopped_at.timestamp() + 1, "{per_tick:?}");
     a.terminate();
     assert!(a.exited(Duration::from_secs(30)).await.success());

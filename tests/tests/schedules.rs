@@ -30,7 +30,10 @@ async fn schedule_until(s: &Server, name: &str, done: impl Fn(&Value) -> bool) -
         if done(&view) {
             return view;
         }
-        assert!(Instant::now() < deadline, "schedule {name} never got there: {view}");
+        assert!(
+            Instant::now() < deadline,
+            "schedule {name} never got there: {view}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -38,8 +41,12 @@ async fn schedule_until(s: &Server, name: &str, done: impl Fn(&Value) -> bool) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedules_ticks_become_jobs_that_name_it() {
     let s = Server::start().await;
-    assert_eq!(s.push(&s.admin, "echo", guests::ECHO).await.0, StatusCode::CREATED);
-    let body = json!({"cron": "* * * * * *", "module": "echo", "input": {"page": 7}, "priority": 2});
+    assert_eq!(
+        s.push(&s.admin, "echo", guests::ECHO).await.0,
+        StatusCode::CREATED
+    );
+    let body =
+        json!({"cron": "* * * * * *", "module": "echo", "input": {"page": 7}, "priority": 2});
     let created = put(&s, &s.admin, "every-second", body.clone()).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let view: Value = created.json().await.unwrap();
@@ -51,9 +58,14 @@ async fn a_schedules_ticks_become_jobs_that_name_it() {
     let replaced = put(&s, &s.admin, "every-second", body).await;
     assert_eq!(replaced.status(), StatusCode::OK);
 
-    let view = schedule_until(&s, "every-second", |v| v["last_job"]["state"] == "completed").await;
+    let view = schedule_until(&s, "every-second", |v| {
+        v["last_job"]["state"] == "completed"
+    })
+    .await;
     let id = view["last_job"]["id"].as_i64().unwrap();
-    let job = s.call(Method::GET, &format!("/v1/jobs/{id}"), &s.admin).await;
+    let job = s
+        .call(Method::GET, &format!("/v1/jobs/{id}"), &s.admin)
+        .await;
     assert_eq!(job["schedule"], "every-second");
     assert_eq!(job["result"], json!({"page": 7}));
     assert_eq!(job["priority"], 2);
@@ -61,9 +73,17 @@ async fn a_schedules_ticks_become_jobs_that_name_it() {
 
     let list = s.call(Method::GET, "/v1/schedules", &s.admin).await;
     assert_eq!(list["schedules"][0]["name"], "every-second");
-    let deleted = s.req(Method::DELETE, "/v1/schedules/every-second", &s.admin).send().await.unwrap();
+    let deleted = s
+        .req(Method::DELETE, "/v1/schedules/every-second", &s.admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    let gone = s.req(Method::GET, "/v1/schedules/every-second", &s.admin).send().await.unwrap();
+    let gone = s
+        .req(Method::GET, "/v1/schedules/every-second", &s.admin)
+        .send()
+        .await
+        .unwrap();
     problem(gone, StatusCode::NOT_FOUND, "schedule-not-found").await;
     s.stop().await;
 }
@@ -99,24 +119,42 @@ async fn bad_schedules_are_refused_by_field_and_nothing_is_stored() {
     let r = put(&s, &s.admin, "s", with("module", json!("nope"))).await;
     problem(r, StatusCode::NOT_FOUND, "module-not-found").await;
     let list = s.call(Method::GET, "/v1/schedules", &s.admin).await;
-    assert_eq!(list["schedules"], json!([]), "nothing of a refused put is stored");
+    assert_eq!(
+        list["schedules"],
+        json!([]),
+        "nothing of a refused put is stored"
+    );
 
     // Scopes and tenants, as for jobs.
     let reader = s.key("default", &[Scope::JobsRead]).await;
     let r = put(&s, &reader, "s", ok.clone()).await;
     problem(r, StatusCode::FORBIDDEN, "forbidden").await;
-    assert_eq!(put(&s, &s.admin, "s", ok.clone()).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        put(&s, &s.admin, "s", ok.clone()).await.status(),
+        StatusCode::CREATED
+    );
     let seen = s.call(Method::GET, "/v1/schedules/s", &reader).await;
     assert_eq!(seen["name"], "s");
     let stranger = s.key("other", &[Scope::Admin]).await;
-    let r = s.req(Method::GET, "/v1/schedules/s", &stranger).send().await.unwrap();
+    let r = s
+        .req(Method::GET, "/v1/schedules/s", &stranger)
+        .send()
+        .await
+        .unwrap();
     problem(r, StatusCode::NOT_FOUND, "schedule-not-found").await;
-    let r = s.req(Method::DELETE, "/v1/schedules/s", &stranger).send().await.unwrap();
+    let r = s
+        .req(Method::DELETE, "/v1/schedules/s", &stranger)
+        .send()
+        .await
+        .unwrap();
     problem(r, StatusCode::NOT_FOUND, "schedule-not-found").await;
 
     // A client cannot forge a schedule's job.
     let (status, p) = s
-        .enqueue(&s.admin, json!({"module": "echo", "idempotency_key": "wasmq:schedule:s:1"}))
+        .enqueue(
+            &s.admin,
+            json!({"module": "echo", "idempotency_key": "wasmq:schedule:s:1"}),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     s.stop().await;
@@ -127,12 +165,22 @@ async fn a_schedule_whose_module_is_deleted_keeps_its_row_and_says_why() {
     let s = Server::start().await;
     s.push(&s.admin, "echo", guests::ECHO).await;
     let body = json!({"cron": "* * * * * *", "module": "echo"});
-    assert_eq!(put(&s, &s.admin, "orphan", body).await.status(), StatusCode::CREATED);
-    let r = s.req(Method::DELETE, "/v1/modules/echo", &s.admin).send().await.unwrap();
+    assert_eq!(
+        put(&s, &s.admin, "orphan", body).await.status(),
+        StatusCode::CREATED
+    );
+    let r = s
+        .req(Method::DELETE, "/v1/modules/echo", &s.admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let view = schedule_until(&s, "orphan", |v| v["last_error"].is_string()).await;
     let error = view["last_error"].as_str().unwrap();
     assert!(error.contains("`echo`"), "{error}");
-    assert!(view["next_run_at"].is_string(), "it goes on ticking: {view}");
+    assert!(
+        view["next_run_at"].is_string(),
+        "it goes on ticking: {view}"
+    );
     s.stop().await;
 }

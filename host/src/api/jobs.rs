@@ -446,7 +446,14 @@ pub async fn enqueue(
         Some(events) => {
             let job = wait_for(&state, &auth, first.job.id, wait, events).await?;
             let done = job.state.is_finished();
-            (if done { StatusCode::OK } else { StatusCode::ACCEPTED }, job)
+            (
+                if done {
+                    StatusCode::OK
+                } else {
+                    StatusCode::ACCEPTED
+                },
+                job,
+            )
         }
         None if first.duplicate => (StatusCode::OK, first.job),
         None => (StatusCode::ACCEPTED, first.job),

@@ -147,7 +147,10 @@ impl Client {
     }
 
     /// Sends, and turns a problem+json answer into an error naming its detail.
-    pub(super) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    pub(super) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
         let response = request
             .send()
             .await
@@ -317,16 +320,24 @@ pub(super) async fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
                     body[k] = v;
                 }
             }
+            // With --wait, the enqueue itself waits (up to a minute) for the result.
+            let path = if wait {
+                "/v1/jobs?wait=60s"
+            } else {
+                "/v1/jobs"
+            };
             let job = client
-                .json(
-                    client
-                        .request(reqwest::Method::POST, "/v1/jobs")
-                        .json(&body),
-                )
+                .json(client.request(reqwest::Method::POST, path).json(&body))
                 .await?;
             if !wait {
                 print_json(&job);
                 return Ok(ExitCode::SUCCESS);
+            }
+            if matches!(
+                job["state"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            ) {
+                return Ok(report(&job));
             }
             let id = job["id"]
                 .as_i64()

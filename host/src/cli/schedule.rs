@@ -106,11 +106,17 @@ pub(super) async fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
         ),
         ScheduleCommand::Get { name } => {
             let path = format!("/v1/schedules/{name}");
-            Some(client.json(client.request(reqwest::Method::GET, &path)).await?)
+            Some(
+                client
+                    .json(client.request(reqwest::Method::GET, &path))
+                    .await?,
+            )
         }
         ScheduleCommand::Delete { name } => {
             let path = format!("/v1/schedules/{name}");
-            client.send(client.request(reqwest::Method::DELETE, &path)).await?;
+            client
+                .send(client.request(reqwest::Method::DELETE, &path))
+                .await?;
             None
         }
     };

@@ -38,8 +38,8 @@ use super::handoff::{self, Handed, Handoff, Reservation, RunAhead};
 
 use super::{
     AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobBody, JobCount, JobError,
-    JobFilter, JobState, JobSummary, Limits, Module, NewJob, NewKey, NewModule, Outcome, Page,
-    NewSchedule, Principal, Progress, PutModule, RescueReport, Schedule, ScheduleAdvance, Scope,
+    JobFilter, JobState, JobSummary, Limits, Module, NewJob, NewKey, NewModule, NewSchedule,
+    Outcome, Page, Principal, Progress, PutModule, RescueReport, Schedule, ScheduleAdvance, Scope,
     Store, StoreError, StoreEvent, Usage, keys,
 };
 use chrono::{DateTime, Utc};

@@ -45,8 +45,8 @@ use super::handoff::{self, Handoff, Reservation};
 use super::keys;
 use super::{
     AttemptRecord, Enqueued, ErrorKind, Finish, Heartbeat, Job, JobBody, JobCount, JobError,
-    JobFilter, JobState, JobSummary, Module, NewJob, NewKey, NewModule, Outcome, Page, Principal,
-    NewSchedule, Progress, PutModule, RescueReport, Schedule, ScheduleAdvance, Scope, Store,
+    JobFilter, JobState, JobSummary, Module, NewJob, NewKey, NewModule, NewSchedule, Outcome, Page,
+    Principal, Progress, PutModule, RescueReport, Schedule, ScheduleAdvance, Scope, Store,
     StoreError, StoreEvent,
 };
 

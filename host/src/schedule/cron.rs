@@ -102,20 +102,36 @@ mod tests {
         // New York falls back on 2026-11-01 at 02:00 EDT: 01:30 happens twice.
         let ny = "America/New_York";
         let half_past_one = CronExpr::parse("30 1 * * *", ny).unwrap();
-        let first = half_past_one.next_after(utc(2026, 10, 31, 16, 0, 0)).unwrap();
+        let first = half_past_one
+            .next_after(utc(2026, 10, 31, 16, 0, 0))
+            .unwrap();
         assert_eq!(first, utc(2026, 11, 1, 5, 30, 0));
-        assert_eq!(half_past_one.next_after(first), Some(utc(2026, 11, 2, 6, 30, 0)));
+        assert_eq!(
+            half_past_one.next_after(first),
+            Some(utc(2026, 11, 2, 6, 30, 0))
+        );
         // It springs forward on 2026-03-08 at 02:00: 02:30 does not exist that day.
         let half_past_two = CronExpr::parse("30 2 * * *", ny).unwrap();
         let gap = half_past_two.next_after(utc(2026, 3, 7, 17, 0, 0)).unwrap();
-        assert_eq!(gap, utc(2026, 3, 8, 7, 0, 0), "03:00 EDT, the next valid instant");
-        assert_eq!(half_past_two.next_after(gap), Some(utc(2026, 3, 9, 6, 30, 0)));
+        assert_eq!(
+            gap,
+            utc(2026, 3, 8, 7, 0, 0),
+            "03:00 EDT, the next valid instant"
+        );
+        assert_eq!(
+            half_past_two.next_after(gap),
+            Some(utc(2026, 3, 9, 6, 30, 0))
+        );
     }
 
     #[test]
     fn bad_expressions_and_zones_name_their_field() {
         for bad in ["61 * * * *", "* * *", "* * * * * * *", "every day", ""] {
-            assert_eq!(CronExpr::parse(bad, "UTC").err().unwrap().field, "cron", "{bad}");
+            assert_eq!(
+                CronExpr::parse(bad, "UTC").err().unwrap().field,
+                "cron",
+                "{bad}"
+            );
         }
         let e = CronExpr::parse("* * * * *", "Mars/Olympus").err().unwrap();
         assert_eq!(e.field, "timezone");

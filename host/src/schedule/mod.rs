@@ -49,7 +49,12 @@ pub struct Decision {
 /// The policy for a tick due at `tick`, handled at `now`: on time, it fires and the next
 /// tick follows it (a brief stall catches up tick by tick); missed, it fires only with
 /// [`CatchUp::One`] and the schedule jumps past `now`, so downtime never makes a storm.
-pub fn decide(cron: &CronExpr, catch_up: CatchUp, tick: DateTime<Utc>, now: DateTime<Utc>) -> Decision {
+pub fn decide(
+    cron: &CronExpr,
+    catch_up: CatchUp,
+    tick: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Decision {
     let on_time = now.signed_duration_since(tick).to_std().unwrap_or_default() <= ON_TIME;
     if on_time {
         Decision {
@@ -85,7 +90,13 @@ mod tests {
     fn an_on_time_tick_fires_and_the_next_follows_it() {
         let every_second = CronExpr::parse("* * * * * *", "UTC").unwrap();
         let d = decide(&every_second, CatchUp::Skip, at(10, 0, 0), at(10, 0, 3));
-        assert_eq!(d, Decision { enqueue: true, next: Some(at(10, 0, 1)) });
+        assert_eq!(
+            d,
+            Decision {
+                enqueue: true,
+                next: Some(at(10, 0, 1))
+            }
+        );
     }
 
     #[test]
@@ -93,8 +104,20 @@ mod tests {
         let hourly = CronExpr::parse("@hourly", "UTC").unwrap();
         let (tick, now) = (at(1, 0, 0), at(5, 30, 0));
         let skip = decide(&hourly, CatchUp::Skip, tick, now);
-        assert_eq!(skip, Decision { enqueue: false, next: Some(at(6, 0, 0)) });
+        assert_eq!(
+            skip,
+            Decision {
+                enqueue: false,
+                next: Some(at(6, 0, 0))
+            }
+        );
         let one = decide(&hourly, CatchUp::One, tick, now);
-        assert_eq!(one, Decision { enqueue: true, next: Some(at(6, 0, 0)) });
+        assert_eq!(
+            one,
+            Decision {
+                enqueue: true,
+                next: Some(at(6, 0, 0))
+            }
+        );
     }
 }

@@ -159,7 +159,8 @@ impl SqliteStore {
             .fetch_one(&self.inner.read)
             .await
             .map_err(db_err)?;
-        next.map(|v| super::from_micros("next_run_at", v)).transpose()
+        next.map(|v| super::from_micros("next_run_at", v))
+            .transpose()
     }
 
     pub(super) async fn advance_schedule_row(
