@@ -36,8 +36,10 @@ use wasmq_host::queue::{
 pub use wasmq_host::queue::Store;
 
 mod bounds;
+mod control;
 mod schedules;
 pub use bounds::*;
+pub use control::*;
 pub use schedules::*;
 
 /// Expands to one `#[tokio::test]` per conformance case; `$make` is an expression (it may
@@ -79,6 +81,7 @@ macro_rules! store_conformance_tests {
             listings_leave_out_big_inputs_and_results,
             job_state_is_read_alone,
             nul_characters_in_a_report_are_stored_replaced,
+            a_failed_or_cancelled_job_is_retried_once_more,
             schedules_put_replace_list_delete_per_tenant,
             a_due_schedule_advances_once,
             paused_schedules_are_never_due,

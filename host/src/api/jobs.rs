@@ -644,6 +644,30 @@ pub async fn cancel(
     Ok(axum::Json(JobView::new(job, true)))
 }
 
+/// Run a failed or cancelled job again: `available` at once with a fresh attempt count,
+/// its history kept. 409 from any other state.
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")),
+    responses(
+        (status = 200, description = "the job, available again", body = JobView),
+        (status = 404, body = super::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the job is not failed or cancelled", body = super::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn retry(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<JobView>, ApiError> {
+    auth.require(Scope::JobsWrite)?;
+    if let Some(job) = state.store.retry(auth.tenant(), id).await? {
+        return Ok(axum::Json(JobView::new(job, true)));
+    }
+    match state.store.job_state(auth.tenant(), id).await? {
+        Some(now) => Err(ApiError::NotRetryable(id, now)),
+        None => Err(ApiError::JobNotFound(id)),
+    }
+}
+
 /// Query of `GET /v1/jobs`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

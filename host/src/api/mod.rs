@@ -141,6 +141,7 @@ impl AppState {
         jobs::get_job,
         jobs::get_log,
         jobs::cancel,
+        jobs::retry,
         jobs::list_jobs,
         schedules::put_schedule,
         schedules::list_schedules,
@@ -198,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/log", get(jobs::get_log))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route(
             "/v1/schedules/{name}",
             put(schedules::put_schedule)

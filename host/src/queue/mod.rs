@@ -1168,6 +1168,11 @@ pub trait Store: Send + Sync + 'static {
     /// such unrevoked key.
     async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
 
+    /// Runs a `failed` or `cancelled` job again: `available` now, no attempts counted, its
+    /// history kept. `None` if it is in another state or does not exist (tell them apart
+    /// with [`Store::job_state`]).
+    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
+
     // Schedules: rows and compare-and-set advances only; `crate::schedule` decides.
 
     /// Stores `schedule`, replacing one of the same tenant and name (its `last_*` kept,

@@ -30,6 +30,7 @@ use sqlx::{Connection, Row};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
+mod control;
 mod schedules;
 mod warm;
 use warm::Warm;
@@ -2161,6 +2162,10 @@ impl Store for PgStore {
         .map_err(db_err)?;
         conn.keep();
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+        self.retry_row(tenant, id).await
     }
 
     async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError> {

@@ -50,6 +50,7 @@ use super::{
     StoreError, StoreEvent,
 };
 
+mod control;
 mod schedules;
 
 /// [`super::MAX_HISTORY`] as the statements bind it.
@@ -1502,6 +1503,10 @@ impl Store for SqliteStore {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+        self.retry_row(tenant, id).await
     }
 
     async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError> {

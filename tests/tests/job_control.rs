@@ -1,4 +1,5 @@
-//! `POST /v1/jobs?wait=`: a durable job, enqueued and awaited in one call.
+//! Job control over HTTP: `POST /v1/jobs?wait=` (a durable job, enqueued and awaited in
+//! one call) and `POST /v1/jobs/{id}/retry` (a failed or cancelled job run again).
 
 mod support;
 
@@ -62,5 +63,66 @@ async fn an_enqueue_can_wait_for_its_result() {
         1,
         "refused calls stored nothing"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_can_be_retried_and_only_a_finished_one() {
+    let s = Server::start().await;
+    s.push(&s.admin, "hostile", guests::HOSTILE).await;
+    let fatal = json!({"module": "hostile", "input": {"op": "fatal"}});
+    let r = enqueue_waiting(&s, &s.admin, "20s", fatal).await;
+    let failed: Value = r.json().await.unwrap();
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let id = failed["id"].as_i64().unwrap();
+
+    let retry = |key: String| {
+        let req = s.req(Method::POST, &format!("/v1/jobs/{id}/retry"), &key);
+        async move { req.send().await.unwrap() }
+    };
+    let r = retry(s.admin.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["attempt"], 0, "a fresh attempt count: {again}");
+    assert!(again["error"].is_null());
+    let done = s.wait(&s.admin, id).await;
+    assert_eq!(
+        (done["state"].clone(), done["attempt"].clone()),
+        (json!("failed"), json!(1))
+    );
+    assert_eq!(
+        done["history"].as_array().unwrap().len(),
+        2,
+        "both runs' failures kept: {done}"
+    );
+
+    let reader = s.key("default", &[Scope::JobsRead]).await;
+    problem(retry(reader).await, StatusCode::FORBIDDEN, "forbidden").await;
+    let stranger = s.key("other", &[Scope::Admin]).await;
+    problem(
+        retry(stranger).await,
+        StatusCode::NOT_FOUND,
+        "job-not-found",
+    )
+    .await;
+    let ok = enqueue_waiting(
+        &s,
+        &s.admin,
+        "20s",
+        json!({"module": "hostile", "input": {"op": "progress"}}),
+    )
+    .await;
+    let completed: Value = ok.json().await.unwrap();
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/v1/jobs/{}/retry", completed["id"]),
+            &s.admin,
+        )
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, StatusCode::CONFLICT, "not-retryable").await;
+    assert!(p["detail"].as_str().unwrap().contains("completed"));
     s.stop().await;
 }
