@@ -5,6 +5,7 @@
 //!   the [`queue::Store`] trait.
 //! - [`worker`]: the pool that claims jobs, runs them in the sandbox and reports back.
 //! - [`api`]: the HTTP API (axum), the only module that knows HTTP and JSON.
+//! - [`schedule`]: periodic jobs: cron expressions and the scheduler every node runs.
 //! - [`metrics`]: process counters and histograms for `/metrics`.
 //! - [`cli`]: the `wasmq` command line.
 //! - [`text`]: bounded messages (what a guest or store can make long is cut to fit).
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod metrics;
 pub mod queue;
 pub mod runtime;
+pub mod schedule;
 pub mod text;
 pub mod units;
 pub mod worker;

@@ -37,18 +37,22 @@ pub use wasmq_host::queue::Store;
 
 mod bounds;
 mod claims;
+mod control;
 mod enqueue;
 mod handoff;
 mod leases;
 mod listing;
 mod modules;
+mod schedules;
 pub use bounds::*;
 pub use claims::*;
+pub use control::*;
 pub use enqueue::*;
 pub use handoff::*;
 pub use leases::*;
 pub use listing::*;
 pub use modules::*;
+pub use schedules::*;
 
 /// Expands to one `#[tokio::test]` per conformance case; `$make` is an expression (it may
 /// `.await`) giving a fresh `Arc<dyn Store>`-compatible store, evaluated once per case.
@@ -89,6 +93,14 @@ macro_rules! store_conformance_tests {
             listings_leave_out_big_inputs_and_results,
             job_state_is_read_alone,
             nul_characters_in_a_report_are_stored_replaced,
+            a_failed_or_cancelled_job_is_retried_once_more,
+            schedules_put_replace_list_delete_per_tenant,
+            a_due_schedule_advances_once,
+            paused_schedules_are_never_due,
+            a_schedule_shows_its_last_job_and_error,
+            two_schedulers_make_one_job_per_tick,
+            a_tick_of_a_deleted_module_is_recorded,
+            missed_ticks_are_skipped_or_caught_up_once,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -47,6 +47,12 @@ pub enum ApiError {
     /// No such module in this tenant.
     #[error("module `{0}` does not exist; upload it with PUT /v1/modules/{0}")]
     ModuleNotFound(String),
+    /// A retry of a job that is not failed or cancelled.
+    #[error("job {0} is {1}: only a failed or cancelled job can be retried")]
+    NotRetryable(i64, crate::queue::JobState),
+    /// No such schedule in this tenant.
+    #[error("schedule `{0}` does not exist; create it with PUT /v1/schedules/{0}")]
+    ScheduleNotFound(String),
     /// No such route.
     #[error("no such endpoint; see /openapi.json for the API")]
     RouteNotFound,
@@ -128,6 +134,12 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "module-not-found",
                 "Module not found",
+            ),
+            NotRetryable(..) => (StatusCode::CONFLICT, "not-retryable", "Job not retryable"),
+            ScheduleNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "schedule-not-found",
+                "Schedule not found",
             ),
             RouteNotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             MethodNotAllowed => (

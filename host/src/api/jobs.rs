@@ -127,6 +127,9 @@ pub struct JobView {
     /// The idempotency key, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The schedule that made it, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     /// `{percent, note}` reported by the current or last attempt.
     #[schema(value_type = Object)]
     pub progress: Option<queue::Progress>,
@@ -164,7 +167,7 @@ pub struct JobView {
 }
 
 /// JSON if the bytes are UTF-8 JSON, else base64.
-fn json_or_base64(bytes: &[u8]) -> (Option<serde_json::Value>, Option<String>) {
+pub(super) fn json_or_base64(bytes: &[u8]) -> (Option<serde_json::Value>, Option<String>) {
     match serde_json::from_slice(bytes) {
         Ok(value) => (Some(value), None),
         Err(_) => (None, Some(BASE64.encode(bytes))),
@@ -206,6 +209,11 @@ impl JobView {
             max_attempts: job.max_attempts,
             limits: job.limits,
             run_at: job.run_at,
+            schedule: job
+                .idempotency_key
+                .as_deref()
+                .and_then(crate::schedule::schedule_of)
+                .map(str::to_owned),
             idempotency_key: job.idempotency_key,
             progress: job.progress,
             input: None,
@@ -234,7 +242,7 @@ pub struct JobPage {
 }
 
 /// Turns one request into a [`NewJob`], merging the module's default limits.
-fn new_job(
+pub(super) fn new_job(
     state: &AppState,
     tenant: &str,
     module: &Module,
@@ -310,6 +318,14 @@ fn new_job(
             "`idempotency_key` must be 1–255 bytes".into(),
         ));
     }
+    if let Some(key) = &req.idempotency_key
+        && key.starts_with(crate::schedule::KEY_PREFIX)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "`idempotency_key` may not begin with `{}`: those are the scheduler's",
+            crate::schedule::KEY_PREFIX
+        )));
+    }
     let own = queue::Limits::from(req.limits.unwrap_or_default());
     check_limits(&own, &state.runtime.max_limits())?;
     let defaults = &module.limits;
@@ -384,7 +400,7 @@ fn count_enqueued(enqueued: &[queue::Enqueued]) {
 
 /// The JSON body of a write call, read only once the key is known to hold `scope`: a key
 /// without it gets its 403 before the server reads (up to 64 MiB of) a body it refuses.
-async fn body_if_allowed<T: serde::de::DeserializeOwned>(
+pub(super) async fn body_if_allowed<T: serde::de::DeserializeOwned>(
     state: &AppState,
     auth: &Auth,
     scope: Scope,
@@ -396,12 +412,15 @@ async fn body_if_allowed<T: serde::de::DeserializeOwned>(
 }
 
 /// Enqueue a job. 202 with the new job; 200 with the existing one if the idempotency key
-/// was already used.
+/// was already used. With `?wait=10s` (a key with `jobs:read` too), answers once the job
+/// has finished (200, with its result) or when the time is up (202, the job as it stands):
+/// a durable job, awaited in one call.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    params(WaitParams),
     request_body = EnqueueRequest,
     responses(
-        (status = 202, description = "enqueued", body = JobView),
-        (status = 200, description = "the idempotency key was used before: the existing job", body = JobView),
+        (status = 202, description = "enqueued (with `wait`: not finished in time)", body = JobView),
+        (status = 200, description = "the idempotency key was used before: the existing job; with `wait`: finished", body = JobView),
         (status = 404, description = "unknown module", body = super::Problem, content_type = "application/problem+json"),
         (status = 413, description = "input too large", body = super::Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid request", body = super::Problem, content_type = "application/problem+json"),
@@ -409,19 +428,38 @@ async fn body_if_allowed<T: serde::de::DeserializeOwned>(
 pub async fn enqueue(
     State(state): State<AppState>,
     auth: Auth,
+    Query(params): Query<WaitParams>,
     request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
+    let wait = wait_param(&state, &params)?;
+    if params.wait.is_some() {
+        // The answer then carries the result.
+        auth.require(Scope::JobsRead)?;
+    }
     let req: EnqueueRequest = body_if_allowed(&state, &auth, Scope::JobsWrite, request).await?;
     let jobs = prepare(&state, auth.tenant(), vec![req]).await?;
+    // Subscribed before the enqueue, so even a finish during the call is seen.
+    let events = params.wait.is_some().then(|| state.store.subscribe());
     let enqueued = state.store.enqueue(jobs).await?;
     count_enqueued(&enqueued);
     let first = enqueued.into_iter().next().ok_or(ApiError::Internal)?;
-    let status = if first.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
+    let (status, job) = match events {
+        Some(events) => {
+            let job = wait_for(&state, &auth, first.job.id, wait, events).await?;
+            let done = job.state.is_finished();
+            (
+                if done {
+                    StatusCode::OK
+                } else {
+                    StatusCode::ACCEPTED
+                },
+                job,
+            )
+        }
+        None if first.duplicate => (StatusCode::OK, first.job),
+        None => (StatusCode::ACCEPTED, first.job),
     };
-    Ok((status, axum::Json(JobView::new(first.job, true))))
+    Ok((status, axum::Json(JobView::new(job, true))))
 }
 
 /// Enqueue up to 10,000 jobs in one transaction: all or none.
@@ -458,7 +496,7 @@ pub async fn enqueue_batch(
     Ok((StatusCode::ACCEPTED, axum::Json(BatchResponse { jobs })))
 }
 
-/// Query of `GET /v1/jobs/{id}`.
+/// The `?wait=` of `GET /v1/jobs/{id}` and `POST /v1/jobs`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -494,15 +532,34 @@ pub async fn get_job(
     Query(params): Query<WaitParams>,
 ) -> Result<axum::Json<JobView>, ApiError> {
     auth.require(Scope::JobsRead)?;
-    let wait = match params.wait.as_deref() {
+    let wait = wait_param(&state, &params)?;
+    // Subscribe before the first read so a finish between the read and the wait is seen.
+    let events = state.store.subscribe();
+    let job = wait_for(&state, &auth, id, wait, events).await?;
+    Ok(axum::Json(JobView::new(job, true)))
+}
+
+/// `?wait=`, at most the server's longest.
+fn wait_param(state: &AppState, params: &WaitParams) -> Result<Duration, ApiError> {
+    Ok(match params.wait.as_deref() {
         None => Duration::ZERO,
         Some(w) => crate::units::parse_duration(w)
             .map_err(|e| ApiError::InvalidRequest(format!("`wait`: {e}")))?
             .min(state.config.max_wait),
-    };
+    })
+}
+
+/// Job `id` once it is finished or `wait` has passed; `events` was subscribed before the
+/// caller last changed or read the job, so no finish is missed. No database connection
+/// is held while waiting, and a key holds a few waits at most.
+async fn wait_for(
+    state: &AppState,
+    auth: &Auth,
+    id: i64,
+    wait: Duration,
+    mut events: tokio::sync::broadcast::Receiver<StoreEvent>,
+) -> Result<Job, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
-    // Subscribe before the first read so a finish between the read and the wait is seen.
-    let mut events = state.store.subscribe();
     let mut closing = state.closing.clone();
     // Held while this poll waits (not for a job already finished): a key has a few.
     let mut waiting = None;
@@ -514,10 +571,7 @@ pub async fn get_job(
                 .ok_or(ApiError::JobNotFound(id))?
                 .is_finished();
         if finished {
-            return Ok(axum::Json(JobView::new(
-                load(&state, auth.tenant(), id).await?,
-                true,
-            )));
+            return load(state, auth.tenant(), id).await;
         }
         if waiting.is_none() {
             waiting = Some(state.long_polls.acquire(&auth.0.key_id)?);
@@ -589,6 +643,30 @@ pub async fn cancel(
         .await?
         .ok_or(ApiError::JobNotFound(id))?;
     Ok(axum::Json(JobView::new(job, true)))
+}
+
+/// Run a failed or cancelled job again: `available` at once with a fresh attempt count,
+/// its history kept. 409 from any other state.
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")),
+    responses(
+        (status = 200, description = "the job, available again", body = JobView),
+        (status = 404, body = super::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the job is not failed or cancelled", body = super::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn retry(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<JobView>, ApiError> {
+    auth.require(Scope::JobsWrite)?;
+    if let Some(job) = state.store.retry(auth.tenant(), id).await? {
+        return Ok(axum::Json(JobView::new(job, true)));
+    }
+    match state.store.job_state(auth.tenant(), id).await? {
+        Some(now) => Err(ApiError::NotRetryable(id, now)),
+        None => Err(ApiError::JobNotFound(id)),
+    }
 }
 
 /// Query of `GET /v1/jobs`.

@@ -1,7 +1,7 @@
 //! The HTTP API (v1): axum routes over a [`Store`] and the sandbox [`Runtime`].
 //!
 //! [`router`] builds the app (tests serve it on a loopback socket); [`serve`] runs it until
-//! a shutdown future resolves. One file per resource: [`modules`], [`jobs`], [`health`]
+//! a shutdown future resolves. One file per resource: [`modules`], [`jobs`], [`schedules`], [`health`]
 //! (liveness, readiness, metrics, OpenAPI). [`error::ApiError`] is the only way a handler
 //! fails, and always answers `application/problem+json`. This is the only module that
 //! knows HTTP and JSON.
@@ -23,6 +23,7 @@ mod health;
 mod jobs;
 mod limits;
 mod modules;
+mod schedules;
 mod server;
 
 use std::sync::Arc;
@@ -140,7 +141,12 @@ impl AppState {
         jobs::get_job,
         jobs::get_log,
         jobs::cancel,
+        jobs::retry,
         jobs::list_jobs,
+        schedules::put_schedule,
+        schedules::list_schedules,
+        schedules::get_schedule,
+        schedules::delete_schedule,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -193,6 +199,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/log", get(jobs::get_log))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route(
+            "/v1/schedules/{name}",
+            put(schedules::put_schedule)
+                .get(schedules::get_schedule)
+                .delete(schedules::delete_schedule),
+        )
+        .route("/v1/schedules", get(schedules::list_schedules))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -120,14 +120,14 @@ enum JobCommand {
     },
 }
 
-struct Client {
+pub(super) struct Client {
     http: reqwest::Client,
     base: String,
     key: String,
 }
 
 impl Client {
-    fn new(args: &ClientArgs) -> anyhow::Result<Self> {
+    pub(super) fn new(args: &ClientArgs) -> anyhow::Result<Self> {
         let Some(key) = args.key.clone() else {
             bail!("no API key: pass --key or set WASMQ_KEY (create one with `wasmq key create`)");
         };
@@ -140,14 +140,17 @@ impl Client {
         })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.key)
     }
 
     /// Sends, and turns a problem+json answer into an error naming its detail.
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    pub(super) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
         let response = request
             .send()
             .await
@@ -167,7 +170,7 @@ impl Client {
         }
     }
 
-    async fn json(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    pub(super) async fn json(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         Ok(self.send(request).await?.json().await?)
     }
 
@@ -198,7 +201,7 @@ impl Client {
     }
 }
 
-fn print_json(value: &Value) {
+pub(super) fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
@@ -231,6 +234,17 @@ fn report(job: &Value) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--input`: JSON text, or `@path` of a file holding it.
+pub(super) fn read_input(input: String) -> anyhow::Result<Value> {
+    let text = match input.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading input file {path}"))?
+        }
+        None => input,
+    };
+    serde_json::from_str(&text).context("--input must be JSON (or @file holding JSON)")
 }
 
 pub(super) async fn module(args: ModuleArgs) -> anyhow::Result<ExitCode> {
@@ -294,13 +308,7 @@ pub(super) async fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
             idempotency_key,
             wait,
         } => {
-            let text = match input.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path)
-                    .with_context(|| format!("reading input file {path}"))?,
-                None => input,
-            };
-            let input: Value = serde_json::from_str(&text)
-                .context("--input must be JSON (or @file holding JSON)")?;
+            let input = read_input(input)?;
             let mut body = serde_json::json!({ "module": module, "input": input });
             for (k, v) in [
                 ("queue", queue.map(Value::from)),
@@ -312,16 +320,24 @@ pub(super) async fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
                     body[k] = v;
                 }
             }
+            // With --wait, the enqueue itself waits (up to a minute) for the result.
+            let path = if wait {
+                "/v1/jobs?wait=60s"
+            } else {
+                "/v1/jobs"
+            };
             let job = client
-                .json(
-                    client
-                        .request(reqwest::Method::POST, "/v1/jobs")
-                        .json(&body),
-                )
+                .json(client.request(reqwest::Method::POST, path).json(&body))
                 .await?;
             if !wait {
                 print_json(&job);
                 return Ok(ExitCode::SUCCESS);
+            }
+            if matches!(
+                job["state"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            ) {
+                return Ok(report(&job));
             }
             let id = job["id"]
                 .as_i64()

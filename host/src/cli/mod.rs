@@ -6,6 +6,7 @@ pub mod config;
 mod key;
 mod parse;
 mod run;
+mod schedule;
 mod serve;
 mod signals;
 mod store;
@@ -43,6 +44,8 @@ pub enum Command {
     Module(client::ModuleArgs),
     /// Enqueue, inspect, wait for and cancel jobs on a server.
     Job(client::JobArgs),
+    /// Create, list and delete periodic jobs on a server.
+    Schedule(schedule::ScheduleArgs),
     /// Create and revoke API keys (talks to the store directly).
     Key(key::KeyArgs),
 }
@@ -84,6 +87,7 @@ pub fn main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => tokio_main(serve::run(args)),
         Command::Module(args) => tokio_main(client::module(args)),
         Command::Job(args) => tokio_main(client::job(args)),
+        Command::Schedule(args) => tokio_main(schedule::schedule(args)),
         Command::Key(args) => tokio_main(key::run(args)),
     }
 }

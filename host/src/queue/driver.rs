@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::{
     Enqueued, ErrorKind, Finish, Job, JobError, JobFilter, JobState, JobSummary, Module, NewJob,
-    NewModule, Outcome, Progress, PutModule, StoreError,
+    NewModule, NewSchedule, Outcome, Progress, PutModule, Schedule, ScheduleAdvance, StoreError,
 };
 
 /// The row storage of one backend. Each method is one transaction.
@@ -160,6 +160,38 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Revokes key `id` of `tenant`; false if it has no such unrevoked key.
     async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Sets a `failed` or `cancelled` job `available` now with no attempts counted (its
+    /// history and log kept, its last attempt's traces cleared) and wakes its queue on the
+    /// other nodes; `None` if it is in no such state.
+    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
+
+    /// Upserts a schedule row (revision 1 when new, else bumped; `last_*` kept) and tells
+    /// the other nodes; true if it is new.
+    async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError>;
+
+    /// The schedule rows of `tenant` (only `name`, if given) with their last job's state.
+    async fn schedules(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<Schedule>, StoreError>;
+
+    /// Deletes a schedule row and tells the other nodes; false if there was none.
+    async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Unpaused rows due at `now`, earliest first, at most `limit`.
+    async fn due_schedules(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>, StoreError>;
+
+    /// The earliest next tick of any unpaused row.
+    async fn next_schedule_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
+
+    /// The compare-and-set advance of a row (see [`crate::queue::Store::advance_schedule`]).
+    async fn advance_schedule(&self, advance: ScheduleAdvance) -> Result<bool, StoreError>;
 }
 
 /// The answer to [`Driver::insert_batch`].

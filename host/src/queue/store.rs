@@ -159,4 +159,41 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes key `id` of `tenant`: it no longer authenticates. False if the tenant has no
     /// such unrevoked key.
     async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Runs a `failed` or `cancelled` job again: `available` now, no attempts counted, its
+    /// history kept. `None` if it is in another state or does not exist (tell them apart
+    /// with [`Store::job_state`]).
+    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
+
+    // Schedules: rows and compare-and-set advances only; `crate::schedule` decides.
+
+    /// Stores `schedule`, replacing one of the same tenant and name (its `last_*` kept,
+    /// its revision bumped), and sends [`StoreEvent::SchedulesChanged`] to every node.
+    /// True if it is new.
+    async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError>;
+
+    /// The schedules of `tenant` (only `name`, if given), by name.
+    async fn schedules(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<Schedule>, StoreError>;
+
+    /// Deletes a schedule; false if `tenant` has none of that name.
+    async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Unpaused schedules of every tenant whose next tick is at or before `now`, earliest
+    /// first, at most `limit`.
+    async fn due_schedules(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>, StoreError>;
+
+    /// The earliest next tick of any unpaused schedule.
+    async fn next_schedule_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
+
+    /// Writes a tick's outcome if the schedule is still at the advance's revision and
+    /// tick; false if another node (or a put) got there first.
+    async fn advance_schedule(&self, advance: ScheduleAdvance) -> Result<bool, StoreError>;
 }

@@ -130,6 +130,8 @@ pub enum StoreEvent {
         /// The jobs.
         ids: Vec<i64>,
     },
+    /// A schedule was put or deleted: schedulers should read their next tick again.
+    SchedulesChanged,
     /// The notification connection was lost and is back: events may have been missed, so
     /// every waiter should look (workers claim, long-polls re-read).
     Reconnected,

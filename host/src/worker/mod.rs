@@ -154,6 +154,9 @@ impl Worker {
                 self.config.clone(),
                 shutdown.subscribe(),
             ));
+            // Every maintaining node ticks the schedules; the store keeps it one job a tick.
+            let scheduler = crate::schedule::Scheduler::new(self.store.clone());
+            background.spawn(scheduler.run(shutdown.subscribe()));
         }
         let mut claimers = JoinSet::new();
         for (queue, concurrency) in &self.config.queues {

@@ -19,8 +19,8 @@ use super::driver::{Driver, Inserted, KeyRow};
 use super::handoff::Handoff;
 use super::{
     Enqueued, Finish, Heartbeat, Job, JobCount, JobFilter, JobState, JobSummary, Module, NewJob,
-    NewKey, NewModule, Page, Principal, Progress, PutModule, RescueReport, Scope, Store,
-    StoreError, StoreEvent, keys,
+    NewKey, NewModule, NewSchedule, Page, Principal, Progress, PutModule, RescueReport, Schedule,
+    ScheduleAdvance, Scope, Store, StoreError, StoreEvent, keys,
 };
 use events::{EventsOnDrop, LostWorkers};
 use storable::storable_progress;
@@ -519,5 +519,58 @@ impl<D: Driver> Store for Queue<D> {
 
     async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         self.inner.driver.revoke_key(tenant, id).await
+    }
+
+    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+        let job = self.inner.driver.retry(tenant, id).await?;
+        if let Some(job) = &job {
+            self.send(StoreEvent::JobsAvailable {
+                queue: job.queue.clone(),
+            });
+        }
+        Ok(job)
+    }
+
+    async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError> {
+        let created = self.inner.driver.put_schedule(schedule).await?;
+        self.send(StoreEvent::SchedulesChanged);
+        Ok(created)
+    }
+
+    async fn schedules(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        self.inner.driver.schedules(tenant, name).await
+    }
+
+    async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let gone = self.inner.driver.delete_schedule(tenant, name).await?;
+        if gone {
+            self.send(StoreEvent::SchedulesChanged);
+        }
+        Ok(gone)
+    }
+
+    async fn due_schedules(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        self.inner.driver.due_schedules(now, limit).await
+    }
+
+    async fn next_schedule_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        self.inner.driver.next_schedule_at().await
+    }
+
+    async fn advance_schedule(&self, advance: ScheduleAdvance) -> Result<bool, StoreError> {
+        // Error text a store would refuse (NUL) is made storable, as for every report.
+        let advance = ScheduleAdvance {
+            error: advance.error.map(|e| storable::storable(&e).into_owned()),
+            ..advance
+        };
+        self.inner.driver.advance_schedule(advance).await
     }
 }

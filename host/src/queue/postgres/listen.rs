@@ -18,6 +18,7 @@ use crate::queue::{StoreError, StoreEvent};
 const CHANNEL_JOBS: &str = "wasmq_jobs";
 const CHANNEL_CANCEL: &str = "wasmq_cancel";
 const CHANNEL_FINISHED: &str = "wasmq_finished";
+const CHANNEL_SCHEDULES: &str = super::schedules::CHANNEL_SCHEDULES;
 
 /// The listening task; stops when dropped.
 pub(super) struct ListenerTask(JoinHandle<()>);
@@ -59,7 +60,12 @@ async fn listen(
         let connected = async {
             let mut listener = PgListener::connect(&url).await?;
             listener
-                .listen_all([CHANNEL_JOBS, CHANNEL_CANCEL, CHANNEL_FINISHED])
+                .listen_all([
+                    CHANNEL_JOBS,
+                    CHANNEL_CANCEL,
+                    CHANNEL_FINISHED,
+                    CHANNEL_SCHEDULES,
+                ])
                 .await?;
             Ok::<_, sqlx::Error>(listener)
         }
@@ -137,6 +143,7 @@ fn parse_notification(channel: &str, payload: &str, node: &str) -> Option<StoreE
                 .filter_map(|id| id.parse().ok())
                 .collect(),
         }),
+        CHANNEL_SCHEDULES => Some(StoreEvent::SchedulesChanged),
         _ => None,
     }
 }

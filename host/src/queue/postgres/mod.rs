@@ -8,8 +8,10 @@
 //! nodes), `warm.rs` (connections kept out of the pool between statements).
 
 mod batch;
+mod control;
 mod listen;
 mod rows;
+mod schedules;
 mod sql;
 mod warm;
 
@@ -29,6 +31,7 @@ use crate::queue::{
     Finish, Job, JobCount, JobFilter, JobState, JobSummary, LOST_CANCELLED_MESSAGE, LOST_MESSAGE,
     MAX_HISTORY, Module, NewJob, NewModule, Progress, PutModule, Queue, StoreError, event_channel,
 };
+use crate::queue::{NewSchedule, Schedule, ScheduleAdvance};
 use rows::{
     bind_row, clamp_i32, clamp_i64, db_err, get, job_from_row, json, module_from_row,
     progress_json, seconds, summary_from_row, to_u64,
@@ -632,5 +635,41 @@ impl Driver for PgDriver {
             .map_err(db_err)?;
         conn.keep();
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+        self.retry_row(tenant, id).await
+    }
+
+    async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError> {
+        self.put_schedule_row(schedule).await
+    }
+
+    async fn schedules(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        self.schedule_rows(tenant, name).await
+    }
+
+    async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.delete_schedule_row(tenant, name).await
+    }
+
+    async fn due_schedules(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        self.due_schedule_rows(now, limit).await
+    }
+
+    async fn next_schedule_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        self.next_schedule_tick().await
+    }
+
+    async fn advance_schedule(&self, advance: ScheduleAdvance) -> Result<bool, StoreError> {
+        self.advance_schedule_row(advance).await
     }
 }
