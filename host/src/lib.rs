@@ -7,6 +7,7 @@
 //! - [`api`]: the HTTP API (axum), the only module that knows HTTP and JSON.
 //! - [`metrics`]: process counters and histograms for `/metrics`.
 //! - [`cli`]: the `wasmq` command line.
+//! - [`secrets`]: module secrets sealed at rest under the server's key.
 //! - [`text`]: bounded messages (what a guest or store can make long is cut to fit).
 //! - [`units`]: sizes and durations as people write them (`64MiB`, `30s`), parsed totally.
 //!
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod metrics;
 pub mod queue;
 pub mod runtime;
+pub mod secrets;
 pub mod text;
 pub mod units;
 pub mod worker;
