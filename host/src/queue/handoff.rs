@@ -5,7 +5,8 @@
 //! enqueue, the claim (after the worker has heard of the job), the finish. A worker loop
 //! registers itself here as a taker and, while it has nothing else to do, offers its free
 //! slots ([`TakerHandle::offer`]). A store that enqueues a lone job without a key and
-//! without a run time [reserves](Handoff::reserve_for) one and then either
+//! without a run time, and not marked `stored_first` (its module may reach the network),
+//! [reserves](Handoff::reserve_for) one and then either
 //! - writes the job already `running` (attempt 1, leased to the taker's worker) and, after
 //!   the commit, [delivers](Reservation::deliver) it (SQLite); or
 //! - delivers it first, to be run ahead of its insert, and stores it with the attempt's
@@ -149,10 +150,11 @@ impl Handoff {
     }
 
     /// A slot for `jobs` if they are one job to run now, without an idempotency key (a
-    /// key's job may exist already), and a taker of its queue offers a slot.
+    /// key's job may exist already), not `stored_first` (it must be stored before it
+    /// runs), and a taker of its queue offers a slot.
     pub fn reserve_for(&self, jobs: &[NewJob]) -> Option<Reservation> {
         match jobs {
-            [job] if job.idempotency_key.is_none() && job.run_at.is_none() => {
+            [job] if job.idempotency_key.is_none() && job.run_at.is_none() && !job.stored_first => {
                 self.reserve(&job.queue)
             }
             _ => None,

@@ -245,6 +245,19 @@ pub struct Usage {
     pub memory_peak_bytes: u64,
     /// Wall clock, in milliseconds.
     pub duration_ms: u64,
+    /// Outbound HTTP requests made (refused ones included); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub http_requests: u64,
+    /// Bytes of outbound response bodies read; absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub http_bytes_in: u64,
+    /// Bytes of outbound request bodies sent; absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub http_bytes_out: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A stored job.
@@ -533,6 +546,10 @@ pub struct NewJob {
     /// Enqueueing a key that a stored job of the same tenant already has returns that job
     /// instead (see [`Enqueued::duplicate`]); the first of several in one batch wins.
     pub idempotency_key: Option<String>,
+    /// The job must be stored before its first attempt starts, so it is never handed
+    /// off (run ahead of its insert): its module may reach the network (an allow-list),
+    /// and an attempt of a job that was never stored must have had no effect.
+    pub stored_first: bool,
 }
 
 impl NewJob {
@@ -550,6 +567,7 @@ impl NewJob {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             limits: Limits::default(),
             idempotency_key: None,
+            stored_first: false,
         }
     }
 }
@@ -952,6 +970,18 @@ pub struct PutModule {
     pub created: bool,
 }
 
+/// What a module's jobs may reach, set per module name (it applies to every version,
+/// and a new upload keeps it). Default: nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleSettings {
+    /// Canonical allow-list entries (`https://api.example.com`); empty: no network.
+    pub allowed_hosts: Vec<String>,
+    /// Config values, readable by the guest.
+    pub values: std::collections::BTreeMap<String, String>,
+    /// Secrets, sealed under the server's key ([`crate::secrets`]); never shown.
+    pub secrets: std::collections::BTreeMap<String, String>,
+}
+
 /// Something that happened in the store, possibly on another node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {
@@ -1163,6 +1193,39 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes key `id` of `tenant`: it no longer authenticates. False if the tenant has no
     /// such unrevoked key.
     async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+
+    // Module settings (allow-list and config), per tenant and module name, apart from
+    // the versions. Drivers keep these in `<driver>/settings.rs`.
+
+    /// The settings of module `name` (empty if none were ever set).
+    async fn module_settings(&self, tenant: &str, name: &str)
+    -> Result<ModuleSettings, StoreError>;
+
+    /// The non-empty allow-lists of `tenant`'s modules, by module name.
+    async fn allowed_hosts(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError>;
+
+    /// Replaces the allow-list of module `name` (validated and canonical).
+    async fn set_allowed_hosts(
+        &self,
+        tenant: &str,
+        name: &str,
+        hosts: &[String],
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the config values and the sealed secrets of module `name`.
+    async fn set_module_config(
+        &self,
+        tenant: &str,
+        name: &str,
+        values: &std::collections::BTreeMap<String, String>,
+        secrets: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets every setting of module `name` (when the module is deleted).
+    async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError>;
 }
 
 /// One row of [`Store::count_jobs`].

@@ -30,6 +30,7 @@ use sqlx::{Connection, Row};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
+mod settings;
 mod warm;
 use warm::Warm;
 
@@ -2153,6 +2154,46 @@ impl Store for PgStore {
         .map_err(db_err)?;
         conn.keep();
         Ok(done.rows_affected() > 0)
+    }
+
+    // Module settings: see `settings.rs`.
+
+    async fn module_settings(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<super::ModuleSettings, StoreError> {
+        self.settings_of(tenant, name).await
+    }
+
+    async fn allowed_hosts(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
+        self.allowed_hosts_of(tenant).await
+    }
+
+    async fn set_allowed_hosts(
+        &self,
+        tenant: &str,
+        name: &str,
+        hosts: &[String],
+    ) -> Result<(), StoreError> {
+        self.put_allowed_hosts(tenant, name, hosts).await
+    }
+
+    async fn set_module_config(
+        &self,
+        tenant: &str,
+        name: &str,
+        values: &std::collections::BTreeMap<String, String>,
+        secrets: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.put_config(tenant, name, values, secrets).await
+    }
+
+    async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        self.forget_settings(tenant, name).await
     }
 }
 
