@@ -15,6 +15,7 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ("WORDCOUNT", "wordcount", "wordcount"),
     ("THUMBNAIL", "thumbnail", "thumbnail"),
     ("RENDER_EMAIL", "render-email", "render_email"),
+    ("WEBHOOK", "webhook", "webhook"),
     ("HOSTILE", "hostile-fixture", "hostile_fixture"),
 ];
 

@@ -61,6 +61,19 @@ use std::fmt;
 
 pub mod testing;
 
+#[cfg(feature = "http")]
+pub mod http;
+
+/// Bindings of `wasi:config/store` (feature `config`): see [`Context::config`].
+#[cfg(feature = "config")]
+#[allow(missing_docs, clippy::all)]
+mod config_bindings {
+    wit_bindgen::generate!({
+        path: "wit-config",
+        world: "wasi:config/imports",
+    });
+}
+
 use bindings::wasmq::task::host;
 use bindings::wasmq::task::types::Level;
 
@@ -208,6 +221,26 @@ impl Context {
             attempt: info.attempt,
             max_attempts: info.max_attempts,
         }
+    }
+
+    /// The module's config value or secret `key` (set with
+    /// `PUT /v1/modules/{name}/config`), or `None`. A secret written to the log comes
+    /// out as `[redacted]`. Feature `config`.
+    #[cfg(feature = "config")]
+    pub fn config(&self, key: &str) -> Option<String> {
+        if self.fake.is_some() {
+            return None;
+        }
+        config_bindings::wasi::config::store::get(key)
+            .ok()
+            .flatten()
+    }
+
+    /// The task's HTTP client (feature `http`): requests go only to the hosts the
+    /// module's allow-list names. See [`http`].
+    #[cfg(feature = "http")]
+    pub fn http(&self) -> http::Http {
+        http::Http
     }
 
     /// Sets the job's result; the last call wins. `Err` with the host's message when

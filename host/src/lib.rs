@@ -8,6 +8,7 @@
 //! - [`schedule`]: periodic jobs: cron expressions and the scheduler every node runs.
 //! - [`metrics`]: process counters and histograms for `/metrics`.
 //! - [`cli`]: the `wasmq` command line.
+//! - [`secrets`]: module secrets sealed at rest under the server's key.
 //! - [`text`]: bounded messages (what a guest or store can make long is cut to fit).
 //! - [`units`]: sizes and durations as people write them (`64MiB`, `30s`), parsed totally.
 //!
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod queue;
 pub mod runtime;
 pub mod schedule;
+pub mod secrets;
 pub mod text;
 pub mod units;
 pub mod worker;

@@ -358,7 +358,8 @@ async fn prepare(
     tenant: &str,
     reqs: Vec<EnqueueRequest>,
 ) -> Result<Vec<NewJob>, ApiError> {
-    let mut modules: HashMap<String, Module> = HashMap::new();
+    // Each module once: its latest version, and whether it has an allow-list.
+    let mut modules: HashMap<String, (Module, bool)> = HashMap::new();
     let mut jobs = Vec::with_capacity(reqs.len());
     let batch = reqs.len() > 1;
     for (i, req) in reqs.into_iter().enumerate() {
@@ -371,15 +372,19 @@ async fn prepare(
         };
         check_name(&req.module).map_err(which)?;
         if !modules.contains_key(&req.module) {
-            let module = state
-                .store
-                .get_module(tenant, &req.module)
-                .await?
-                .ok_or_else(|| ApiError::ModuleNotFound(req.module.clone()))?;
-            modules.insert(req.module.clone(), module);
+            let (module, settings) = tokio::try_join!(
+                state.store.get_module(tenant, &req.module),
+                state.store.module_settings(tenant, &req.module),
+            )?;
+            let module = module.ok_or_else(|| ApiError::ModuleNotFound(req.module.clone()))?;
+            let networked = !settings.allowed_hosts.is_empty();
+            modules.insert(req.module.clone(), (module, networked));
         }
-        let module = &modules[&req.module];
-        jobs.push(new_job(state, tenant, module, req).map_err(which)?);
+        let (module, networked) = &modules[&req.module];
+        let mut job = new_job(state, tenant, module, req).map_err(which)?;
+        // A job that may reach the network is stored before it runs (no hand-off).
+        job.may_run_ahead = !*networked;
+        jobs.push(job);
     }
     Ok(jobs)
 }

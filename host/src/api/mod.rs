@@ -25,6 +25,7 @@ mod limits;
 mod modules;
 mod schedules;
 mod server;
+mod settings;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +68,9 @@ pub struct ApiConfig {
     /// `/metrics` reads the queue depths from the store at most this often; scrapes in
     /// between share the last reading. Default 10 s.
     pub depth_refresh: Duration,
+    /// Seals module secrets (`PUT /v1/modules/{name}/config`); without one, a config with
+    /// secrets is refused. Default none.
+    pub secret_key: Option<crate::secrets::SecretKey>,
 }
 
 impl Default for ApiConfig {
@@ -80,6 +84,7 @@ impl Default for ApiConfig {
             header_read_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(60),
             depth_refresh: Duration::from_secs(10),
+            secret_key: None,
         }
     }
 }
@@ -136,6 +141,9 @@ impl AppState {
         modules::list_modules,
         modules::get_module,
         modules::delete_module,
+        settings::put_policy,
+        settings::put_config,
+        settings::get_config,
         jobs::enqueue,
         jobs::enqueue_batch,
         jobs::get_job,
@@ -184,6 +192,11 @@ pub fn router(state: AppState) -> Router {
                 .delete(modules::delete_module)
                 // The module handler enforces its own limit while reading.
                 .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/modules/{name}/policy", put(settings::put_policy))
+        .route(
+            "/v1/modules/{name}/config",
+            put(settings::put_config).get(settings::get_config),
         )
         .route("/v1/modules", get(modules::list_modules))
         .route(

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Auth, Path, Query};
+use super::extract::{Auth, Path};
 use super::{ApiError, AppState};
 use crate::queue::{self, Module, NewModule, Scope, keys::is_slug};
 
@@ -33,6 +33,19 @@ pub struct ModuleView {
     pub limits: queue::Limits,
     /// When this version was stored.
     pub created_at: DateTime<Utc>,
+    /// Where the module's jobs may send HTTP requests (per module name, every version);
+    /// empty: no network. Set with `?allowed_host=` at upload or `PUT …/policy`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl ModuleView {
+    fn with_hosts(module: Module, hosts: &[String]) -> Self {
+        ModuleView {
+            allowed_hosts: hosts.to_vec(),
+            ..ModuleView::from(module)
+        }
+    }
 }
 
 impl From<Module> for ModuleView {
@@ -45,6 +58,7 @@ impl From<Module> for ModuleView {
             kind: m.kind.as_str().to_owned(),
             limits: m.limits,
             created_at: m.created_at,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -117,10 +131,29 @@ pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Splits the upload's query: `allowed_host` (repeatable) apart, the limits parsed
+/// from the rest. `None` hosts: the query named none, and the allow-list stays as it is.
+fn upload_params(raw: Option<&str>) -> Result<(LimitParams, Option<Vec<String>>), ApiError> {
+    let mut hosts = None::<Vec<String>>;
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if k == "allowed_host" {
+            hosts.get_or_insert_default().push(v.into_owned());
+        } else {
+            rest.append_pair(&k, &v);
+        }
+    }
+    let limits = serde_urlencoded::from_str::<LimitParams>(&rest.finish()).map_err(|e| {
+        ApiError::InvalidRequest(format!("Failed to deserialize query string: {e}"))
+    })?;
+    Ok((limits, hosts))
+}
+
 /// Upload a module version: the body is the Wasm bytes (a `wasmq:task` component or a
 /// WASI command module). Validated by compiling.
 #[utoipa::path(put, path = "/v1/modules/{name}", tag = "modules",
-    params(("name" = String, Path, description = "module name: ^[a-z0-9][a-z0-9_-]{0,62}$"), LimitParams),
+    params(("name" = String, Path, description = "module name: ^[a-z0-9][a-z0-9_-]{0,62}$"), LimitParams,
+        ("allowed_host" = Option<Vec<String>>, Query, explode, description = "repeatable: replaces the module's allow-list (`https://api.example.com`, `https://*.example.org:8443`, `http://127.0.0.1:9200`); absent: the allow-list stays as it is")),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
     responses(
         (status = 201, description = "a new version was stored", body = ModuleView),
@@ -132,12 +165,16 @@ pub async fn put_module(
     State(state): State<AppState>,
     auth: Auth,
     Path(name): Path<String>,
-    Query(params): Query<LimitParams>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::ModulesWrite)?;
     check_name(&name)?;
+    let (params, hosts) = upload_params(query.as_deref())?;
+    let hosts = hosts
+        .map(|h| super::settings::check_allowed_hosts(&h))
+        .transpose()?;
     let limits = queue::Limits::from(params);
     check_limits(&limits, &state.runtime.max_limits())?;
     let max = state.runtime.config().max_module_bytes;
@@ -183,12 +220,34 @@ pub async fn put_module(
             limits,
         })
         .await?;
+    let tenant = auth.tenant();
+    // The policy goes in after the version: should it fail, the module has less access
+    // than asked for, never more.
+    let hosts = match hosts {
+        Some(hosts) => {
+            state
+                .store
+                .set_allowed_hosts(tenant, &put.module.name, &hosts)
+                .await?;
+            hosts
+        }
+        None => {
+            let settings = state
+                .store
+                .module_settings(tenant, &put.module.name)
+                .await?;
+            settings.allowed_hosts
+        }
+    };
     let status = if put.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(ModuleView::from(put.module))))
+    Ok((
+        status,
+        axum::Json(ModuleView::with_hosts(put.module, &hosts)),
+    ))
 }
 
 /// The latest version of every module of the caller's tenant.
@@ -200,8 +259,15 @@ pub async fn list_modules(
 ) -> Result<axum::Json<ModuleList>, ApiError> {
     auth.require_any(&[Scope::JobsRead, Scope::ModulesWrite])?;
     let modules = state.store.list_modules(auth.tenant()).await?;
+    let hosts = state.store.allowed_hosts(auth.tenant()).await?;
     Ok(axum::Json(ModuleList {
-        modules: modules.into_iter().map(Into::into).collect(),
+        modules: modules
+            .into_iter()
+            .map(|m| {
+                let h = hosts.get(&m.name).map_or(&[][..], |h| h.as_slice());
+                ModuleView::with_hosts(m, h)
+            })
+            .collect(),
     }))
 }
 
@@ -222,8 +288,16 @@ pub async fn get_module(
     if versions.is_empty() {
         return Err(ApiError::ModuleNotFound(name));
     }
+    let hosts = state
+        .store
+        .module_settings(auth.tenant(), &name)
+        .await?
+        .allowed_hosts;
     Ok(axum::Json(ModuleList {
-        modules: versions.into_iter().map(Into::into).collect(),
+        modules: versions
+            .into_iter()
+            .map(|m| ModuleView::with_hosts(m, &hosts))
+            .collect(),
     }))
 }
 
@@ -241,7 +315,14 @@ pub async fn delete_module(
 ) -> Result<StatusCode, ApiError> {
     auth.require(Scope::ModulesWrite)?;
     match state.store.delete_module(auth.tenant(), &name).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Ok(()) => {
+            // A later module of the same name starts with no network and no config.
+            state
+                .store
+                .delete_module_settings(auth.tenant(), &name)
+                .await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
         Err(crate::queue::StoreError::NotFound) => Err(ApiError::ModuleNotFound(name)),
         Err(e) => Err(e.into()),
     }

@@ -54,6 +54,10 @@ enum ModuleCommand {
         /// Default output limit of its jobs, e.g. 256KiB.
         #[arg(long, value_parser = super::parse_size)]
         output: Option<u64>,
+        /// Replace the module's allow-list: a host its jobs may send HTTP requests to
+        /// (repeatable), e.g. `https://api.example.com`, `https://*.example.org:8443`.
+        #[arg(long = "allow-host")]
+        allow_host: Vec<String>,
     },
     /// List modules.
     List,
@@ -257,21 +261,25 @@ pub(super) async fn module(args: ModuleArgs) -> anyhow::Result<ExitCode> {
             timeout,
             memory,
             output,
+            allow_host,
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let mut query: Vec<(&str, u64)> = Vec::new();
+            let mut query: Vec<(&str, String)> = Vec::new();
             if let Some(v) = fuel {
-                query.push(("fuel", v));
+                query.push(("fuel", v.to_string()));
             }
             if let Some(v) = timeout {
-                query.push(("timeout_ms", v.as_millis() as u64));
+                query.push(("timeout_ms", v.as_millis().to_string()));
             }
             if let Some(v) = memory {
-                query.push(("memory_bytes", v));
+                query.push(("memory_bytes", v.to_string()));
             }
             if let Some(v) = output {
-                query.push(("output_bytes", v));
+                query.push(("output_bytes", v.to_string()));
+            }
+            for host in allow_host {
+                query.push(("allowed_host", host));
             }
             let request = client
                 .request(reqwest::Method::PUT, &format!("/v1/modules/{name}"))

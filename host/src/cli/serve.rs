@@ -58,7 +58,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> = choice.open(args.pool.db_connections).await?;
     let runtime = Runtime::new(RuntimeConfig {
         max_module_bytes: usize::try_from(args.max_module).unwrap_or(usize::MAX),
-        ..args.pool.runtime_config()
+        ..args.pool.runtime_config()?
     })?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -81,6 +81,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         header_read_timeout: args.header_timeout,
         body_timeout: args.body_timeout,
         max_long_polls_per_key: args.max_long_polls,
+        secret_key: args.pool.secret_key.clone(),
         ..ApiConfig::default()
     };
     let state = AppState::new(store, runtime, api_config);

@@ -70,12 +70,36 @@ pub struct PoolArgs {
     /// Bytes of compiled modules kept in memory (least recently used go).
     #[arg(long, env = "WASMQ_MODULE_CACHE_MAX", value_parser = super::parse_size, default_value = "1GiB")]
     pub module_cache_max: u64,
+    /// Address ranges guests' outbound requests may never connect to, unless a
+    /// module's allow-list names the address itself (repeatable, CIDR; comma-separated
+    /// in the environment). Default: loopback, private, link-local (cloud metadata),
+    /// shared and multicast ranges.
+    #[arg(long = "outbound-deny", env = "WASMQ_OUTBOUND_DENY", value_delimiter = ',',
+          default_values_t = crate::runtime::DEFAULT_DENY.iter().map(|s| s.to_string()))]
+    pub outbound_deny: Vec<String>,
+    /// Most outbound HTTP requests one attempt may make.
+    #[arg(long, env = "WASMQ_OUTBOUND_MAX_REQUESTS", default_value_t = 100)]
+    pub outbound_max_requests: u64,
+    /// Most bytes of outbound responses one attempt may read.
+    #[arg(long, env = "WASMQ_OUTBOUND_MAX_RESPONSE", value_parser = super::parse_size, default_value = "16MiB")]
+    pub outbound_max_response: u64,
+    /// Key that seals module secrets: 32 random bytes as 64 hex digits or base64
+    /// (`openssl rand -hex 32`). Required once a module has secrets; every node needs
+    /// the same one.
+    #[arg(long, env = "WASMQ_SECRET_KEY", value_parser = parse_secret_key, hide_env_values = true)]
+    pub secret_key: Option<crate::secrets::SecretKey>,
+}
+
+fn parse_secret_key(s: &str) -> Result<crate::secrets::SecretKey, String> {
+    s.parse()
 }
 
 impl PoolArgs {
     /// The sandbox settings these flags ask for.
-    pub fn runtime_config(&self) -> RuntimeConfig {
-        RuntimeConfig {
+    pub fn runtime_config(&self) -> anyhow::Result<RuntimeConfig> {
+        let deny = crate::runtime::DenyRanges::parse(&self.outbound_deny)
+            .map_err(|e| anyhow::anyhow!("--outbound-deny: {e}"))?;
+        Ok(RuntimeConfig {
             slots: self.slots,
             max_limits: Limits {
                 fuel: self.max_fuel,
@@ -91,8 +115,13 @@ impl PoolArgs {
             compile_memory_bytes: self.compile_memory,
             artifact_dir_max_bytes: self.artifact_dir_max,
             cache_max_bytes: self.module_cache_max,
+            outbound: crate::runtime::OutboundConfig {
+                deny,
+                max_requests: self.outbound_max_requests,
+                max_response_bytes: self.outbound_max_response,
+            },
             ..RuntimeConfig::default()
-        }
+        })
     }
 
     /// The worker pool settings these flags ask for.
@@ -102,6 +131,7 @@ impl PoolArgs {
             grace: self.grace,
             lease: self.lease,
             retention: self.retention,
+            secret_key: self.secret_key.clone(),
             ..WorkerConfig::default()
         }
     }
@@ -124,7 +154,7 @@ pub(super) async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let store = PgStore::connect(&args.database_url, args.pool.db_connections)
         .await
         .context("connecting to PostgreSQL")?;
-    let runtime = Runtime::new(args.pool.runtime_config())?;
+    let runtime = Runtime::new(args.pool.runtime_config()?)?;
     let config = args.pool.worker_config();
     tracing::info!(worker = %config.id, queues = ?config.queues, "worker starting");
     let shutdown = Shutdown::new();

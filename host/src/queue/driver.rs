@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::{
     Enqueued, ErrorKind, Finish, Job, JobError, JobFilter, JobState, JobSummary, Module, NewJob,
-    NewModule, NewSchedule, Outcome, Progress, PutModule, Schedule, ScheduleAdvance, StoreError,
+    ModuleSettings, NewModule, NewSchedule, Outcome, Progress, PutModule, Schedule, ScheduleAdvance, StoreError,
 };
 
 /// The row storage of one backend. Each method is one transaction.
@@ -160,6 +160,39 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Revokes key `id` of `tenant`; false if it has no such unrevoked key.
     async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+
+    // Module settings (allow-list and config), per tenant and module name, apart from
+    // the versions. Drivers keep these in `<driver>/settings.rs`.
+
+    /// The settings of module `name` (empty if none were ever set).
+    async fn module_settings(&self, tenant: &str, name: &str)
+    -> Result<ModuleSettings, StoreError>;
+
+    /// The non-empty allow-lists of `tenant`'s modules, by module name.
+    async fn allowed_hosts(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError>;
+
+    /// Replaces the allow-list of module `name` (validated and canonical).
+    async fn set_allowed_hosts(
+        &self,
+        tenant: &str,
+        name: &str,
+        hosts: &[String],
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the config values and the sealed secrets of module `name`.
+    async fn set_module_config(
+        &self,
+        tenant: &str,
+        name: &str,
+        values: &std::collections::BTreeMap<String, String>,
+        secrets: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets every setting of module `name` (when the module is deleted).
+    async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError>;
 
     /// Sets a `failed` or `cancelled` job `available` now with no attempts counted (its
     /// history and log kept, its last attempt's traces cleared) and wakes its queue on the

@@ -193,6 +193,20 @@ pub struct Usage {
     pub memory_peak_bytes: u64,
     /// Wall clock, in milliseconds.
     pub duration_ms: u64,
+    /// Outbound HTTP requests made (refused ones included); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub http_requests: u64,
+    /// Bytes of outbound response bodies read; absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub http_bytes_in: u64,
+    /// Bytes of outbound request bodies sent; absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub http_bytes_out: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+
 }
 
 /// A stored job.

@@ -112,6 +112,18 @@ pub struct PutModule {
     pub created: bool,
 }
 
+/// What a module's jobs may reach, set per module name (it applies to every version,
+/// and a new upload keeps it). Default: nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleSettings {
+    /// Canonical allow-list entries (`https://api.example.com`); empty: no network.
+    pub allowed_hosts: Vec<String>,
+    /// Config values, readable by the guest.
+    pub values: std::collections::BTreeMap<String, String>,
+    /// Secrets, sealed under the server's key ([`crate::secrets`]); never shown.
+    pub secrets: std::collections::BTreeMap<String, String>,
+}
+
 /// Something that happened in the store, possibly on another node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {

@@ -61,6 +61,8 @@ pub struct RuntimeConfig {
     pub max_wasm_stack: usize,
     /// Threads that run guests. Default: one per CPU.
     pub guest_threads: Option<usize>,
+    /// Outbound HTTP: deny ranges and per-attempt caps. Default [`OutboundConfig::default`].
+    pub outbound: super::OutboundConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -79,6 +81,7 @@ impl Default for RuntimeConfig {
             cache_max_bytes: 1 << 30,
             max_wasm_stack: 512 << 10,
             guest_threads: None,
+            outbound: super::OutboundConfig::default(),
         }
     }
 }

@@ -57,6 +57,11 @@ pub(crate) struct AttemptState {
     pub(crate) deadline: Instant,
     pub(crate) cancel: Arc<AtomicBool>,
     pub(crate) interrupted: Option<Interrupt>,
+    /// Outbound HTTP: the context, and the hooks that enforce the allow-list.
+    pub(crate) http: wasmtime_wasi_http::WasiHttpCtx,
+    pub(crate) hooks: super::outbound::Hooks,
+    /// What `wasi:config/store` answers.
+    pub(crate) config: wasmtime_wasi_config::WasiConfigVariables,
 }
 
 impl AttemptState {

@@ -20,6 +20,7 @@ mod compile;
 mod engine;
 mod host;
 mod limits;
+mod outbound;
 mod outcome;
 mod output;
 mod run;
@@ -29,6 +30,10 @@ pub use cache::{CacheStats, ModuleCache};
 pub use compile::{COMPILE_COMMAND, child_main as compile_child_main};
 pub use engine::{CompileMode, EpochTicker, RuntimeConfig};
 pub use limits::Limits;
+pub use outbound::{
+    AllowedHost, DEFAULT_DENY, DenyRanges, Grants, MAX_ALLOWED_HOSTS, OutboundConfig, REDACTED,
+    parse_allowed_hosts,
+};
 pub use outcome::{AttemptReport, Failure, FailureKind, Outcome, Progress, Usage};
 pub use run::{CancelHandle, JobInfo, ProgressSink, RunRequest};
 pub use validate::{ModuleKind, ValidateError, digest};
@@ -66,6 +71,12 @@ impl Prepared {
     pub fn kind(&self) -> ModuleKind {
         self.inner.kind()
     }
+
+    /// Whether it imports outbound HTTP or config, so that its attempts need the
+    /// module's [`Grants`] (the others run without reading them).
+    pub fn wants_grants(&self) -> bool {
+        self.inner.wants_grants
+    }
 }
 
 impl std::fmt::Debug for Prepared {
@@ -98,6 +109,7 @@ pub struct Runtime {
     slots: Arc<Semaphore>,
     compiles: Arc<Semaphore>,
     guests: Arc<GuestExecutor>,
+    outbound: Arc<OutboundConfig>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -155,6 +167,7 @@ impl Runtime {
             .map_err(|e| RunError::Internal(format!("starting guest threads: {e}")))?;
         Ok(Self {
             guests: Arc::new(guests),
+            outbound: Arc::new(config.outbound.clone()),
             slots: Arc::new(Semaphore::new(config.slots as usize)),
             compiles: Arc::new(Semaphore::new(config.concurrent_compiles.max(1))),
             compile_mode: Arc::new(config.compile_mode.resolve()),
@@ -360,7 +373,14 @@ impl Runtime {
 
     async fn run_unpermitted(&self, prepared: &Prepared, request: RunRequest) -> AttemptReport {
         let limits = request.limits.clamp_to(&self.config.max_limits);
-        run::run_attempt(&self.engine, &prepared.inner, request, limits).await
+        run::run_attempt(
+            &self.engine,
+            &prepared.inner,
+            request,
+            limits,
+            &self.outbound,
+        )
+        .await
     }
 
     /// Drops a module from the in-memory cache (the next load reads the artifact on

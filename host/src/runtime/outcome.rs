@@ -99,6 +99,12 @@ pub struct Usage {
     pub duration_ms: u64,
     /// The same in microseconds, for finer reports.
     pub duration_us: u64,
+    /// Outbound HTTP requests made (refused ones included).
+    pub http_requests: u64,
+    /// Bytes of response bodies read.
+    pub http_bytes_in: u64,
+    /// Bytes of request bodies sent.
+    pub http_bytes_out: u64,
 }
 
 /// The last progress the guest reported.

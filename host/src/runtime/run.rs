@@ -12,6 +12,7 @@ use wasmtime_wasi::{I32Exit, WasiCtx};
 
 use super::cache::Compiled;
 use super::host::{AttemptState, Interrupt, Interrupted, Limiter, Task, TaskError, TaskPre, Wasi};
+use super::outbound::{Counters, Grants, Hooks, OutboundConfig, redact};
 use super::output::SharedSink;
 use super::validate::{self, ModuleKind, ValidateError};
 use super::{AttemptReport, Failure, FailureKind, Limits, Outcome, Progress, RunError, Usage};
@@ -91,6 +92,8 @@ pub struct RunRequest {
     pub cancel: CancelHandle,
     /// Called on every progress report.
     pub progress: Option<ProgressSink>,
+    /// Outbound hosts and config granted to the module (default: none).
+    pub grants: Grants,
 }
 
 /// The two linkers, built once per runtime.
@@ -103,6 +106,8 @@ impl Linkers {
     pub(crate) fn new(engine: &Engine) -> wasmtime::Result<Self> {
         let mut component = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component)?;
+        wasmtime_wasi_config::add_to_linker(&mut component, config_view)?;
         Task::add_to_linker::<_, HasSelf<AttemptState>>(&mut component, |s| s)?;
         let mut core = wasmtime::Linker::new(engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut core, |s: &mut AttemptState| s.p1())?;
@@ -110,11 +115,18 @@ impl Linkers {
     }
 }
 
+fn config_view(state: &mut AttemptState) -> wasmtime_wasi_config::WasiConfig<'_> {
+    wasmtime_wasi_config::WasiConfig::from(&state.config)
+}
+
 /// A compiled, pre-linked module.
 pub(crate) struct PreparedInner {
     pub(crate) digest: String,
     /// Initial bytes of the linear memories the module defines.
     initial_memory: u64,
+    /// Whether it imports `wasi:http/outgoing-handler` or `wasi:config/store`: only then
+    /// does an attempt need the module's [`Grants`].
+    pub(crate) wants_grants: bool,
     pre: Pre,
 }
 
@@ -131,8 +143,10 @@ impl PreparedInner {
         initial_memory: u64,
     ) -> Result<Self, RunError> {
         let link_err = |e: wasmtime::Error| ValidateError::Compile(format!("{e:#}"));
+        let mut wants_grants = false;
         let pre = match compiled {
             Compiled::Component(c) => {
+                wants_grants = validate::wants_grants(&c);
                 let ipre = linkers.component.instantiate_pre(&c).map_err(link_err)?;
                 let pre = TaskPre::new(ipre).map_err(|e| {
                     ValidateError::MissingExport(format!(
@@ -148,6 +162,7 @@ impl PreparedInner {
         Ok(Self {
             digest,
             initial_memory,
+            wants_grants,
             pre,
         })
     }
@@ -185,6 +200,7 @@ pub(crate) async fn run_attempt(
     prepared: &PreparedInner,
     req: RunRequest,
     limits: Limits,
+    outbound: &Arc<OutboundConfig>,
 ) -> AttemptReport {
     let started = Instant::now();
     if let Err(e) = validate::check_initial_memory(prepared.initial_memory, limits.memory_bytes) {
@@ -216,6 +232,13 @@ pub(crate) async fn run_attempt(
     };
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_RESOURCES);
+    let deadline = started + limits.timeout();
+    let counters = Arc::new(Counters::default());
+    let Grants {
+        allowed_hosts,
+        config,
+        secrets,
+    } = req.grants.clone();
     let state = AttemptState {
         wasi,
         table,
@@ -227,9 +250,17 @@ pub(crate) async fn run_attempt(
         progress: None,
         progress_sink: req.progress.clone(),
         job: req.job.clone(),
-        deadline: started + limits.timeout(),
+        deadline,
         cancel: req.cancel.inner.flag.clone(),
         interrupted: None,
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        hooks: Hooks::new(
+            allowed_hosts,
+            outbound.clone(),
+            log.clone(),
+            counters.clone(),
+        ),
+        config: config.into_iter().collect(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -279,8 +310,18 @@ pub(crate) async fn run_attempt(
         memory_peak_bytes: state.limiter.memory_peak as u64,
         duration_ms: elapsed.as_millis() as u64,
         duration_us: elapsed.as_micros() as u64,
+        http_requests: counters.requests.load(Ordering::Relaxed),
+        http_bytes_in: counters.bytes_in.load(Ordering::Relaxed),
+        http_bytes_out: counters.bytes_out.load(Ordering::Relaxed),
     };
-    let outcome = classify(result, state, &stdout_result, &limits);
+    let mut outcome = classify(result, state, &stdout_result, &limits);
+    if let Outcome::Failure(f) = &mut outcome
+        && !secrets.is_empty()
+    {
+        let mut message = std::mem::take(&mut f.message).into_bytes();
+        redact(&mut message, &secrets);
+        f.message = String::from_utf8_lossy(&message).into_owned();
+    }
     let progress = state.progress.clone();
     let result_for_success = match &outcome {
         Outcome::Success { .. } => match prepared.pre {
@@ -290,7 +331,8 @@ pub(crate) async fn run_attempt(
         Outcome::Failure(_) => Vec::new(),
     };
     drop(store);
-    let log = log.take();
+    let mut log = log.take();
+    redact(&mut log.bytes, &secrets);
     AttemptReport {
         outcome: match outcome {
             Outcome::Success { .. } => Outcome::Success {

@@ -167,6 +167,16 @@ pub(crate) fn check_component_imports(
     Ok(())
 }
 
+/// Whether a component imports what its module's grants feed: outbound HTTP or config.
+pub(crate) fn wants_grants(component: &wasmtime::component::Component) -> bool {
+    component
+        .component_type()
+        .imports(component.engine())
+        .any(|(name, _)| {
+            name.starts_with("wasi:http/outgoing-handler") || name.starts_with("wasi:config/store")
+        })
+}
+
 /// Rejects a core module that is not a WASI command.
 pub(crate) fn check_command_module(module: &wasmtime::Module) -> Result<(), ValidateError> {
     for import in module.imports() {

@@ -13,6 +13,7 @@
 //!   which the store makes safe to run on every node at once.
 
 mod classify;
+mod grants;
 
 pub use classify::{effective_limits, finish_for};
 
@@ -48,6 +49,9 @@ pub struct WorkerConfig {
     /// On shutdown, how long running jobs may take to finish before they are given
     /// back. Default 30 s.
     pub grace: Duration,
+    /// Opens module secrets for their jobs; a job of a module with secrets fails its
+    /// attempt without one. Default none.
+    pub secret_key: Option<crate::secrets::SecretKey>,
 }
 
 impl Default for WorkerConfig {
@@ -61,6 +65,7 @@ impl Default for WorkerConfig {
             maintenance: true,
             retention: Duration::from_secs(7 * 24 * 3600),
             grace: Duration::from_secs(30),
+            secret_key: None,
         }
     }
 }
@@ -185,6 +190,7 @@ impl Worker {
 type TaskParts = (
     Arc<dyn Store>,
     Runtime,
+    Option<crate::secrets::SecretKey>,
     Running,
     mpsc::UnboundedSender<Finish>,
     Arc<AtomicU64>,
@@ -399,6 +405,7 @@ impl QueueLoop {
         (
             self.store.clone(),
             self.runtime.clone(),
+            self.config.secret_key.clone(),
             self.running.clone(),
             self.finish.clone(),
             self.mean_us.clone(),
@@ -406,11 +413,11 @@ impl QueueLoop {
     }
 
     fn start(&self, job: Job, cancel: CancelHandle, jobs: &mut JoinSet<()>) {
-        let (store, runtime, running, finish, mean_us) = self.task_parts();
+        let (store, runtime, key, running, finish, mean_us) = self.task_parts();
         jobs.spawn(async move {
             let id = job.id;
             let started = std::time::Instant::now();
-            let report = execute(&store, &runtime, job, cancel).await;
+            let report = execute(&store, &runtime, key.as_ref(), job, cancel, false).await;
             sample(&mean_us, started);
             running.lock().expect("running lock").remove(&id);
             let _ = finish.send(report);
@@ -424,7 +431,7 @@ impl QueueLoop {
     /// to the store like a claimed one; if it was refused, the attempt is interrupted and
     /// dropped.
     fn run_ahead(&self, job: Job, ahead: RunAhead, jobs: &mut JoinSet<()>) {
-        let (store, runtime, running, finish, mean_us) = self.task_parts();
+        let (store, runtime, key, running, finish, mean_us) = self.task_parts();
         jobs.spawn(async move {
             let RunAhead {
                 report,
@@ -433,7 +440,7 @@ impl QueueLoop {
             let (id, attempt) = (job.id, job.attempt);
             let started = std::time::Instant::now();
             let cancel = CancelHandle::new();
-            let run = execute(&store, &runtime, job, cancel.clone());
+            let run = execute(&store, &runtime, key.as_ref(), job, cancel.clone(), true);
             tokio::pin!(run);
             // The enqueuer's word, once it has written the job running: stored or not.
             let mut verdict = None;
@@ -503,12 +510,15 @@ fn sample(mean_us: &AtomicU64, started: std::time::Instant) {
     mean_us.store(mean.max(1), Ordering::Relaxed);
 }
 
-/// Runs one claimed job and says how to finish it.
+/// Runs one claimed job and says how to finish it. `ahead`: the job is not stored yet
+/// (hand-off), so its attempt gets no network.
 async fn execute(
     store: &Arc<dyn Store>,
     runtime: &Runtime,
+    key: Option<&crate::secrets::SecretKey>,
     job: Job,
     cancel: CancelHandle,
+    ahead: bool,
 ) -> Finish {
     // Why the store gave no bytes, if it did not.
     let fetch_failed = std::sync::OnceLock::new();
@@ -530,6 +540,14 @@ async fn execute(
     let prepared = match prepared {
         Ok(p) => p,
         Err(e) => return load_failed(&job, e, fetch_failed.into_inner()),
+    };
+    let grants = if prepared.wants_grants() {
+        match grants::grants_for(store, key, &job, ahead).await {
+            Ok(g) => g,
+            Err(report) => return report,
+        }
+    } else {
+        Default::default()
     };
     let progress = {
         let (store, id, attempt) = (store.clone(), job.id, job.attempt);
@@ -562,6 +580,7 @@ async fn execute(
         },
         cancel: cancel.clone(),
         progress: Some(progress),
+        grants,
     };
     let report = runtime.run(&prepared, request).await;
     let finish = finish_for(&job, report, cancel.is_released());
@@ -609,6 +628,11 @@ fn load_failed(job: &Job, error: RunError, fetch: Option<FetchFailed>) -> Finish
             if retry { "retrying" } else { "giving up" }
         ),
     );
+    retry_or_fail(job, retry, error)
+}
+
+/// An attempt that failed before its guest ran: retried after the backoff, or failed.
+fn retry_or_fail(job: &Job, retry: bool, error: JobError) -> Finish {
     let outcome = if retry {
         StoreOutcome::Retry {
             error,

@@ -173,6 +173,7 @@ pub async fn finish_complete_records_result_once(store: Arc<dyn Store>) {
             fuel: 123,
             memory_peak_bytes: 65_536,
             duration_ms: 7,
+            ..Usage::default()
         },
         log: "hello\n".into(),
         log_dropped: 3,

@@ -51,6 +51,8 @@ impl Server {
             store.clone(),
             WorkerConfig {
                 queues: vec![("default".into(), 4)],
+                // The same process: the API seals secrets, the worker opens them.
+                secret_key: config.secret_key.clone(),
                 ..WorkerConfig::default()
             },
             4,

@@ -19,7 +19,7 @@ use super::driver::{Driver, Inserted, KeyRow};
 use super::handoff::Handoff;
 use super::{
     Enqueued, Finish, Heartbeat, Job, JobCount, JobFilter, JobState, JobSummary, Module, NewJob,
-    NewKey, NewModule, NewSchedule, Page, Principal, Progress, PutModule, RescueReport, Schedule,
+    ModuleSettings, NewKey, NewModule, NewSchedule, Page, Principal, Progress, PutModule, RescueReport, Schedule,
     ScheduleAdvance, Scope, Store, StoreError, StoreEvent, keys,
 };
 use events::{EventsOnDrop, LostWorkers};
@@ -519,6 +519,44 @@ impl<D: Driver> Store for Queue<D> {
 
     async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         self.inner.driver.revoke_key(tenant, id).await
+    }
+
+    async fn module_settings(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<ModuleSettings, StoreError> {
+        self.inner.driver.module_settings(tenant, name).await
+    }
+
+    async fn allowed_hosts(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
+        self.inner.driver.allowed_hosts(tenant).await
+    }
+
+    async fn set_allowed_hosts(
+        &self,
+        tenant: &str,
+        name: &str,
+        hosts: &[String],
+    ) -> Result<(), StoreError> {
+        self.inner.driver.set_allowed_hosts(tenant, name, hosts).await
+    }
+
+    async fn set_module_config(
+        &self,
+        tenant: &str,
+        name: &str,
+        values: &std::collections::BTreeMap<String, String>,
+        secrets: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.inner.driver.set_module_config(tenant, name, values, secrets).await
+    }
+
+    async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        self.inner.driver.delete_module_settings(tenant, name).await
     }
 
     async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {

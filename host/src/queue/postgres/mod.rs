@@ -12,6 +12,7 @@ mod control;
 mod listen;
 mod rows;
 mod schedules;
+mod settings;
 mod sql;
 mod warm;
 
@@ -31,7 +32,7 @@ use crate::queue::{
     Finish, Job, JobCount, JobFilter, JobState, JobSummary, LOST_CANCELLED_MESSAGE, LOST_MESSAGE,
     MAX_HISTORY, Module, NewJob, NewModule, Progress, PutModule, Queue, StoreError, event_channel,
 };
-use crate::queue::{NewSchedule, Schedule, ScheduleAdvance};
+use crate::queue::{ModuleSettings, NewSchedule, Schedule, ScheduleAdvance};
 use rows::{
     bind_row, clamp_i32, clamp_i64, db_err, get, job_from_row, json, module_from_row,
     progress_json, seconds, summary_from_row, to_u64,
@@ -635,6 +636,44 @@ impl Driver for PgDriver {
             .map_err(db_err)?;
         conn.keep();
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn module_settings(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<ModuleSettings, StoreError> {
+        self.settings_of(tenant, name).await
+    }
+
+    async fn allowed_hosts(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
+        self.allowed_hosts_of(tenant).await
+    }
+
+    async fn set_allowed_hosts(
+        &self,
+        tenant: &str,
+        name: &str,
+        hosts: &[String],
+    ) -> Result<(), StoreError> {
+        self.put_allowed_hosts(tenant, name, hosts).await
+    }
+
+    async fn set_module_config(
+        &self,
+        tenant: &str,
+        name: &str,
+        values: &std::collections::BTreeMap<String, String>,
+        secrets: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.put_config(tenant, name, values, secrets).await
+    }
+
+    async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        self.forget_settings(tenant, name).await
     }
 
     async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {

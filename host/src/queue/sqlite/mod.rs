@@ -33,6 +33,7 @@ mod control;
 mod finish;
 mod rows;
 mod schedules;
+mod settings;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -58,7 +59,7 @@ use crate::queue::{
     LOST_CANCELLED_MESSAGE, LOST_MESSAGE, MAX_HISTORY, Module, NewJob, NewModule, Progress,
     PutModule, Queue, StoreError, event_channel,
 };
-use crate::queue::{NewSchedule, Schedule, ScheduleAdvance};
+use crate::queue::{ModuleSettings, NewSchedule, Schedule, ScheduleAdvance};
 use rows::{
     bind_row, clamp_i64, db_err, get, get_u32, history_entry, job_from_row, json_text, micros,
     micros_after, micros_before, module_from_row, open_err, progress_text, summary_from_row,
@@ -673,6 +674,44 @@ impl Driver for SqliteDriver {
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn module_settings(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<ModuleSettings, StoreError> {
+        self.settings_of(tenant, name).await
+    }
+
+    async fn allowed_hosts(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
+        self.allowed_hosts_of(tenant).await
+    }
+
+    async fn set_allowed_hosts(
+        &self,
+        tenant: &str,
+        name: &str,
+        hosts: &[String],
+    ) -> Result<(), StoreError> {
+        self.put_allowed_hosts(tenant, name, hosts).await
+    }
+
+    async fn set_module_config(
+        &self,
+        tenant: &str,
+        name: &str,
+        values: &std::collections::BTreeMap<String, String>,
+        secrets: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.put_config(tenant, name, values, secrets).await
+    }
+
+    async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        self.forget_settings(tenant, name).await
     }
 
     async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
