@@ -246,11 +246,18 @@ fn method(name: &str) -> Method {
 
 fn send_once(request: &Request) -> Result<Response, HttpError> {
     let url = parse(&request.url)?;
-    let entries: Vec<(String, Vec<u8>)> = request
+    let mut entries: Vec<(String, Vec<u8>)> = request
         .headers
         .iter()
         .map(|(n, v)| (n.to_ascii_lowercase(), v.clone().into_bytes()))
         .collect();
+    // A length rather than a chunked body: what most webhook receivers expect.
+    if !request.body.is_empty() && !entries.iter().any(|(n, _)| n == "content-length") {
+        entries.push((
+            "content-length".into(),
+            request.body.len().to_string().into_bytes(),
+        ));
+    }
     let headers =
         Fields::from_list(&entries).map_err(|e| HttpError::Invalid(format!("headers: {e:?}")))?;
     let outgoing = OutgoingRequest::new(headers);

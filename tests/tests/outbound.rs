@@ -400,7 +400,7 @@ async fn refused_and_failed_requests_are_contained(store: Arc<dyn Store>) {
         done["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("HttpResponseBodySize"),
+            .contains("exceeds limit: 16777216 bytes"),
         "{done}"
     );
     assert!(

@@ -122,6 +122,8 @@ impl GuestExecutor {
             .worker_threads(threads.max(1))
             .thread_name("wasmq-guest")
             .enable_time()
+            // Guests' outbound HTTP connects from here (runtime/outbound/send.rs).
+            .enable_io()
             .build()?;
         Ok(Self(Some(rt)))
     }
