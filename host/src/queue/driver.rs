@@ -14,8 +14,9 @@
 use std::time::Duration;
 
 use super::{
-    Enqueued, ErrorKind, Finish, Job, JobError, JobFilter, JobState, JobSummary, Module, NewJob,
-    ModuleSettings, NewModule, NewSchedule, Outcome, Progress, PutModule, Schedule, ScheduleAdvance, StoreError,
+    Enqueued, ErrorKind, Finish, Job, JobError, JobFilter, JobState, JobSummary, Module,
+    ModuleSettings, NewJob, NewModule, NewSchedule, Outcome, Progress, PutModule, Schedule,
+    ScheduleAdvance, StoreError,
 };
 
 /// The row storage of one backend. Each method is one transaction.

@@ -206,7 +206,6 @@ pub struct Usage {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
-
 }
 
 /// A stored job.

@@ -18,9 +18,9 @@ use tokio::sync::broadcast;
 use super::driver::{Driver, Inserted, KeyRow};
 use super::handoff::Handoff;
 use super::{
-    Enqueued, Finish, Heartbeat, Job, JobCount, JobFilter, JobState, JobSummary, Module, NewJob,
-    ModuleSettings, NewKey, NewModule, NewSchedule, Page, Principal, Progress, PutModule, RescueReport, Schedule,
-    ScheduleAdvance, Scope, Store, StoreError, StoreEvent, keys,
+    Enqueued, Finish, Heartbeat, Job, JobCount, JobFilter, JobState, JobSummary, Module,
+    ModuleSettings, NewJob, NewKey, NewModule, NewSchedule, Page, Principal, Progress, PutModule,
+    RescueReport, Schedule, ScheduleAdvance, Scope, Store, StoreError, StoreEvent, keys,
 };
 use events::{EventsOnDrop, LostWorkers};
 use storable::storable_progress;
@@ -542,7 +542,10 @@ impl<D: Driver> Store for Queue<D> {
         name: &str,
         hosts: &[String],
     ) -> Result<(), StoreError> {
-        self.inner.driver.set_allowed_hosts(tenant, name, hosts).await
+        self.inner
+            .driver
+            .set_allowed_hosts(tenant, name, hosts)
+            .await
     }
 
     async fn set_module_config(
@@ -552,7 +555,10 @@ impl<D: Driver> Store for Queue<D> {
         values: &std::collections::BTreeMap<String, String>,
         secrets: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
-        self.inner.driver.set_module_config(tenant, name, values, secrets).await
+        self.inner
+            .driver
+            .set_module_config(tenant, name, values, secrets)
+            .await
     }
 
     async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
