@@ -646,8 +646,8 @@ async fn secrets_need_a_server_key(store: Arc<dyn Store>) {
     s.stop().await;
 }
 
-/// A job that may reach the network is stored before its attempt starts: never handed
-/// to an idle worker ahead of its insert (PostgreSQL) nor answered already running.
+/// A job that may reach the network is stored before its attempt starts: never run by an
+/// idle worker ahead of its insert, so never answered with its outcome.
 /// A job of a module without an allow-list, enqueued the same way, is handed off.
 async fn a_network_job_is_stored_before_it_runs(store: Arc<dyn Store>) {
     let up = Upstream::start().await;
@@ -681,7 +681,10 @@ async fn a_network_job_is_stored_before_it_runs(store: Arc<dyn Store>) {
             )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED);
-        assert_eq!(job["state"], "available", "stored before it ran: {job}");
+        // Stored before its guest starts: answered waiting, or running once stored for an
+        // idle worker; never with an outcome, which only a run ahead of its insert has.
+        let state = job["state"].as_str().unwrap();
+        assert!(matches!(state, "available" | "running"), "stored before it ran: {job}");
         let done = s.wait(&s.admin, job["id"].as_i64().unwrap()).await;
         assert_eq!(done["state"], "completed", "{done}");
     }

@@ -3,7 +3,7 @@
 //! Read only for modules that import outbound HTTP or config (`Prepared::wants_grants`),
 //! so other jobs pay no extra statement. A job run ahead of its insert gets no network
 //! whatever its module's policy says now: an attempt of a job that may never be stored
-//! must have no effect outside its sandbox (the enqueue marks such jobs `stored_first`;
+//! must have no effect outside its sandbox (the enqueue sets `may_run_ahead` false for them;
 //! this covers a policy set between that enqueue and this attempt).
 
 use std::sync::Arc;
