@@ -529,8 +529,6 @@ pub struct Enqueued {
     pub duplicate: bool,
 }
 
-/// How an attempt ended, as reported by a worker to [`Store::finish`].
-
 #[cfg(test)]
 mod tests {
     use super::*;

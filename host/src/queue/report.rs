@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{ErrorKind, JobError, Progress, Usage};
 
+/// How an attempt ended, as reported by a worker to [`super::Store::finish`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The job completed with `result`: state `completed`, finished for good.
@@ -129,8 +130,7 @@ pub struct RescueReport {
     pub cancelled: Vec<i64>,
 }
 
-/// Which jobs [`Store::list`] returns.
-
+/// The delay before retry number `attempt` (1 after the first failure): 1 s × 2^(attempt−1),
 /// capped at one hour, then jittered uniformly by ±25 % (so the cap is at most 75 minutes),
 /// which spreads the retries of jobs that failed together. Attempt 0 is treated as 1.
 pub fn backoff(attempt: u32) -> Duration {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Job, JobState, Limits};
 
+/// Which jobs [`super::Store::list`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
     /// Only jobs in this state.

@@ -104,9 +104,6 @@ impl PgDriver {
         Ok(answers)
     }
 
-    /// A lone due job for an idle worker of this process ([`super::handoff`]): it is
-    /// handed over before it is stored, with an id drawn ahead, and run while this waits
-
     /// The latest digest of each module that `jobs` name without a digest, by (tenant,
     /// name). A module with no version is missing from it ([`Pinned::new`] says which).
     pub(super) async fn latest_digests<'a>(
