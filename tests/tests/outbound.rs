@@ -684,7 +684,10 @@ async fn a_network_job_is_stored_before_it_runs(store: Arc<dyn Store>) {
         // Stored before its guest starts: answered waiting, or running once stored for an
         // idle worker; never with an outcome, which only a run ahead of its insert has.
         let state = job["state"].as_str().unwrap();
-        assert!(matches!(state, "available" | "running"), "stored before it ran: {job}");
+        assert!(
+            matches!(state, "available" | "running"),
+            "stored before it ran: {job}"
+        );
         let done = s.wait(&s.admin, job["id"].as_i64().unwrap()).await;
         assert_eq!(done["state"], "completed", "{done}");
     }
