@@ -329,13 +329,7 @@ pub(super) fn new_job(
     let own = queue::Limits::from(req.limits.unwrap_or_default());
     check_limits(&own, &state.runtime.max_limits())?;
     let defaults = &module.limits;
-    let limits = queue::Limits {
-        fuel: own.fuel.or(defaults.fuel),
-        timeout_ms: own.timeout_ms.or(defaults.timeout_ms),
-        memory_bytes: own.memory_bytes.or(defaults.memory_bytes),
-        output_bytes: own.output_bytes.or(defaults.output_bytes),
-        log_bytes: own.log_bytes.or(defaults.log_bytes),
-    };
+    let limits = own.over(defaults);
     check_limits(&limits, &state.runtime.max_limits())?;
     Ok(NewJob {
         tenant: tenant.to_owned(),

@@ -23,6 +23,19 @@ pub struct Limits {
     pub log_bytes: Option<u64>,
 }
 
+impl Limits {
+    /// These limits over `defaults`: each one set here wins, the rest are the defaults'.
+    pub fn over(&self, defaults: &Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.or(defaults.fuel),
+            timeout_ms: self.timeout_ms.or(defaults.timeout_ms),
+            memory_bytes: self.memory_bytes.or(defaults.memory_bytes),
+            output_bytes: self.output_bytes.or(defaults.output_bytes),
+            log_bytes: self.log_bytes.or(defaults.log_bytes),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

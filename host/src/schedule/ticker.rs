@@ -8,7 +8,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
 use super::{CronExpr, decide, tick_key};
-use crate::queue::{Limits, NewJob, Schedule, ScheduleAdvance, Store, StoreError, StoreEvent};
+use crate::queue::{NewJob, Schedule, ScheduleAdvance, Store, StoreError, StoreEvent};
 
 /// Due schedules handled per store read.
 const BATCH: u32 = 100;
@@ -135,7 +135,7 @@ impl Scheduler {
             input: spec.input.clone(),
             run_at: None,
             max_attempts: spec.max_attempts,
-            limits: merge(&spec.limits, &module.limits),
+            limits: spec.limits.over(&module.limits),
             idempotency_key: Some(tick_key(&spec.name, tick)),
             // Keyed, so stored before it runs anyway.
             may_run_ahead: true,
@@ -145,18 +145,6 @@ impl Scheduler {
             .first()
             .map(|e| e.job.id)
             .ok_or_else(|| StoreError::Database("the store answered no job".into()))
-    }
-}
-
-/// The schedule's own limits over the module's defaults (the worker clamps to the server
-/// maximum).
-fn merge(own: &Limits, defaults: &Limits) -> Limits {
-    Limits {
-        fuel: own.fuel.or(defaults.fuel),
-        timeout_ms: own.timeout_ms.or(defaults.timeout_ms),
-        memory_bytes: own.memory_bytes.or(defaults.memory_bytes),
-        output_bytes: own.output_bytes.or(defaults.output_bytes),
-        log_bytes: own.log_bytes.or(defaults.log_bytes),
     }
 }
 
