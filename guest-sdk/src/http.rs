@@ -276,23 +276,31 @@ fn send_once(request: &Request) -> Result<Response, HttpError> {
         .map_err(|()| invalid("path"))?;
     let body = outgoing.body().map_err(|()| invalid("body"))?;
     let future = outgoing_handler::handle(outgoing, None).map_err(code_error)?;
-    {
+    let wait = || loop {
+        match future.get() {
+            Some(result) => break result,
+            None => future.subscribe().block(),
+        }
+    };
+    let sent = (|| {
         let stream = body.write().map_err(|()| invalid("body"))?;
         for chunk in request.body.chunks(4096) {
             stream
                 .blocking_write_and_flush(chunk)
                 .map_err(|e| stream_error(e, "sending the body"))?;
         }
+        drop(stream);
+        OutgoingBody::finish(body, None).map_err(code_error)
+    })();
+    // A refused or failed request also closes the body's stream; the response says why,
+    // so that reason wins over "the connection closed", whichever the guest saw first.
+    if let Err(body_error) = sent {
+        return Err(match wait() {
+            Ok(Err(code)) => code_error(code),
+            _ => body_error,
+        });
     }
-    OutgoingBody::finish(body, None).map_err(code_error)?;
-
-    let incoming = loop {
-        match future.get() {
-            Some(result) => break result,
-            None => future.subscribe().block(),
-        }
-    };
-    let incoming = incoming
+    let incoming = wait()
         .map_err(|()| HttpError::Failed("the response was taken twice".into()))?
         .map_err(code_error)?;
     let status = incoming.status();
