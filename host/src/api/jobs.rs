@@ -15,9 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Auth, Json, Path, Query};
 use super::modules::{LimitParams, check_limits, check_name};
+use super::views::{JobPage, JobView};
 use super::{ApiError, AppState};
 use crate::queue::{
-    self, Job, JobFilter, JobState, JobSummary, Module, NewJob, Scope, StoreEvent, keys::is_slug,
+    self, Job, JobFilter, JobState, Module, NewJob, Scope, StoreEvent, keys::is_slug,
 };
 
 /// The earliest and latest `run_at` accepted: every store orders and stores these exactly
@@ -98,147 +99,6 @@ pub struct BatchItem {
 pub struct BatchResponse {
     /// In request order.
     pub jobs: Vec<BatchItem>,
-}
-
-/// A job as the API shows it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct JobView {
-    /// Unique, increasing.
-    pub id: i64,
-    /// The module name.
-    pub module: String,
-    /// The module version's digest pinned at enqueue.
-    pub digest: String,
-    /// The queue.
-    pub queue: String,
-    /// Higher runs first.
-    pub priority: i16,
-    /// scheduled, available, running, retryable, completed, failed or cancelled.
-    pub state: String,
-    /// Attempts started so far.
-    pub attempt: u32,
-    /// Attempts allowed.
-    pub max_attempts: u32,
-    /// Limits (the module's defaults merged with the job's overrides).
-    #[schema(value_type = Object)]
-    pub limits: queue::Limits,
-    /// When it (next) runs.
-    pub run_at: DateTime<Utc>,
-    /// The idempotency key, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-    /// The schedule that made it, if one did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<String>,
-    /// `{percent, note}` reported by the current or last attempt.
-    #[schema(value_type = Object)]
-    pub progress: Option<queue::Progress>,
-    /// The input, if it is UTF-8 JSON (left out of listings).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub input: Option<serde_json::Value>,
-    /// The input as base64, if it is not UTF-8 JSON (left out of listings).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input_base64: Option<String>,
-    /// The result, if it is UTF-8 JSON.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub result: Option<serde_json::Value>,
-    /// The result as base64, if it is not UTF-8 JSON.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result_base64: Option<String>,
-    /// `{kind, message}` of the last failure.
-    #[schema(value_type = Object)]
-    pub error: Option<queue::JobError>,
-    /// `{fuel, memory_peak_bytes, duration_ms}` of the last finished attempt.
-    #[schema(value_type = Object)]
-    pub usage: Option<queue::Usage>,
-    /// Failed, lost or cancelled attempts, oldest first.
-    #[schema(value_type = Vec<Object>)]
-    pub history: Vec<queue::AttemptRecord>,
-    /// A cancel was requested while it ran.
-    pub cancel_requested: bool,
-    /// Enqueued.
-    pub created_at: DateTime<Utc>,
-    /// Its last attempt started.
-    pub started_at: Option<DateTime<Utc>>,
-    /// It finished for good.
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-/// JSON if the bytes are UTF-8 JSON, else base64.
-pub(super) fn json_or_base64(bytes: &[u8]) -> (Option<serde_json::Value>, Option<String>) {
-    match serde_json::from_slice(bytes) {
-        Ok(value) => (Some(value), None),
-        Err(_) => (None, Some(BASE64.encode(bytes))),
-    }
-}
-
-impl JobView {
-    /// The whole job; `with_input` false leaves the input out.
-    pub fn new(job: Job, with_input: bool) -> Self {
-        let (job, body) = job.into_parts();
-        let (input, input_base64) = if with_input {
-            json_or_base64(&body.input)
-        } else {
-            (None, None)
-        };
-        let (result, result_base64) = match &body.result {
-            Some(bytes) => json_or_base64(bytes),
-            None => (None, None),
-        };
-        JobView {
-            input,
-            input_base64,
-            result,
-            result_base64,
-            ..JobView::listed(job)
-        }
-    }
-
-    /// A job as a listing shows it: without its input and result.
-    pub fn listed(job: JobSummary) -> Self {
-        JobView {
-            id: job.id,
-            module: job.module,
-            digest: job.digest,
-            queue: job.queue,
-            priority: job.priority,
-            state: job.state.as_str().to_owned(),
-            attempt: job.attempt,
-            max_attempts: job.max_attempts,
-            limits: job.limits,
-            run_at: job.run_at,
-            schedule: job
-                .idempotency_key
-                .as_deref()
-                .and_then(crate::schedule::schedule_of)
-                .map(str::to_owned),
-            idempotency_key: job.idempotency_key,
-            progress: job.progress,
-            input: None,
-            input_base64: None,
-            result: None,
-            result_base64: None,
-            error: job.error,
-            usage: job.usage,
-            history: job.history,
-            cancel_requested: job.cancel_requested,
-            created_at: job.created_at,
-            started_at: job.started_at,
-            finished_at: job.finished_at,
-        }
-    }
-}
-
-/// A page of jobs.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct JobPage {
-    /// Newest first; without input and result (get a job for those).
-    pub jobs: Vec<JobView>,
-    /// Pass as `cursor` for the next page; absent on the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
 }
 
 /// Turns one request into a [`NewJob`], merging the module's default limits.

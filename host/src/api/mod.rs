@@ -26,6 +26,7 @@ mod modules;
 mod schedules;
 mod server;
 mod settings;
+mod views;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -6,72 +6,17 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Auth, Path};
+use super::views::{ModuleList, ModuleView};
 use super::{ApiError, AppState};
-use crate::queue::{self, Module, NewModule, Scope, keys::is_slug};
-
-/// A module version as the API shows it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ModuleView {
-    /// The name jobs are enqueued by.
-    pub name: String,
-    /// 1, 2, … per name.
-    pub version: u32,
-    /// SHA-256 of the bytes (hex); jobs pin it at enqueue.
-    pub digest: String,
-    /// Bytes.
-    pub size: u64,
-    /// `component` or `command`.
-    pub kind: String,
-    /// Default limits of its jobs (unset fields: the server maximum).
-    #[schema(value_type = Object)]
-    pub limits: queue::Limits,
-    /// When this version was stored.
-    pub created_at: DateTime<Utc>,
-    /// Where the module's jobs may send HTTP requests (per module name, every version);
-    /// empty: no network. Set with `?allowed_host=` at upload or `PUT …/policy`.
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
-}
-
-impl ModuleView {
-    fn with_hosts(module: Module, hosts: &[String]) -> Self {
-        ModuleView {
-            allowed_hosts: hosts.to_vec(),
-            ..ModuleView::from(module)
-        }
-    }
-}
-
-impl From<Module> for ModuleView {
-    fn from(m: Module) -> Self {
-        ModuleView {
-            name: m.name,
-            version: m.version,
-            digest: m.digest,
-            size: m.size,
-            kind: m.kind.as_str().to_owned(),
-            limits: m.limits,
-            created_at: m.created_at,
-            allowed_hosts: Vec::new(),
-        }
-    }
-}
-
-/// A list of modules or of one module's versions.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ModuleList {
-    /// Newest version first (versions), or by name (list).
-    pub modules: Vec<ModuleView>,
-}
+use crate::queue::{self, NewModule, Scope, keys::is_slug};
 
 /// The module's default limits, as query parameters of the upload.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LimitParams {

@@ -3,15 +3,16 @@
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::extract::{Auth, Path};
-use super::jobs::{EnqueueRequest, body_if_allowed, json_or_base64, new_job};
+use super::jobs::{EnqueueRequest, body_if_allowed, new_job};
 use super::modules::{LimitParams, check_name};
+use super::views::{ScheduleList, ScheduleView};
 use super::{ApiError, AppState};
-use crate::queue::{self, CatchUp, NewSchedule, Schedule, Scope};
+use crate::queue::{CatchUp, NewSchedule, Scope};
 use crate::schedule::CronExpr;
 
 /// A schedule to create or replace.
@@ -45,7 +46,6 @@ pub struct ScheduleRequest {
     pub max_attempts: Option<u32>,
     /// The jobs' limit overrides, as for a job.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub limits: Option<LimitParams>,
     /// Ticks missed while no node ran: `skip` [default] makes none, `one` makes one job
     /// for all of them.
@@ -54,97 +54,6 @@ pub struct ScheduleRequest {
     /// A paused schedule fires nothing [false].
     #[serde(default)]
     pub paused: Option<bool>,
-}
-
-/// The last job a schedule made.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LastJob {
-    /// Its id.
-    pub id: i64,
-    /// Its state now; absent once it has been pruned.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-}
-
-/// A schedule as the API shows it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ScheduleView {
-    /// Unique within the tenant.
-    pub name: String,
-    /// The cron expression.
-    pub cron: String,
-    /// Its time zone.
-    pub timezone: String,
-    /// The module each tick runs.
-    pub module: String,
-    /// The input, if it is UTF-8 JSON.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub input: Option<serde_json::Value>,
-    /// The input as base64, if it is not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input_base64: Option<String>,
-    /// The jobs' queue.
-    pub queue: String,
-    /// The jobs' priority.
-    pub priority: i16,
-    /// The jobs' attempts.
-    pub max_attempts: u32,
-    /// The jobs' limit overrides.
-    #[schema(value_type = Object)]
-    pub limits: queue::Limits,
-    /// `skip` or `one`.
-    pub catch_up: String,
-    /// Fires nothing while true.
-    pub paused: bool,
-    /// The next tick; absent if the expression names no later instant.
-    pub next_run_at: Option<DateTime<Utc>>,
-    /// The last tick handled.
-    pub last_run_at: Option<DateTime<Utc>>,
-    /// The last job made.
-    pub last_job: Option<LastJob>,
-    /// Why the last tick made no job (e.g. its module was deleted).
-    pub last_error: Option<String>,
-    /// First put.
-    pub created_at: DateTime<Utc>,
-    /// Last put.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Schedule> for ScheduleView {
-    fn from(s: Schedule) -> Self {
-        let (input, input_base64) = json_or_base64(&s.spec.input);
-        ScheduleView {
-            name: s.spec.name,
-            cron: s.spec.cron,
-            timezone: s.spec.timezone,
-            module: s.spec.module,
-            input,
-            input_base64,
-            queue: s.spec.queue,
-            priority: s.spec.priority,
-            max_attempts: s.spec.max_attempts,
-            limits: s.spec.limits,
-            catch_up: s.spec.catch_up.as_str().to_owned(),
-            paused: s.spec.paused,
-            next_run_at: s.spec.next_run_at,
-            last_run_at: s.last_run_at,
-            last_job: s.last_job_id.map(|id| LastJob {
-                id,
-                state: s.last_job_state.map(|st| st.as_str().to_owned()),
-            }),
-            last_error: s.last_error,
-            created_at: s.created_at,
-            updated_at: s.updated_at,
-        }
-    }
-}
-
-/// The schedules of the key's tenant.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ScheduleList {
-    /// By name.
-    pub schedules: Vec<ScheduleView>,
 }
 
 /// Create or replace a schedule. Replacing keeps its last run and recomputes its next tick.
