@@ -13,15 +13,16 @@
 
 use std::time::Duration;
 
+use super::rows::Listed;
 use super::{
-    Enqueued, ErrorKind, Finish, Job, JobError, JobFilter, JobState, JobSummary, Module,
-    ModuleSettings, NewJob, NewModule, NewSchedule, Outcome, Progress, PutModule, Schedule,
-    ScheduleAdvance, StoreError,
+    Enqueued, ErrorKind, Finish, Job, JobError, JobFilter, JobState, Module, ModuleSettings,
+    NewJob, NewModule, NewSchedule, Outcome, Progress, PutModule, Schedule, ScheduleAdvance,
+    StoreError,
 };
 
 /// The row storage of one backend. Each method is one transaction.
 #[async_trait::async_trait]
-pub trait Driver: Send + Sync + 'static {
+pub trait Driver: SettingsRows + ScheduleRows + Send + Sync + 'static {
     /// Inserts `jobs` (at least one; `max_attempts` checked) in one transaction, in batch
     /// order, pinning a job without a digest to its module's latest version
     /// ([`StoreError::ModuleNotFound`] if it has none). A job whose key is stored for its
@@ -93,21 +94,10 @@ pub trait Driver: Send + Sync + 'static {
     /// Job `id` of `tenant`.
     async fn get(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
 
-    /// Up to `limit` jobs of `tenant` matching `filter` (its limit aside), by id descending.
-    async fn list(
-        &self,
-        tenant: &str,
-        filter: &JobFilter,
-        limit: u32,
-    ) -> Result<Vec<Job>, StoreError>;
-
-    /// [`Driver::list`] of the [`SUMMARY_COLUMNS`] only.
-    async fn list_summaries(
-        &self,
-        tenant: &str,
-        filter: &JobFilter,
-        limit: u32,
-    ) -> Result<Vec<JobSummary>, StoreError>;
+    /// Up to `filter.limit` jobs of `tenant` matching `filter`, by id descending, whole or
+    /// as summaries ([`Listed`]); the core asks for one row more than a page holds.
+    async fn list<T: Listed>(&self, tenant: &str, filter: &JobFilter)
+    -> Result<Vec<T>, StoreError>;
 
     /// The state of job `id` of `tenant`.
     async fn job_state(&self, tenant: &str, id: i64) -> Result<Option<JobState>, StoreError>;
@@ -162,9 +152,16 @@ pub trait Driver: Send + Sync + 'static {
     /// Revokes key `id` of `tenant`; false if it has no such unrevoked key.
     async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
 
-    // Module settings (allow-list and config), per tenant and module name, apart from
-    // the versions. Drivers keep these in `<driver>/settings.rs`.
+    /// Sets a `failed` or `cancelled` job `available` now with no attempts counted (its
+    /// history and log kept, its last attempt's traces cleared) and wakes its queue on the
+    /// other nodes; `None` if it is in no such state.
+    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
+}
 
+/// Module settings rows (allow-list and config), per tenant and module name, apart from the
+/// versions: implemented in each driver's `settings.rs`.
+#[async_trait::async_trait]
+pub trait SettingsRows: Send + Sync {
     /// The settings of module `name` (empty if none were ever set).
     async fn module_settings(&self, tenant: &str, name: &str)
     -> Result<ModuleSettings, StoreError>;
@@ -194,12 +191,12 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Forgets every setting of module `name` (when the module is deleted).
     async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError>;
+}
 
-    /// Sets a `failed` or `cancelled` job `available` now with no attempts counted (its
-    /// history and log kept, its last attempt's traces cleared) and wakes its queue on the
-    /// other nodes; `None` if it is in no such state.
-    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
-
+/// Schedule rows and their compare-and-set advances: implemented in each driver's
+/// `schedules.rs`; the core adds this process's wake-ups.
+#[async_trait::async_trait]
+pub trait ScheduleRows: Send + Sync {
     /// Upserts a schedule row (revision 1 when new, else bumped; `last_*` kept) and tells
     /// the other nodes; true if it is new.
     async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError>;

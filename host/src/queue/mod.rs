@@ -39,12 +39,13 @@ mod limits;
 mod policy;
 pub mod postgres;
 mod report;
+pub mod rows;
 pub mod schedules;
 pub mod sqlite;
 mod store;
 mod types;
 
-pub use driver::Driver;
+pub use driver::{Driver, ScheduleRows, SettingsRows};
 pub use job::*;
 pub use keys::{NewKey, Principal, Scope};
 pub use limits::Limits;

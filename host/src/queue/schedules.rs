@@ -9,6 +9,19 @@ use serde::{Deserialize, Serialize};
 
 use super::{JobState, Limits};
 
+/// The statement both drivers read schedules with: each row and its last job's state,
+/// filtered and ordered by `$where` (in the driver's placeholders).
+macro_rules! select_schedules {
+    ($where:literal) => {
+        concat!(
+            "SELECT s.*, j.state AS last_job_state FROM wasmq_schedules s ",
+            "LEFT JOIN wasmq_jobs j ON j.id = s.last_job_id AND j.tenant = s.tenant ",
+            $where
+        )
+    };
+}
+pub(crate) use select_schedules;
+
 /// What happens to ticks missed while no node ran (the schedule's `catch_up`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

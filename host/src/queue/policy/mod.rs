@@ -128,6 +128,15 @@ fn page_limit(filter: &JobFilter) -> u32 {
     }
 }
 
+/// What the driver reads for a page of `filter`: one row more than the page, which tells
+/// that more follow.
+fn page_filter(filter: &JobFilter) -> JobFilter {
+    JobFilter {
+        limit: page_limit(filter) + 1,
+        ..filter.clone()
+    }
+}
+
 /// Whether the database refused a statement, so that it wrote nothing (as opposed to an
 /// error whose statement may have committed, such as a broken connection).
 fn refused(e: &StoreError) -> bool {
@@ -397,7 +406,7 @@ impl<D: Driver> Store for Queue<D> {
 
     async fn list(&self, tenant: &str, filter: &JobFilter) -> Result<Page, StoreError> {
         let limit = page_limit(filter);
-        let rows = self.inner.driver.list(tenant, filter, limit + 1).await?;
+        let rows = self.inner.driver.list(tenant, &page_filter(filter)).await?;
         Ok(Self::page(rows, limit, |job| job.id))
     }
 
@@ -407,9 +416,7 @@ impl<D: Driver> Store for Queue<D> {
         filter: &JobFilter,
     ) -> Result<Page<JobSummary>, StoreError> {
         let limit = page_limit(filter);
-        let rows = (self.inner.driver)
-            .list_summaries(tenant, filter, limit + 1)
-            .await?;
+        let rows = self.inner.driver.list(tenant, &page_filter(filter)).await?;
         Ok(Self::page(rows, limit, |job| job.id))
     }
 

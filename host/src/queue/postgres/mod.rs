@@ -25,17 +25,16 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
 
 use crate::queue::driver::{
-    Applied, Driver, Inserted, KeyRow, Rescued, SUMMARY_COLUMNS, decode_state, outcome_columns,
-    outcome_values,
+    Applied, Driver, Inserted, KeyRow, Rescued, decode_state, outcome_columns, outcome_values,
 };
+use crate::queue::rows::Listed;
 use crate::queue::{
-    Finish, Job, JobCount, JobFilter, JobState, JobSummary, LOST_CANCELLED_MESSAGE, LOST_MESSAGE,
-    MAX_HISTORY, Module, NewJob, NewModule, Progress, PutModule, Queue, StoreError, event_channel,
+    Finish, Job, JobCount, JobFilter, JobState, LOST_CANCELLED_MESSAGE, LOST_MESSAGE, MAX_HISTORY,
+    Module, NewJob, NewModule, Progress, PutModule, Queue, StoreError, event_channel,
 };
-use crate::queue::{ModuleSettings, NewSchedule, Schedule, ScheduleAdvance};
 use rows::{
-    bind_row, clamp_i32, clamp_i64, db_err, get, job_from_row, json, module_from_row,
-    progress_json, seconds, summary_from_row, to_u64,
+    bind_job, clamp_i32, clamp_i64, db_err, get, job_from_row, json, module_from_row,
+    progress_json, seconds, to_u64,
 };
 use sql::*;
 use warm::Warm;
@@ -112,24 +111,6 @@ impl Queue<PgDriver> {
     }
 }
 
-impl PgDriver {
-    /// Up to `limit` rows of a listing of `columns` (`*` or [`SUMMARY_COLUMNS`]), decoded.
-    async fn listing<T>(
-        &self,
-        tenant: &str,
-        filter: &JobFilter,
-        limit: u32,
-        columns: &'static str,
-        decode: fn(&sqlx::postgres::PgRow) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError> {
-        let mut query = list_query(tenant, filter, i64::from(limit), columns);
-        let mut conn = self.pool.get().await.map_err(db_err)?;
-        let rows = query.build().fetch_all(&mut *conn).await.map_err(db_err)?;
-        conn.keep();
-        rows.iter().map(decode).collect()
-    }
-}
-
 #[async_trait::async_trait]
 impl Driver for PgDriver {
     async fn insert_batch(&self, jobs: Vec<NewJob>) -> Result<Inserted, StoreError> {
@@ -164,7 +145,7 @@ impl Driver for PgDriver {
 
     async fn insert_running(&self, job: &Job, lease: Duration) -> Result<Job, StoreError> {
         let mut conn = self.pool.get().await.map_err(db_err)?;
-        let row = bind_row(ENQUEUE_RUNNING, job)
+        let row = bind_job(sqlx::query(ENQUEUE_RUNNING), job)
             .bind(job.worker_id.as_deref())
             .bind(seconds(lease))
             .fetch_one(&mut *conn)
@@ -178,7 +159,7 @@ impl Driver for PgDriver {
         let (state, error) = outcome_columns(&report.outcome);
         let (result, retry_at) = outcome_values(&report.outcome);
         let mut conn = self.pool.get().await.map_err(db_err)?;
-        let row = bind_row(ENQUEUE_FINISHED, job)
+        let row = bind_job(sqlx::query(ENQUEUE_FINISHED), job)
             .bind(state.as_str())
             .bind(result)
             .bind(error.as_ref().map(json))
@@ -384,22 +365,16 @@ impl Driver for PgDriver {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    async fn list(
+    async fn list<T: Listed>(
         &self,
         tenant: &str,
         filter: &JobFilter,
-        limit: u32,
-    ) -> Result<Vec<Job>, StoreError> {
-        self.listing(tenant, filter, limit, "*", job_from_row).await
-    }
-
-    async fn list_summaries(
-        &self,
-        tenant: &str,
-        filter: &JobFilter,
-        limit: u32,
-    ) -> Result<Vec<JobSummary>, StoreError> {
-        (self.listing(tenant, filter, limit, SUMMARY_COLUMNS, summary_from_row)).await
+    ) -> Result<Vec<T>, StoreError> {
+        let mut query = list_query(tenant, filter, i64::from(filter.limit), T::COLUMNS);
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let rows = query.build().fetch_all(&mut *conn).await.map_err(db_err)?;
+        conn.keep();
+        rows.iter().map(T::from_row).collect()
     }
 
     async fn job_state(&self, tenant: &str, id: i64) -> Result<Option<JobState>, StoreError> {
@@ -638,77 +613,7 @@ impl Driver for PgDriver {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn module_settings(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> Result<ModuleSettings, StoreError> {
-        self.settings_of(tenant, name).await
-    }
-
-    async fn allowed_hosts(
-        &self,
-        tenant: &str,
-    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
-        self.allowed_hosts_of(tenant).await
-    }
-
-    async fn set_allowed_hosts(
-        &self,
-        tenant: &str,
-        name: &str,
-        hosts: &[String],
-    ) -> Result<(), StoreError> {
-        self.put_allowed_hosts(tenant, name, hosts).await
-    }
-
-    async fn set_module_config(
-        &self,
-        tenant: &str,
-        name: &str,
-        values: &std::collections::BTreeMap<String, String>,
-        secrets: &std::collections::BTreeMap<String, String>,
-    ) -> Result<(), StoreError> {
-        self.put_config(tenant, name, values, secrets).await
-    }
-
-    async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
-        self.forget_settings(tenant, name).await
-    }
-
     async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
         self.retry_row(tenant, id).await
-    }
-
-    async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError> {
-        self.put_schedule_row(schedule).await
-    }
-
-    async fn schedules(
-        &self,
-        tenant: &str,
-        name: Option<&str>,
-    ) -> Result<Vec<Schedule>, StoreError> {
-        self.schedule_rows(tenant, name).await
-    }
-
-    async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
-        self.delete_schedule_row(tenant, name).await
-    }
-
-    async fn due_schedules(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-        limit: u32,
-    ) -> Result<Vec<Schedule>, StoreError> {
-        self.due_schedule_rows(now, limit).await
-    }
-
-    async fn next_schedule_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-        self.next_schedule_tick().await
-    }
-
-    async fn advance_schedule(&self, advance: ScheduleAdvance) -> Result<bool, StoreError> {
-        self.advance_schedule_row(advance).await
     }
 }

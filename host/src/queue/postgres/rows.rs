@@ -7,10 +7,15 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+
 use crate::queue::driver::{decode_err, sqlx_err};
-use crate::queue::{
-    AttemptRecord, Job, JobBody, JobError, JobSummary, Limits, Module, Progress, StoreError, Usage,
+use crate::queue::rows::{Binds, Columns, native_binds, native_columns};
+pub(super) use crate::queue::rows::{
+    bind_advance, bind_job, bind_schedule, job_from_row, module_from_row, schedule_from_row,
 };
+use crate::queue::{Progress, StoreError};
 
 /// Turns a driver error into a domain error ([`sqlx_err`] with PostgreSQL's codes).
 pub(super) fn db_err(e: sqlx::Error) -> StoreError {
@@ -39,65 +44,36 @@ where
     row.try_get(column).map_err(|e| decode_err(column, e))
 }
 
-pub(super) fn to_u32(column: &str, value: i32) -> Result<u32, StoreError> {
-    u32::try_from(value).map_err(|e| decode_err(column, e))
-}
-
 pub(super) fn to_u64(column: &str, value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|e| decode_err(column, e))
 }
 
-pub(super) fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
-    let body = JobBody {
-        input: get(row, "input")?,
-        result: get(row, "result")?,
-        log: get(row, "log")?,
-        log_dropped: to_u64("log_dropped", get(row, "log_dropped")?)?,
-        worker_id: get(row, "worker_id")?,
-        lease_expires_at: get(row, "lease_expires_at")?,
-    };
-    Ok(Job::from_parts(summary_from_row(row)?, body))
-}
+impl Columns for PgRow {
+    native_columns!();
 
-/// Reads the [`SUMMARY_COLUMNS`](crate::queue::driver::SUMMARY_COLUMNS).
-pub(super) fn summary_from_row(row: &PgRow) -> Result<JobSummary, StoreError> {
-    let state: String = get(row, "state")?;
-    Ok(JobSummary {
-        id: get(row, "id")?,
-        tenant: get(row, "tenant")?,
-        module: get(row, "module")?,
-        digest: get(row, "digest")?,
-        queue: get(row, "queue")?,
-        priority: get(row, "priority")?,
-        state: state.parse().map_err(|e| decode_err("state", e))?,
-        run_at: get(row, "run_at")?,
-        attempt: to_u32("attempt", get(row, "attempt")?)?,
-        max_attempts: to_u32("max_attempts", get(row, "max_attempts")?)?,
-        limits: get::<Json<Limits>>(row, "limits")?.0,
-        idempotency_key: get(row, "idempotency_key")?,
-        progress: get::<Option<Json<Progress>>>(row, "progress")?.map(|j| j.0),
-        error: get::<Option<Json<JobError>>>(row, "error")?.map(|j| j.0),
-        usage: get::<Option<Json<Usage>>>(row, "usage")?.map(|j| j.0),
-        history: get::<Json<Vec<AttemptRecord>>>(row, "history")?.0,
-        created_at: get(row, "created_at")?,
-        started_at: get(row, "started_at")?,
-        finished_at: get(row, "finished_at")?,
-        cancel_requested: get(row, "cancel_requested")?,
-    })
-}
+    fn small(&self, column: &str) -> Result<i16, StoreError> {
+        get(self, column)
+    }
 
-pub(super) fn module_from_row(row: &PgRow) -> Result<Module, StoreError> {
-    let kind: String = get(row, "kind")?;
-    Ok(Module {
-        tenant: get(row, "tenant")?,
-        name: get(row, "name")?,
-        version: to_u32("version", get(row, "version")?)?,
-        digest: get(row, "digest")?,
-        size: to_u64("size", get(row, "size")?)?,
-        kind: kind.parse().map_err(|e| decode_err("kind", e))?,
-        limits: get::<Json<Limits>>(row, "limits")?.0,
-        created_at: get(row, "created_at")?,
-    })
+    fn int(&self, column: &str) -> Result<i32, StoreError> {
+        get(self, column)
+    }
+
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        get(self, column)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        get(self, column)
+    }
+
+    fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, StoreError> {
+        Ok(get::<Json<T>>(self, column)?.0)
+    }
+
+    fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>, StoreError> {
+        Ok(get::<Option<Json<T>>>(self, column)?.map(|j| j.0))
+    }
 }
 
 pub(super) fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
@@ -121,20 +97,25 @@ pub(super) fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// `sql` (`ENQUEUE_RUNNING`, `ENQUEUE_FINISHED`) with `job`'s id and columns as
-/// `$1..$9`: id, tenant, module, digest, queue, limits, priority, input, max_attempts.
-pub(super) fn bind_row<'q>(
-    sql: &'static str,
-    job: &'q Job,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(sql)
-        .bind(job.id)
-        .bind(&job.tenant)
-        .bind(&job.module)
-        .bind(&job.digest)
-        .bind(&job.queue)
-        .bind(json(&job.limits))
-        .bind(job.priority)
-        .bind(&job.input)
-        .bind(clamp_i32(job.max_attempts))
+/// A statement of this driver, as [`Binds`] binds it.
+pub(super) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+impl<'q> Binds<'q> for PgQuery<'q> {
+    native_binds!();
+
+    fn count(self, value: u32) -> Self {
+        self.bind(clamp_i32(value))
+    }
+
+    fn time(self, value: DateTime<Utc>) -> Self {
+        self.bind(value)
+    }
+
+    fn opt_time(self, value: Option<DateTime<Utc>>) -> Self {
+        self.bind(value)
+    }
+
+    fn json(self, value: &impl serde::Serialize) -> Self {
+        self.bind(json(value))
+    }
 }

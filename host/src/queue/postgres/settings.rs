@@ -9,10 +9,12 @@ use sqlx::types::Json;
 
 use super::PgDriver;
 use super::rows::db_err;
+use crate::queue::driver::SettingsRows;
 use crate::queue::{ModuleSettings, StoreError};
 
-impl PgDriver {
-    pub(super) async fn settings_of(
+#[async_trait::async_trait]
+impl SettingsRows for PgDriver {
+    async fn module_settings(
         &self,
         tenant: &str,
         name: &str,
@@ -41,7 +43,7 @@ impl PgDriver {
         })
     }
 
-    pub(super) async fn allowed_hosts_of(
+    async fn allowed_hosts(
         &self,
         tenant: &str,
     ) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
@@ -58,7 +60,7 @@ impl PgDriver {
         Ok(rows.into_iter().map(|(name, Json(h))| (name, h)).collect())
     }
 
-    pub(super) async fn put_allowed_hosts(
+    async fn set_allowed_hosts(
         &self,
         tenant: &str,
         name: &str,
@@ -76,7 +78,7 @@ impl PgDriver {
         .await
     }
 
-    pub(super) async fn put_config(
+    async fn set_module_config(
         &self,
         tenant: &str,
         name: &str,
@@ -96,6 +98,20 @@ impl PgDriver {
         .await
     }
 
+    async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        sqlx::query("DELETE FROM wasmq_module_settings WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        Ok(())
+    }
+}
+
+impl PgDriver {
     async fn upsert<A, B>(
         &self,
         sql: &'static str,
@@ -114,18 +130,6 @@ impl PgDriver {
             query = query.bind(second);
         }
         query.execute(&mut *conn).await.map_err(db_err)?;
-        conn.keep();
-        Ok(())
-    }
-
-    pub(super) async fn forget_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await.map_err(db_err)?;
-        sqlx::query("DELETE FROM wasmq_module_settings WHERE tenant = $1 AND name = $2")
-            .bind(tenant)
-            .bind(name)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
         conn.keep();
         Ok(())
     }

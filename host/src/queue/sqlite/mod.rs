@@ -51,18 +51,18 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Sqlite, Transaction};
 
 use crate::queue::driver::{
-    Applied, Driver, Inserted, KeyRow, Rescued, SUMMARY_COLUMNS, cancelled_before_it_ran,
-    decode_err, decode_state, outcome_columns, outcome_values,
+    Applied, Driver, Inserted, KeyRow, Rescued, cancelled_before_it_ran, decode_err, decode_state,
+    outcome_columns, outcome_values,
 };
+use crate::queue::rows::Listed;
 use crate::queue::{
-    ErrorKind, Finish, Job, JobCount, JobError, JobFilter, JobState, JobSummary,
-    LOST_CANCELLED_MESSAGE, LOST_MESSAGE, MAX_HISTORY, Module, NewJob, NewModule, Progress,
-    PutModule, Queue, StoreError, event_channel,
+    ErrorKind, Finish, Job, JobCount, JobError, JobFilter, JobState, LOST_CANCELLED_MESSAGE,
+    LOST_MESSAGE, MAX_HISTORY, Module, NewJob, NewModule, Progress, PutModule, Queue, StoreError,
+    event_channel,
 };
-use crate::queue::{ModuleSettings, NewSchedule, Schedule, ScheduleAdvance};
 use rows::{
-    bind_row, clamp_i64, db_err, get, get_u32, history_entry, job_from_row, json_text, micros,
-    micros_after, micros_before, module_from_row, open_err, progress_text, summary_from_row,
+    bind_job, clamp_i64, db_err, get, get_u32, history_entry, job_from_row, json_text, micros,
+    micros_after, micros_before, module_from_row, open_err, progress_text,
 };
 use sql::*;
 
@@ -181,28 +181,6 @@ impl SqliteDriver {
             .map_err(db_err)?;
         Ok(conn)
     }
-
-    /// Up to `limit` rows of a listing of `columns` (`*` or [`SUMMARY_COLUMNS`]), decoded.
-    async fn listing<T>(
-        &self,
-        tenant: &str,
-        filter: &JobFilter,
-        limit: u32,
-        columns: &'static str,
-        decode: fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(list_sql(filter, columns)))
-            .bind(tenant)
-            .bind(filter.state.map(JobState::as_str))
-            .bind(filter.module.as_deref())
-            .bind(filter.queue.as_deref())
-            .bind(filter.cursor)
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(decode).collect()
-    }
 }
 
 #[async_trait::async_trait]
@@ -241,7 +219,7 @@ impl Driver for SqliteDriver {
     async fn insert_running(&self, job: &Job, lease: Duration) -> Result<Job, StoreError> {
         let now = micros(Utc::now());
         let mut tx = self.begin_write().await?;
-        let row = bind_row(INSERT_RUNNING, job)
+        let row = bind_job(sqlx::query(INSERT_RUNNING), job)
             .bind(job.worker_id.as_deref())
             .bind(micros_after(now, lease))
             .bind(now)
@@ -263,7 +241,7 @@ impl Driver for SqliteDriver {
             _ => "[]".to_owned(),
         };
         let mut tx = self.begin_write().await?;
-        let row = bind_row(INSERT_FINISHED, job)
+        let row = bind_job(sqlx::query(INSERT_FINISHED), job)
             .bind(state.as_str())
             .bind(result)
             .bind(error.as_ref().map(json_text))
@@ -448,22 +426,22 @@ impl Driver for SqliteDriver {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    async fn list(
+    async fn list<T: Listed>(
         &self,
         tenant: &str,
         filter: &JobFilter,
-        limit: u32,
-    ) -> Result<Vec<Job>, StoreError> {
-        self.listing(tenant, filter, limit, "*", job_from_row).await
-    }
-
-    async fn list_summaries(
-        &self,
-        tenant: &str,
-        filter: &JobFilter,
-        limit: u32,
-    ) -> Result<Vec<JobSummary>, StoreError> {
-        (self.listing(tenant, filter, limit, SUMMARY_COLUMNS, summary_from_row)).await
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(list_sql(filter, T::COLUMNS)))
+            .bind(tenant)
+            .bind(filter.state.map(JobState::as_str))
+            .bind(filter.module.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.cursor)
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(T::from_row).collect()
     }
 
     async fn job_state(&self, tenant: &str, id: i64) -> Result<Option<JobState>, StoreError> {
@@ -676,77 +654,7 @@ impl Driver for SqliteDriver {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn module_settings(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> Result<ModuleSettings, StoreError> {
-        self.settings_of(tenant, name).await
-    }
-
-    async fn allowed_hosts(
-        &self,
-        tenant: &str,
-    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
-        self.allowed_hosts_of(tenant).await
-    }
-
-    async fn set_allowed_hosts(
-        &self,
-        tenant: &str,
-        name: &str,
-        hosts: &[String],
-    ) -> Result<(), StoreError> {
-        self.put_allowed_hosts(tenant, name, hosts).await
-    }
-
-    async fn set_module_config(
-        &self,
-        tenant: &str,
-        name: &str,
-        values: &std::collections::BTreeMap<String, String>,
-        secrets: &std::collections::BTreeMap<String, String>,
-    ) -> Result<(), StoreError> {
-        self.put_config(tenant, name, values, secrets).await
-    }
-
-    async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
-        self.forget_settings(tenant, name).await
-    }
-
     async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
         self.retry_row(tenant, id).await
-    }
-
-    async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError> {
-        self.put_schedule_row(schedule).await
-    }
-
-    async fn schedules(
-        &self,
-        tenant: &str,
-        name: Option<&str>,
-    ) -> Result<Vec<Schedule>, StoreError> {
-        self.schedule_rows(tenant, name).await
-    }
-
-    async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
-        self.delete_schedule_row(tenant, name).await
-    }
-
-    async fn due_schedules(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-        limit: u32,
-    ) -> Result<Vec<Schedule>, StoreError> {
-        self.due_schedule_rows(now, limit).await
-    }
-
-    async fn next_schedule_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-        self.next_schedule_tick().await
-    }
-
-    async fn advance_schedule(&self, advance: ScheduleAdvance) -> Result<bool, StoreError> {
-        self.advance_schedule_row(advance).await
     }
 }

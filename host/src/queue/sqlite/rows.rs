@@ -8,10 +8,14 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite};
 
+use serde::de::DeserializeOwned;
+
 use crate::queue::driver::{decode_err, sqlx_err};
-use crate::queue::{
-    AttemptRecord, Job, JobBody, JobError, JobSummary, Module, Progress, StoreError,
+use crate::queue::rows::{Binds, Columns, native_binds, native_columns};
+pub(super) use crate::queue::rows::{
+    bind_advance, bind_job, bind_schedule, job_from_row, module_from_row, schedule_from_row,
 };
+use crate::queue::{AttemptRecord, JobError, Progress, StoreError};
 
 pub(super) fn open_err(path: &Path, e: sqlx::Error) -> StoreError {
     tracing::error!(error = %e, path = %path.display(), "cannot open the SQLite database");
@@ -52,11 +56,6 @@ where
 pub(super) fn get_u32(row: &SqliteRow, column: &str) -> Result<u32, StoreError> {
     let v: i64 = get(row, column)?;
     u32::try_from(v).map_err(|e| decode_err(column, e))
-}
-
-pub(super) fn get_u64(row: &SqliteRow, column: &str) -> Result<u64, StoreError> {
-    let v: i64 = get(row, column)?;
-    u64::try_from(v).map_err(|e| decode_err(column, e))
 }
 
 pub(super) fn get_time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -120,58 +119,32 @@ pub(super) fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
-    let body = JobBody {
-        input: get(row, "input")?,
-        result: get(row, "result")?,
-        log: get(row, "log")?,
-        log_dropped: get_u64(row, "log_dropped")?,
-        worker_id: get(row, "worker_id")?,
-        lease_expires_at: get_opt_time(row, "lease_expires_at")?,
-    };
-    Ok(Job::from_parts(summary_from_row(row)?, body))
-}
+impl Columns for SqliteRow {
+    native_columns!();
 
-/// Reads the [`SUMMARY_COLUMNS`](crate::queue::driver::SUMMARY_COLUMNS).
-pub(super) fn summary_from_row(row: &SqliteRow) -> Result<JobSummary, StoreError> {
-    let state: String = get(row, "state")?;
-    let priority: i64 = get(row, "priority")?;
-    Ok(JobSummary {
-        id: get(row, "id")?,
-        tenant: get(row, "tenant")?,
-        module: get(row, "module")?,
-        digest: get(row, "digest")?,
-        queue: get(row, "queue")?,
-        priority: i16::try_from(priority).map_err(|e| decode_err("priority", e))?,
-        state: state.parse().map_err(|e| decode_err("state", e))?,
-        run_at: get_time(row, "run_at")?,
-        attempt: get_u32(row, "attempt")?,
-        max_attempts: get_u32(row, "max_attempts")?,
-        limits: get_json(row, "limits")?,
-        idempotency_key: get(row, "idempotency_key")?,
-        progress: get_opt_json(row, "progress")?,
-        error: get_opt_json(row, "error")?,
-        usage: get_opt_json(row, "usage")?,
-        history: get_json(row, "history")?,
-        created_at: get_time(row, "created_at")?,
-        started_at: get_opt_time(row, "started_at")?,
-        finished_at: get_opt_time(row, "finished_at")?,
-        cancel_requested: get(row, "cancel_requested")?,
-    })
-}
+    fn small(&self, column: &str) -> Result<i16, StoreError> {
+        i16::try_from(get::<i64>(self, column)?).map_err(|e| decode_err(column, e))
+    }
 
-pub(super) fn module_from_row(row: &SqliteRow) -> Result<Module, StoreError> {
-    let kind: String = get(row, "kind")?;
-    Ok(Module {
-        tenant: get(row, "tenant")?,
-        name: get(row, "name")?,
-        version: get_u32(row, "version")?,
-        digest: get(row, "digest")?,
-        size: get_u64(row, "size")?,
-        kind: kind.parse().map_err(|e| decode_err("kind", e))?,
-        limits: get_json(row, "limits")?,
-        created_at: get_time(row, "created_at")?,
-    })
+    fn int(&self, column: &str) -> Result<i32, StoreError> {
+        i32::try_from(get::<i64>(self, column)?).map_err(|e| decode_err(column, e))
+    }
+
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        get_time(self, column)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        get_opt_time(self, column)
+    }
+
+    fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, StoreError> {
+        get_json(self, column)
+    }
+
+    fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>, StoreError> {
+        get_opt_json(self, column)
+    }
 }
 
 pub(super) fn history_entry(attempt: u32, at: DateTime<Utc>, error: &JobError) -> String {
@@ -183,20 +156,22 @@ pub(super) fn history_entry(attempt: u32, at: DateTime<Utc>, error: &JobError) -
     })
 }
 
-/// `sql` (`INSERT_RUNNING`, `INSERT_FINISHED`) with `job`'s id and columns as `$1..$9`: id,
-/// tenant, module, digest, queue, limits, priority, input, max_attempts.
-pub(super) fn bind_row<'q>(
-    sql: &'static str,
-    job: &'q Job,
-) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
-    sqlx::query(sql)
-        .bind(job.id)
-        .bind(&job.tenant)
-        .bind(&job.module)
-        .bind(&job.digest)
-        .bind(&job.queue)
-        .bind(json_text(&job.limits))
-        .bind(i64::from(job.priority))
-        .bind(job.input.as_slice())
-        .bind(i64::from(job.max_attempts))
+impl<'q> Binds<'q> for sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
+    native_binds!();
+
+    fn count(self, value: u32) -> Self {
+        self.bind(i64::from(value))
+    }
+
+    fn time(self, value: DateTime<Utc>) -> Self {
+        self.bind(micros(value))
+    }
+
+    fn opt_time(self, value: Option<DateTime<Utc>>) -> Self {
+        self.bind(value.map(micros))
+    }
+
+    fn json(self, value: &impl serde::Serialize) -> Self {
+        self.bind(json_text(value))
+    }
 }

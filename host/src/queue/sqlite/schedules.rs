@@ -1,11 +1,14 @@
 //! Schedule rows on SQLite (see `queue::schedules`; the policy is `crate::schedule`).
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
 
 use super::SqliteDriver;
-use super::rows::{db_err, from_micros, get, get_json, get_opt_time, get_time, get_u32, micros};
-use crate::queue::{CatchUp, NewSchedule, Schedule, ScheduleAdvance, StoreError};
+use super::rows::{
+    bind_advance, bind_schedule, db_err, from_micros, get, micros, schedule_from_row,
+};
+use crate::queue::driver::ScheduleRows;
+use crate::queue::schedules::select_schedules;
+use crate::queue::{NewSchedule, Schedule, ScheduleAdvance, StoreError};
 
 const PUT: &str = "
     INSERT INTO wasmq_schedules (tenant, name, cron, timezone, module, input, queue,
@@ -21,21 +24,10 @@ const PUT: &str = "
         revision = wasmq_schedules.revision + 1, updated_at = excluded.updated_at
     RETURNING revision";
 
-/// A schedule with its last job's state, filtered by `$where`.
-macro_rules! select {
-    ($where:literal) => {
-        concat!(
-            "SELECT s.*, j.state AS last_job_state FROM wasmq_schedules s ",
-            "LEFT JOIN wasmq_jobs j ON j.id = s.last_job_id AND j.tenant = s.tenant ",
-            $where
-        )
-    };
-}
-
 const SELECT_TENANT: &str =
-    select!("WHERE s.tenant = ?1 AND (?2 IS NULL OR s.name = ?2) ORDER BY s.name");
+    select_schedules!("WHERE s.tenant = ?1 AND (?2 IS NULL OR s.name = ?2) ORDER BY s.name");
 
-const SELECT_DUE: &str = select!(
+const SELECT_DUE: &str = select_schedules!(
     "WHERE NOT s.paused AND s.next_run_at IS NOT NULL AND s.next_run_at <= ?1 \
      ORDER BY s.next_run_at LIMIT ?2"
 );
@@ -52,61 +44,20 @@ const ADVANCE: &str = "
         last_error = ?7
     WHERE tenant = ?1 AND name = ?2 AND revision = ?3 AND next_run_at = ?4";
 
-fn schedule_from_row(row: &SqliteRow) -> Result<Schedule, StoreError> {
-    let catch_up: String = get(row, "catch_up")?;
-    let state: Option<String> = get(row, "last_job_state")?;
-    Ok(Schedule {
-        spec: NewSchedule {
-            tenant: get(row, "tenant")?,
-            name: get(row, "name")?,
-            cron: get(row, "cron")?,
-            timezone: get(row, "timezone")?,
-            module: get(row, "module")?,
-            input: get(row, "input")?,
-            queue: get(row, "queue")?,
-            priority: get(row, "priority")?,
-            max_attempts: get_u32(row, "max_attempts")?,
-            limits: get_json(row, "limits")?,
-            catch_up: CatchUp::from_stored(&catch_up),
-            paused: get(row, "paused")?,
-            next_run_at: get_opt_time(row, "next_run_at")?,
-        },
-        revision: get(row, "revision")?,
-        last_run_at: get_opt_time(row, "last_run_at")?,
-        last_job_id: get(row, "last_job_id")?,
-        last_job_state: state.and_then(|s| s.parse().ok()),
-        last_error: get(row, "last_error")?,
-        created_at: get_time(row, "created_at")?,
-        updated_at: get_time(row, "updated_at")?,
-    })
-}
-
-impl SqliteDriver {
-    pub(super) async fn put_schedule_row(&self, s: NewSchedule) -> Result<bool, StoreError> {
-        let limits = serde_json::to_string(&s.limits).expect("limits serialize to JSON");
-        let revision: i64 = sqlx::query_scalar(PUT)
-            .bind(&s.tenant)
-            .bind(&s.name)
-            .bind(&s.cron)
-            .bind(&s.timezone)
-            .bind(&s.module)
-            .bind(&s.input)
-            .bind(&s.queue)
-            .bind(s.priority)
-            .bind(s.max_attempts)
-            .bind(limits)
-            .bind(s.catch_up.as_str())
-            .bind(s.paused)
-            .bind(s.next_run_at.map(micros))
+#[async_trait::async_trait]
+impl ScheduleRows for SqliteDriver {
+    async fn put_schedule(&self, s: NewSchedule) -> Result<bool, StoreError> {
+        let revision: i64 = bind_schedule(sqlx::query(PUT), &s)
             .bind(micros(Utc::now()))
             .fetch_one(&self.write)
             .await
-            .map_err(db_err)?;
+            .map_err(db_err)
+            .and_then(|row| get(&row, "revision"))?;
         // A put that makes the row starts it at revision 1 (a delete removes the row).
         Ok(revision == 1)
     }
 
-    pub(super) async fn schedule_rows(
+    async fn schedules(
         &self,
         tenant: &str,
         name: Option<&str>,
@@ -120,11 +71,7 @@ impl SqliteDriver {
         rows.iter().map(schedule_from_row).collect()
     }
 
-    pub(super) async fn delete_schedule_row(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> Result<bool, StoreError> {
+    async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         let gone = sqlx::query(DELETE)
             .bind(tenant)
             .bind(name)
@@ -136,7 +83,7 @@ impl SqliteDriver {
         Ok(gone)
     }
 
-    pub(super) async fn due_schedule_rows(
+    async fn due_schedules(
         &self,
         now: DateTime<Utc>,
         limit: u32,
@@ -150,7 +97,7 @@ impl SqliteDriver {
         rows.iter().map(schedule_from_row).collect()
     }
 
-    pub(super) async fn next_schedule_tick(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn next_schedule_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let next: Option<i64> = sqlx::query_scalar(NEXT)
             .fetch_one(&self.read)
             .await
@@ -158,18 +105,8 @@ impl SqliteDriver {
         next.map(|v| from_micros("next_run_at", v)).transpose()
     }
 
-    pub(super) async fn advance_schedule_row(
-        &self,
-        a: ScheduleAdvance,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(ADVANCE)
-            .bind(&a.tenant)
-            .bind(&a.name)
-            .bind(a.revision)
-            .bind(micros(a.tick))
-            .bind(a.next_run_at.map(micros))
-            .bind(a.job_id)
-            .bind(a.error.as_deref())
+    async fn advance_schedule(&self, a: ScheduleAdvance) -> Result<bool, StoreError> {
+        let done = bind_advance(sqlx::query(ADVANCE), &a)
             .execute(&self.write)
             .await
             .map_err(db_err)?

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::SqliteDriver;
 use super::rows::{db_err, json_text};
+use crate::queue::driver::SettingsRows;
 use crate::queue::{ModuleSettings, StoreError};
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
@@ -16,8 +17,9 @@ fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-impl SqliteDriver {
-    pub(super) async fn settings_of(
+#[async_trait::async_trait]
+impl SettingsRows for SqliteDriver {
+    async fn module_settings(
         &self,
         tenant: &str,
         name: &str,
@@ -41,7 +43,7 @@ impl SqliteDriver {
         })
     }
 
-    pub(super) async fn allowed_hosts_of(
+    async fn allowed_hosts(
         &self,
         tenant: &str,
     ) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
@@ -58,24 +60,7 @@ impl SqliteDriver {
             .collect()
     }
 
-    /// One durable upsert: `?1` tenant, `?2` name, `?3` now, then `values`.
-    async fn upsert(
-        &self,
-        tenant: &str,
-        name: &str,
-        sql: &'static str,
-        values: &[String],
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let mut query = sqlx::query(sql).bind(tenant).bind(name).bind(now_us());
-        for v in values {
-            query = query.bind(v);
-        }
-        query.execute(&mut *tx).await.map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
-    }
-
-    pub(super) async fn put_allowed_hosts(
+    async fn set_allowed_hosts(
         &self,
         tenant: &str,
         name: &str,
@@ -92,7 +77,7 @@ impl SqliteDriver {
         .await
     }
 
-    pub(super) async fn put_config(
+    async fn set_module_config(
         &self,
         tenant: &str,
         name: &str,
@@ -112,7 +97,7 @@ impl SqliteDriver {
         .await
     }
 
-    pub(super) async fn forget_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+    async fn delete_module_settings(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM wasmq_module_settings WHERE tenant = ?1 AND name = ?2")
             .bind(tenant)
@@ -120,6 +105,25 @@ impl SqliteDriver {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+impl SqliteDriver {
+    /// One durable upsert: `?1` tenant, `?2` name, `?3` now, then `values`.
+    async fn upsert(
+        &self,
+        tenant: &str,
+        name: &str,
+        sql: &'static str,
+        values: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut query = sqlx::query(sql).bind(tenant).bind(name).bind(now_us());
+        for v in values {
+            query = query.bind(v);
+        }
+        query.execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 }
