@@ -103,7 +103,7 @@ RETURNING id, now() AS at
 /// A lone due job handed to an idle worker of this process (`Driver::insert_running`):
 /// written with its id (drawn ahead) as its first attempt, leased to that worker (`$10`,
 /// for `$11` seconds), as the claim would have left it. No notification: no other worker
-/// should look for it. `$1..$9` as `rows::bind_row` binds them.
+/// should look for it. `$1..$9` as `queue::rows::bind_job` binds them.
 pub(super) const ENQUEUE_RUNNING: &str = r#"
 INSERT INTO wasmq_jobs (id, tenant, module, digest, queue, limits, priority, input,
                         max_attempts, state, run_at, attempt, started_at, worker_id,
@@ -116,7 +116,7 @@ RETURNING *
 /// A lone due job run by an idle worker of this process before it was stored, written
 /// with its first attempt's report (`$10..$17`: as [`FINISH`] takes them) in one
 /// statement: the row [`ENQUEUE_RUNNING`] and then [`FINISH`] would have left, with one
-/// commit instead of three. `$1..$9` as `rows::bind_row` binds them; `$18` is the node's
+/// commit instead of three. `$1..$9` as `queue::rows::bind_job` binds them; `$18` is the node's
 /// id, for the notification.
 ///
 /// Only a released attempt (the job stored `available`) notifies: its queue's workers on

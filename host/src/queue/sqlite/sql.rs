@@ -45,7 +45,7 @@ RETURNING *
 "#;
 
 /// A job handed to an idle worker of this process, stored as its first attempt (as the
-/// claim would have left it): `$1..$9` as `rows::bind_row` binds them, `$10` the worker,
+/// claim would have left it): `$1..$9` as `queue::rows::bind_job` binds them, `$10` the worker,
 /// `$11` its lease's end, `$12` now.
 pub(super) const INSERT_RUNNING: &str = r#"
 INSERT INTO wasmq_jobs (id, tenant, module, digest, queue, limits, priority, input,
@@ -57,7 +57,7 @@ RETURNING *
 
 /// A job run by an idle worker of this process before it was stored, written with its
 /// first attempt's report: the row [`INSERT_RUNNING`] and then [`FINISH`] would have
-/// left. `$1..$9` as `rows::bind_row` binds them; `$10` the state, `$11` the result, `$12`
+/// left. `$1..$9` as `queue::rows::bind_job` binds them; `$10` the state, `$11` the result, `$12`
 /// the error, `$13` the retry time, `$14..$17` usage, log, log dropped and progress,
 /// `$18` now, `$19` the history.
 pub(super) const INSERT_FINISHED: &str = r#"
