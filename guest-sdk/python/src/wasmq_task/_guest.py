@@ -18,12 +18,26 @@ from . import Context, Fatal, JobInfo, Retry, decode_input, encode_result, regis
 from .http import HttpDenied, HttpError, HttpFailed, HttpInvalid, Request, Response
 
 
-def _bindings(name: str, option: str) -> Any:
-    """The generated module `name`, or an error saying which build option adds it."""
+def _optional(name: str) -> Any:
     try:
         return importlib.import_module(f"wit_world.imports.{name}")
     except ImportError:
-        raise Fatal(f"this component was built without {option}: rebuild it with `wasmq-task build {option}`") from None
+        return None
+
+
+# Imported now, while the component is built: at run time there are no files to import
+# from. Present only in a world that has them (`--http`, `--config`).
+_OPTIONAL = {
+    name: _optional(name) for name in ("wasi_http_types", "outgoing_handler", "streams", "store")
+}
+
+
+def _bindings(name: str, option: str) -> Any:
+    """The generated module `name`, or an error saying which build option adds it."""
+    module = _OPTIONAL[name]
+    if module is None:
+        raise Fatal(f"this component was built without {option}: rebuild it with `wasmq-task build {option}`")
+    return module
 
 
 try:
@@ -144,8 +158,12 @@ def _send_once(request: Request) -> Response:
         raise _code_error(outcome.value)
     incoming = outcome.value
     status = incoming.status()
-    headers = [(n, v.decode("latin-1")) for n, v in incoming.headers().entries()]
-    incoming_body = incoming.consume()
+    with incoming.headers() as fields:
+        headers = [(n, v.decode("latin-1")) for n, v in fields.entries()]
+    try:
+        incoming_body = incoming.consume()
+    except Err:
+        raise HttpFailed("the response has no body") from None
     chunks = []
     with incoming_body.stream() as reading:
         while True:
