@@ -367,8 +367,8 @@ fn imports(path: &str) -> Vec<String> {
 async fn a_task_built_without_the_opt_in_imports_no_network_or_config() {
     let rt = runtime();
     for (with, without) in [
-        (guests::PY_WEBHOOK, guests::PY_ECHO),
-        (guests::JS_WEBHOOK, guests::JS_ECHO),
+        (guests::PY_WEBHOOK, guests::PY_HOSTILE),
+        (guests::JS_WEBHOOK, guests::JS_HOSTILE),
     ] {
         let opted = imports(with);
         for name in [
@@ -389,6 +389,16 @@ async fn a_task_built_without_the_opt_in_imports_no_network_or_config() {
             "{without}: {plain:?}"
         );
         // The host agrees: its attempts need no grants, so it keeps the fast path.
-        assert!(!load(&rt, without).await.wants_grants(), "{without}");
+        let p = load(&rt, without).await;
+        assert!(!p.wants_grants(), "{without}");
+        // Asking anyway fails the job, naming the build option.
+        for (attack, option) in [("network", "--http"), ("config", "--config")] {
+            let (kind, message) = failure(&run(&rt, &p, json!({"attack": attack})).await);
+            assert_eq!(kind, FailureKind::TaskError { fatal: true }, "{without}");
+            assert!(
+                message.contains(&format!("rebuild it with `wasmq-task build {option}`")),
+                "{without}: {message}"
+            );
+        }
     }
 }
