@@ -131,3 +131,5 @@ def test_the_shipped_wasi_wit_is_the_js_sdks():
     assert len(files) == 6
     for f in files:
         assert (py / f).read_text() == (js / f).read_text(), f
+    # wasi:config as the host links it, and as the Rust SDK binds it.
+    assert (py / "deps/config/store.wit").read_text() == (ROOT / "guest-sdk/wit-config/store.wit").read_text()
