@@ -17,7 +17,9 @@ function codeError(code) {
     return new HttpDenied("the module's allow-list or the server's policy refused it (see the job's log)");
   }
   if (is("http-request-uri-invalid") || is("http-request-method-invalid")) return new HttpInvalid(tag);
-  return new HttpFailed(code?.val === undefined ? tag : `${tag} (${JSON.stringify(code.val)})`);
+  // A payload may hold a u64, which JSON cannot write as it is.
+  const detail = JSON.stringify(code?.val, (_, v) => (typeof v === "bigint" ? Number(v) : v));
+  return new HttpFailed(code?.val === undefined ? tag : `${tag} (${detail})`);
 }
 
 function streamError(e, doing) {
@@ -26,7 +28,7 @@ function streamError(e, doing) {
     const code = httpErrorCode(payload.val);
     if (code !== undefined) {
       const err = codeError(code);
-      return err instanceof HttpFailed ? new HttpFailed(`${doing}: ${err.message}`) : err;
+      return err instanceof HttpFailed ? new HttpFailed(`${doing}: ${err.why}`) : err;
     }
     return new HttpFailed(`${doing}: ${payload.val.toDebugString()}`);
   }

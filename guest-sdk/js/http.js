@@ -19,6 +19,7 @@ export const MAX_REDIRECTS = 5;
 export class HttpDenied extends Fatal {
   constructor(why) {
     super(`request denied: ${why}`);
+    this.why = why;
     this.name = "HttpDenied";
   }
 }
@@ -27,6 +28,7 @@ export class HttpDenied extends Fatal {
 export class HttpInvalid extends Fatal {
   constructor(why) {
     super(`invalid request: ${why}`);
+    this.why = why;
     this.name = "HttpInvalid";
   }
 }
@@ -35,6 +37,7 @@ export class HttpInvalid extends Fatal {
 export class HttpFailed extends Retry {
   constructor(why) {
     super(`request failed: ${why}`);
+    this.why = why;
     this.name = "HttpFailed";
   }
 }

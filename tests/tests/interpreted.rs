@@ -339,6 +339,25 @@ async fn python_and_js_requests_the_grants_refuse_fail_saying_why() {
         );
     }
     assert_eq!(up.seen().len(), before + 2, "each first hop arrived");
+    // A response over the attempt's cap (16 MiB) fails the attempt, retryable, saying why.
+    for path in [guests::PY_WEBHOOK, guests::JS_WEBHOOK] {
+        let p = load(&rt, path).await;
+        let input = json!({"url": up.url("/big?n=17000000"), "json": 1});
+        let report = run_granted(
+            &rt,
+            &p,
+            input,
+            webhook_grants(std::slice::from_ref(&target)),
+        )
+        .await;
+        let (kind, message) = failure(&report);
+        assert_eq!(kind, FailureKind::TaskError { fatal: false }, "{path}");
+        assert!(
+            message.contains("request failed: reading the response: ")
+                && message.contains("exceeds limit: 16777216 bytes"),
+            "{path}: {message}"
+        );
+    }
 }
 
 /// Every top-level import of a component, by name.

@@ -93,7 +93,7 @@ def _stream_error(e: Err, doing: str) -> Exception:
         code = ht.http_error_code(e.value.value)
         if code is not None:
             err = _code_error(code)
-            return HttpFailed(f"{doing}: {err}") if isinstance(err, HttpFailed) else err
+            return HttpFailed(f"{doing}: {err.why}") if isinstance(err, HttpFailed) else err
         return HttpFailed(f"{doing}: {e.value.value.to_debug_string()}")
     return HttpFailed(f"{doing}: the connection closed")
 

@@ -41,6 +41,7 @@ class HttpDenied(HttpError, Fatal):
 
     def __init__(self, why: str) -> None:
         super().__init__(f"request denied: {why}")
+        self.why = why
 
 
 class HttpInvalid(HttpError, Fatal):
@@ -48,6 +49,7 @@ class HttpInvalid(HttpError, Fatal):
 
     def __init__(self, why: str) -> None:
         super().__init__(f"invalid request: {why}")
+        self.why = why
 
 
 class HttpFailed(HttpError, Retry):
@@ -56,6 +58,7 @@ class HttpFailed(HttpError, Retry):
 
     def __init__(self, why: str) -> None:
         super().__init__(f"request failed: {why}")
+        self.why = why
 
 
 @dataclass
