@@ -47,34 +47,36 @@ if [ ! -e "$ROOT/examples/js/node_modules/wasmq-task" ]; then
     (cd "$ROOT/examples/js" && npm install --no-audit --no-fund --loglevel=error >&2)
 fi
 
-# NAME  language  source (relative to the root)
+# NAME  language  source (relative to the root)  [build options]
 GUESTS=(
     "PY_WORDCOUNT python examples/python/wordcount/wordcount.py"
     "PY_REINDEX python examples/python/reindex/reindex.py"
+    "PY_WEBHOOK python examples/python/webhook/webhook.py --http --config"
     "PY_ECHO python tests/fixtures/python/echo.py"
     "PY_HOSTILE python tests/fixtures/python/hostile.py"
     "JS_WORDCOUNT js examples/js/wordcount/wordcount.js"
+    "JS_WEBHOOK js examples/js/webhook/webhook.js --http --config"
     "JS_ECHO js tests/fixtures/js/echo.js"
     "JS_HOSTILE js tests/fixtures/js/hostile.js"
 )
 py_inputs=$(find "$PY_SDK/src" -type f -name '*.py' -o -name '*.wit' | sort)
-js_inputs="$JS_SDK/index.js $JS_SDK/guest.js $JS_SDK/bin/wasmq-task.js $JS_SDK/wit/task.wit $JS_SDK/package-lock.json"
+js_inputs="$(find "$JS_SDK" -maxdepth 1 -name '*.js' | sort) $JS_SDK/bin/wasmq-task.js $(find "$JS_SDK/wit" -name '*.wit' | sort) $JS_SDK/package-lock.json"
 for entry in "${GUESTS[@]}"; do
-    read -r name lang src <<<"$entry"
+    read -r name lang src options <<<"$entry"
     stem=$(basename "$src" | sed 's/\.[^.]*$//')
     if [ "$lang" = python ]; then
-        h=$(hash_of "$ROOT/$src" $py_inputs)
+        h=$(hash_of "$ROOT/$src" $py_inputs <(echo "$options"))
     else
-        h=$(hash_of "$ROOT/$src" $js_inputs)
+        h=$(hash_of "$ROOT/$src" $js_inputs <(echo "$options"))
     fi
     out="$OUT/$lang/$stem-$h.wasm"
     if [ ! -f "$out" ]; then
         echo "interpreted-guests: building $src" >&2
         rm -f "$OUT/$lang/$stem"-*.wasm
         if [ "$lang" = python ]; then
-            (cd "$OUT/python" && "$VENV/bin/wasmq-task" build "$ROOT/$src" -o "$out.tmp" >&2)
+            (cd "$OUT/python" && "$VENV/bin/wasmq-task" build $options "$ROOT/$src" -o "$out.tmp" >&2)
         else
-            node "$JS_SDK/bin/wasmq-task.js" build "$ROOT/$src" -o "$out.tmp" >&2
+            node "$JS_SDK/bin/wasmq-task.js" build $options "$ROOT/$src" -o "$out.tmp" >&2
         fi
         mv "$out.tmp" "$out"
     fi

@@ -1,12 +1,12 @@
 // The component's side: the WIT export `run` over a task's handler. Imported only by the
-// entry module `wasmq-task build` generates, inside componentize-js.
+// entry module `wasmq-task build` generates, inside componentize-js; that entry passes
+// `send` (guest-http.js) and `config` (guest-config.js) when built with --http / --config,
+// whose imports a task without them must not carry.
 import { log, progress, setResult, job } from "wasmq:task/host@0.1.0";
 import { Context, Fatal, Retry, decodeInput, encodeResult } from "./index.js";
 
-const sink = {
-  log: (level, message) => log(level, message),
-  progress: (percent, note) => progress(percent, note),
-  job: () => job(),
+const without = (option) => () => {
+  throw new Fatal(`this component was built without ${option}: rebuild it with \`wasmq-task build ${option}\``);
 };
 
 // A WIT `result` error is thrown as an Error whose `payload` is the `task-error` variant.
@@ -18,7 +18,14 @@ function taskError(tag, message) {
 
 /** One attempt: the return value becomes the result; Fatal fails the job, Retry and any
  *  other exception fail the attempt (the stack goes to the log). */
-export function runTask(handler, input) {
+export function runTask(handler, input, { send = without("--http"), config = without("--config") } = {}) {
+  const sink = {
+    log: (level, message) => log(level, message),
+    progress: (percent, note) => progress(percent, note),
+    job: () => job(),
+    send,
+    config,
+  };
   let value;
   try {
     value = handler(decodeInput(input), new Context(sink));

@@ -7,28 +7,20 @@
 //     return { words: input.text.split(/\s+/).filter(Boolean).length };
 //   });
 //
+// `cx.http` (outbound HTTP) and `cx.config(name)` are opt-in: build with `--http` and/or
+// `--config`, so a task that uses neither imports neither.
 // `wasmq-task build app.js -o app.wasm` makes the component; `wasmq-task/testing` runs the
 // handler under Node for tests. One task per module (its default export).
 
-/** Fails this attempt; the job is retried with backoff while attempts remain. */
-export class Retry extends Error {
-  constructor(message) {
-    super(message);
-    this.name = "Retry";
-  }
-}
+import { Http } from "./http.js";
 
-/** Fails the job at once, whatever attempts remain. */
-export class Fatal extends Error {
-  constructor(message) {
-    super(message);
-    this.name = "Fatal";
-  }
-}
+export { Fatal, Retry } from "./errors.js";
+export { HttpDenied, HttpFailed, HttpInvalid, Response } from "./http.js";
 
 const LEVELS = ["debug", "info", "warn", "error"];
 
-/** What a handler gets beside its input: the job's log, progress and identity. */
+/** What a handler gets beside its input: the job's log, progress and identity, and (when
+ *  the component was built with `--http` / `--config`) HTTP and config. */
 export class Context {
   #sink;
   #job;
@@ -53,6 +45,16 @@ export class Context {
     const p = Math.trunc(Number(percent));
     if (!(p >= 0 && p <= 100)) throw new RangeError(`progress ${percent} is not between 0 and 100`);
     this.#sink.progress(p, note == null ? undefined : String(note));
+  }
+  /** The HTTP client (`get`, `postJson`, `send`); needs `wasmq-task build --http` and a
+   *  module allow-list naming the hosts. */
+  get http() {
+    return new Http((request) => this.#sink.send(request));
+  }
+  /** The module's config value or secret `name`, or undefined when it is not set; needs
+   *  `wasmq-task build --config`. A secret written to the log shows as `[redacted]`. */
+  config(name) {
+    return this.#sink.config(String(name));
   }
 }
 

@@ -5,15 +5,38 @@
 //
 // Input goes through JSON as it would on its way to a job (a Uint8Array stays bytes); a
 // failing handler throws what it threw (Retry, Fatal or any other error).
-import { Context, decodeInput, encodeResult } from "./index.js";
+//
+// `config: {...}` and `secrets: {...}` are what `cx.config(name)` reads; a secret's value in
+// a log line is replaced by `[redacted]`, as the host does. HTTP is never really sent: each
+// request (each redirect hop too) goes to `http`, a function given `{method, url, headers,
+// body}` that returns a `Response` (from "wasmq-task") or throws an HTTP error. Without it
+// a request throws `HttpDenied`, as for a module with no allow-list.
+import { Context, HttpDenied, decodeInput, encodeResult } from "./index.js";
 
-export function run(handler, input, { attempt = 1, maxAttempts = 3, id = "1", module = "test" } = {}) {
+export const REDACTED = "[redacted]";
+
+export function run(
+  handler,
+  input,
+  { attempt = 1, maxAttempts = 3, id = "1", module = "test", config = {}, secrets = {}, http } = {},
+) {
+  const both = Object.keys(config).find((k) => Object.hasOwn(secrets, k));
+  if (both !== undefined) throw new RangeError(`\`${both}\` is in both config and secrets`);
+  const hidden = Object.values(secrets).map(String).filter(Boolean);
+  const values = { ...config, ...secrets };
   const log = [];
   const progress = [];
   const sink = {
-    log: (level, message) => log.push([level, message]),
+    log: (level, message) => log.push([level, hidden.reduce((m, s) => m.split(s).join(REDACTED), message)]),
     progress: (percent, note) => progress.push([percent, note ?? null]),
     job: () => ({ id, module, attempt, maxAttempts }),
+    send: (request) => {
+      if (http === undefined) {
+        throw new HttpDenied(`${request.method} ${request.url}: no \`http\` function was given to run()`);
+      }
+      return http(request);
+    },
+    config: (name) => (Object.hasOwn(values, name) ? String(values[name]) : undefined),
   };
   const bytes = input instanceof Uint8Array ? input : new TextEncoder().encode(JSON.stringify(input ?? null));
   const out = encodeResult(handler(decodeInput(bytes), new Context(sink)));

@@ -8,6 +8,7 @@ pub mod harness;
 pub mod pg;
 pub mod pg_server;
 pub mod sqlite;
+pub mod upstream;
 pub mod worker_suite;
 
 /// Absolute paths of the freshly built guest `.wasm` files.

@@ -1,7 +1,8 @@
 //! Python and JavaScript tasks in the sandbox: the examples give the Rust example's
 //! answers, failures are classified as for Rust (Retry, Fatal, an exception with its
-//! traceback in the log, fuel, wall clock, memory and output caps), and no state of one
-//! job reaches the next.
+//! traceback in the log, fuel, wall clock, memory and output caps), no state of one
+//! job reaches the next, and the webhook examples reach only what their grants allow
+//! (a local server on 127.0.0.1), read config and keep secrets out of the log.
 //!
 //! The components are tens of MiB; they are compiled once into a shared artifact
 //! directory under `target/`, so later runs load them from disk.
@@ -10,9 +11,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use wasmq_host::runtime::{
-    AttemptReport, FailureKind, JobInfo, Limits, Outcome, Prepared, RunRequest, Runtime,
+    AttemptReport, FailureKind, Grants, JobInfo, Limits, Outcome, Prepared, RunRequest, Runtime,
     RuntimeConfig,
 };
+use wasmq_tests::upstream::Upstream;
 use wasmq_tests::{guest_bytes, guests};
 
 fn runtime() -> Runtime {
@@ -230,4 +232,192 @@ async fn bytes_that_are_not_json_reach_the_handler_as_bytes() {
     }
     let echoed = result_json(&run(&rt, &p, json!({"a": [1, 2.5, "three"]})).await);
     assert_eq!(echoed, json!({"a": [1, 2.5, "three"]}));
+}
+
+const SECRET: &str = "s3cr3t-t0ken-9f2c";
+
+/// The webhook's grants: `hosts` allowed, an `agent` value and a `token` secret.
+fn webhook_grants(hosts: &[String]) -> Grants {
+    Grants {
+        allowed_hosts: hosts.iter().map(|h| h.parse().unwrap()).collect(),
+        config: vec![
+            ("agent".into(), "wasmq-test/1".into()),
+            ("token".into(), SECRET.into()),
+        ],
+        secrets: vec![SECRET.into()],
+    }
+}
+
+async fn run_granted(rt: &Runtime, p: &Prepared, input: Value, grants: Grants) -> AttemptReport {
+    let mut req = request(&input, Limits::default());
+    req.grants = grants;
+    rt.run(p, req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_webhooks_post_to_an_allowed_host_with_config() {
+    let rt = runtime();
+    let up = Upstream::start().await;
+    let allowed = vec![format!("http://127.0.0.1:{}", up.port)];
+    for (i, path) in [guests::PY_WEBHOOK, guests::JS_WEBHOOK]
+        .into_iter()
+        .enumerate()
+    {
+        let p = load(&rt, path).await;
+        assert!(p.wants_grants(), "{path}");
+        let input = json!({"url": up.url("/ok"), "json": {"n": i}, "debug": true});
+        let report = run_granted(&rt, &p, input, webhook_grants(&allowed)).await;
+        assert_eq!(
+            result_json(&report),
+            json!({"status": 200, "bytes": 5}),
+            "{path}"
+        );
+        let seen = up.seen().pop().expect("the request reached the server");
+        assert_eq!((seen.method.as_str(), seen.path.as_str()), ("POST", "/ok"));
+        assert_eq!(seen.body, format!(r#"{{"n":{i}}}"#).into_bytes(), "{path}");
+        assert_eq!(seen.header("content-type"), Some("application/json"));
+        assert_eq!(
+            seen.header("authorization"),
+            Some(format!("Bearer {SECRET}").as_str())
+        );
+        assert_eq!(seen.header("user-agent"), Some("wasmq-test/1"), "{path}");
+        assert_eq!(report.usage.http_requests, 1, "{path}");
+        assert_eq!(report.usage.http_bytes_in, 5, "{path}");
+        // The guest logged the headers it sent: the secret is cut out, the value is not.
+        let log = log(&report);
+        assert!(!log.contains(SECRET), "{path}: {log}");
+        assert!(
+            log.contains("Bearer [redacted]") && log.contains("wasmq-test/1"),
+            "{path}: {log}"
+        );
+    }
+    assert_eq!(up.seen().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_requests_the_grants_refuse_fail_saying_why() {
+    let rt = runtime();
+    let up = Upstream::start().await;
+    let target = format!("http://127.0.0.1:{}", up.port);
+    for path in [guests::PY_WEBHOOK, guests::JS_WEBHOOK] {
+        let p = load(&rt, path).await;
+        // No allow-list: nothing leaves, the job fails at once saying why.
+        let input = json!({"url": up.url("/ok"), "json": 1});
+        let report = run_granted(&rt, &p, input, webhook_grants(&[])).await;
+        let (kind, message) = failure(&report);
+        assert_eq!(kind, FailureKind::TaskError { fatal: true }, "{path}");
+        assert!(message.contains("request denied"), "{path}: {message}");
+        let log = log(&report);
+        assert!(
+            log.contains(&format!(
+                "outbound request to {target} refused: not on the module's allow-list"
+            )),
+            "{path}: {log}"
+        );
+        assert!(up.seen().is_empty(), "{path}: nothing reached the server");
+    }
+    // A redirect is a new request to the host: the hop to a refused host is refused.
+    let before = up.seen().len();
+    for path in [guests::PY_WEBHOOK, guests::JS_WEBHOOK] {
+        let p = load(&rt, path).await;
+        let to = "http://metadata.invalid/latest";
+        let input = json!({"url": up.url(&format!("/redirect?to={to}")), "json": 1});
+        let report = run_granted(
+            &rt,
+            &p,
+            input,
+            webhook_grants(std::slice::from_ref(&target)),
+        )
+        .await;
+        let (kind, message) = failure(&report);
+        assert_eq!(kind, FailureKind::TaskError { fatal: true }, "{path}");
+        assert!(message.contains("request denied"), "{path}: {message}");
+        assert!(
+            log(&report).contains("request to http://metadata.invalid:80 refused"),
+            "{path}: {}",
+            log(&report)
+        );
+    }
+    assert_eq!(up.seen().len(), before + 2, "each first hop arrived");
+    // A response over the attempt's cap (16 MiB) fails the attempt, retryable, saying why.
+    for path in [guests::PY_WEBHOOK, guests::JS_WEBHOOK] {
+        let p = load(&rt, path).await;
+        let input = json!({"url": up.url("/big?n=17000000"), "json": 1});
+        let report = run_granted(
+            &rt,
+            &p,
+            input,
+            webhook_grants(std::slice::from_ref(&target)),
+        )
+        .await;
+        let (kind, message) = failure(&report);
+        assert_eq!(kind, FailureKind::TaskError { fatal: false }, "{path}");
+        assert!(
+            message.contains("request failed: reading the response: ")
+                && message.contains("exceeds limit: 16777216 bytes"),
+            "{path}: {message}"
+        );
+    }
+}
+
+/// Every top-level import of a component, by name.
+fn imports(path: &str) -> Vec<String> {
+    let bytes = guest_bytes(path);
+    let mut names = Vec::new();
+    // Nested modules and components are parsed in line; only depth 0 is the component's.
+    let mut depth = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        match payload.expect("a valid component") {
+            wasmparser::Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    names.push(import.expect("an import").name.name.to_owned());
+                }
+            }
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth -= 1,
+            _ => {}
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn a_task_built_without_the_opt_in_imports_no_network_or_config() {
+    let rt = runtime();
+    for (with, without) in [
+        (guests::PY_WEBHOOK, guests::PY_HOSTILE),
+        (guests::JS_WEBHOOK, guests::JS_HOSTILE),
+    ] {
+        let opted = imports(with);
+        for name in [
+            "wasi:http/outgoing-handler@0.2.12",
+            "wasi:config/store@0.2.0-rc.1",
+        ] {
+            assert!(opted.iter().any(|i| i == name), "{with}: {opted:?}");
+        }
+        let plain = imports(without);
+        assert!(
+            plain.iter().any(|i| i.starts_with("wasmq:task/host")),
+            "{plain:?}"
+        );
+        assert!(
+            !plain
+                .iter()
+                .any(|i| i.starts_with("wasi:http/") || i.starts_with("wasi:config/")),
+            "{without}: {plain:?}"
+        );
+        // The host agrees: its attempts need no grants, so it keeps the fast path.
+        let p = load(&rt, without).await;
+        assert!(!p.wants_grants(), "{without}");
+        // Asking anyway fails the job, naming the build option.
+        for (attack, option) in [("network", "--http"), ("config", "--config")] {
+            let (kind, message) = failure(&run(&rt, &p, json!({"attack": attack})).await);
+            assert_eq!(kind, FailureKind::TaskError { fatal: true }, "{without}");
+            assert!(
+                message.contains(&format!("rebuild it with `wasmq-task build {option}`")),
+                "{without}: {message}"
+            );
+        }
+    }
 }

@@ -9,6 +9,8 @@
             raise Fatal("no text")
         return {"words": len(input["text"].split())}
 
+`cx.http` (outbound HTTP) and `cx.config(name)` are opt-in: build with `--http` and/or
+`--config`, so a task that uses neither imports neither.
 `wasmq-task build app.py -o app.wasm` makes the component; `wasmq_task.testing.run`
 runs the handler under plain CPython for tests. One `@task` per module.
 """
@@ -21,6 +23,7 @@ from typing import Any, Callable, Optional, Protocol
 
 __all__ = [
     "task", "Retry", "Fatal", "Context", "JobInfo", "decode_input", "encode_result", "preload",
+    "HttpError", "HttpDenied", "HttpInvalid", "HttpFailed",
 ]
 
 # A component keeps only the modules imported while it is built (at run time there are no
@@ -68,10 +71,13 @@ class _Sink(Protocol):
     def log(self, level: str, message: str) -> None: ...
     def progress(self, percent: int, note: Optional[str]) -> None: ...
     def job(self) -> JobInfo: ...
+    def send(self, request: "Request") -> "Response": ...
+    def config(self, name: str) -> Optional[str]: ...
 
 
 class Context:
-    """What a handler gets beside its input: the job's log, progress and identity."""
+    """What a handler gets beside its input: the job's log, progress and identity, and
+    (when the component was built with `--http` / `--config`) HTTP and config."""
 
     def __init__(self, sink: _Sink) -> None:
         self._sink = sink
@@ -108,6 +114,17 @@ class Context:
         if not 0 <= percent <= 100:
             raise ValueError(f"progress {percent} is not between 0 and 100")
         self._sink.progress(percent, None if note is None else str(note))
+
+    @property
+    def http(self) -> "Http":
+        """The HTTP client (`wasmq_task.http`); needs `wasmq-task build --http` and a
+        module allow-list naming the hosts."""
+        return Http(self._sink.send)
+
+    def config(self, name: str) -> Optional[str]:
+        """The module's config value or secret `name`, or None when it is not set; needs
+        `wasmq-task build --config`. A secret written to the log shows as `[redacted]`."""
+        return self._sink.config(str(name))
 
 
 Handler = Callable[[Any, Context], Any]
@@ -152,3 +169,7 @@ def encode_result(value: Any) -> Optional[bytes]:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# Last: `http` subclasses `Fatal` and `Retry`.
+from .http import Http, HttpDenied, HttpError, HttpFailed, HttpInvalid, Request, Response  # noqa: E402

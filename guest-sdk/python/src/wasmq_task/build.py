@@ -1,4 +1,10 @@
-"""`wasmq-task build FILE.py -o OUT.wasm [-p DIR]...`: a Python task as a wasmq component.
+"""`wasmq-task build FILE.py -o OUT.wasm [--http] [--config] [-p DIR]...`: a Python task as
+a wasmq component.
+
+`--http` adds `cx.http` (imports wasi:http/outgoing-handler), `--config` adds `cx.config`
+(imports wasi:config/store): a component carries every import of its world, and one that
+imports wasi:http needs an allow-list and loses the run-ahead fast path, so a task gets
+them only when asked. The worlds are in `wit/worlds.wit`, the WASI packages in `wit/deps`.
 
 Runs componentize-py (the pinned version this package depends on) against the WIT that
 ships inside this package, with an entry module that imports FILE.py (whose `@task`
@@ -46,7 +52,14 @@ def componentize_py() -> str:
     return found
 
 
-def build(source: Path, output: Path, paths: list[Path]) -> int:
+def world(http: bool, config: bool) -> str:
+    """The WIT world a task with these options is built against."""
+    return "task" + ("-http" if http else "") + ("-config" if config else "")
+
+
+def build(
+    source: Path, output: Path, paths: list[Path], http: bool = False, config: bool = False
+) -> int:
     """Builds `source` into the component `output` and returns its size in bytes."""
     if source.suffix != ".py" or not source.is_file():
         raise SystemExit(f"wasmq-task: {source} is not a Python file")
@@ -56,7 +69,7 @@ def build(source: Path, output: Path, paths: list[Path]) -> int:
     with tempfile.TemporaryDirectory(prefix="wasmq-task-") as tmp:
         entry = Path(tmp) / "wasmq_entry.py"
         entry.write_text(ENTRY.format(module=module))
-        cmd = [componentize_py(), "-d", str(WIT_DIR), "-w", "task", "componentize"]
+        cmd = [componentize_py(), "-d", str(WIT_DIR), "-w", world(http, config), "componentize"]
         for p in [Path(tmp), source.resolve().parent, SDK_DIR, *paths]:
             cmd += ["-p", str(p)]
         cmd += ["wasmq_entry", "-o", str(output)]
@@ -67,15 +80,19 @@ def build(source: Path, output: Path, paths: list[Path]) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="wasmq-task", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="wasmq-task", description="a Python task as a wasmq component")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build a Python task into a wasmq component")
     b.add_argument("source", type=Path, help="the task's file, with one @task")
     b.add_argument("-o", "--output", type=Path, required=True, help="the component to write")
     b.add_argument("-p", "--path", type=Path, action="append", default=[],
                    help="another directory of Python modules to bundle (repeatable)")
+    b.add_argument("--http", action="store_true",
+                   help="outbound HTTP: `cx.http` (the module then needs an allow-list)")
+    b.add_argument("--config", action="store_true",
+                   help="the module's config and secrets: `cx.config(name)`")
     args = parser.parse_args(argv)
-    size = build(args.source, args.output, args.path)
+    size = build(args.source, args.output, args.path, args.http, args.config)
     print(f"{args.output}: {size:,} bytes ({size / (1 << 20):.1f} MiB)")
 
 

@@ -7,15 +7,24 @@
 The input goes through JSON as it would on its way to a job (bytes stay bytes), the
 result comes back as the job's JSON view would show it, and a failing handler raises what
 it raised (`Retry`, `Fatal` or any other exception), as the job would fail.
+
+`config={...}` and `secrets={...}` are what `cx.config(name)` reads; a secret's value in
+a log line is replaced by `[redacted]`, as the host does. HTTP is never really sent: each
+request (each redirect hop too) goes to `http`, a function given a
+`wasmq_task.http.Request` that returns a `Response` or raises an `HttpError`. Without it a
+request raises `HttpDenied`, as for a module with no allow-list.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 from . import Context, Handler, JobInfo, decode_input, encode_result
+from .http import HttpDenied, Request, Response
+
+REDACTED = "[redacted]"
 
 __all__ = ["run", "Report"]
 
@@ -35,13 +44,34 @@ class Report:
 
 
 class _Recorder:
-    def __init__(self, job: JobInfo) -> None:
+    def __init__(
+        self,
+        job: JobInfo,
+        config: Mapping[str, str],
+        secrets: Mapping[str, str],
+        http: Optional[Callable[[Request], Response]],
+    ) -> None:
         self._job = job
+        self._config = {**config, **secrets}
+        self._secrets = [v for v in secrets.values() if v]
+        self._http = http
         self.log_lines: List[Tuple[str, str]] = []
         self.progress_calls: List[Tuple[int, Optional[str]]] = []
 
     def log(self, level: str, message: str) -> None:
+        for secret in self._secrets:
+            message = message.replace(secret, REDACTED)
         self.log_lines.append((level, message))
+
+    def send(self, request: Request) -> Response:
+        if self._http is None:
+            raise HttpDenied(
+                f"{request.method} {request.url}: no `http` function was given to testing.run"
+            )
+        return self._http(request)
+
+    def config(self, name: str) -> Optional[str]:
+        return self._config.get(name)
 
     def progress(self, percent: int, note: Optional[str]) -> None:
         self.progress_calls.append((percent, note))
@@ -58,10 +88,18 @@ def run(
     max_attempts: int = 3,
     job_id: str = "1",
     module: str = "test",
+    config: Optional[Mapping[str, str]] = None,
+    secrets: Optional[Mapping[str, str]] = None,
+    http: Optional[Callable[[Request], Response]] = None,
 ) -> Report:
     """Runs `handler(input, cx)` once and returns its `Report`; raises as the job fails."""
     data = bytes(input) if isinstance(input, (bytes, bytearray)) else json.dumps(input).encode()
-    recorder = _Recorder(JobInfo(job_id, module, attempt, max_attempts))
+    overlap = set(config or {}) & set(secrets or {})
+    if overlap:
+        raise ValueError(f"`{sorted(overlap)[0]}` is in both config and secrets")
+    recorder = _Recorder(
+        JobInfo(job_id, module, attempt, max_attempts), config or {}, secrets or {}, http
+    )
     value = handler(decode_input(data), Context(recorder))
     out = encode_result(value)
     return Report(
