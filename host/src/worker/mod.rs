@@ -12,8 +12,10 @@
 //! - `heartbeat.rs`: extends the leases of held jobs and interrupts those a user
 //!   cancelled (or that the store says were taken away);
 //! - `maintenance.rs`: rescue of expired leases, promotion of scheduled jobs, pruning,
-//!   which the store makes safe to run on every node at once.
+//!   which the store makes safe to run on every node at once;
+//! - `burst.rs`: in burst mode, stops the pool once its queues have nothing left to do.
 
+mod burst;
 mod claim;
 mod classify;
 mod complete;
@@ -59,6 +61,9 @@ pub struct WorkerConfig {
     /// Opens module secrets for their jobs; a job of a module with secrets fails its
     /// attempt without one. Default none.
     pub secret_key: Option<crate::secrets::SecretKey>,
+    /// Burst mode: stop once no job of the queues is running or due within this (later
+    /// ones are left for the next run). Default none: run until shutdown.
+    pub burst: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -73,6 +78,7 @@ impl Default for WorkerConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             grace: Duration::from_secs(30),
             secret_key: None,
+            burst: None,
         }
     }
 }
@@ -169,6 +175,16 @@ impl Worker {
             // Every maintaining node ticks the schedules; the store keeps it one job a tick.
             let scheduler = crate::schedule::Scheduler::new(self.store.clone());
             background.spawn(scheduler.run(shutdown.subscribe()));
+        }
+        if let Some(wait) = self.config.burst {
+            let queues = self.config.queues.iter().map(|(q, _)| q.clone()).collect();
+            background.spawn(burst::stop_when_done(
+                self.store.clone(),
+                queues,
+                wait,
+                running.clone(),
+                shutdown.clone(),
+            ));
         }
         let mut claimers = JoinSet::new();
         for (queue, concurrency) in &self.config.queues {
