@@ -111,6 +111,31 @@ async fn queue_control_is_scoped_and_checked(s: Server) {
             "jobs": {"scheduled": 0, "available": 0, "retryable": 0, "running": 0}}]}),
         "only the valid pause is stored"
     );
+
+    let doc: Value = s
+        .http
+        .get(format!("{}/openapi.json", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/queues",
+        "/v1/queues/{name}/pause",
+        "/v1/queues/{name}/resume",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI"
+        );
+    }
+    let view = &doc["components"]["schemas"]["QueueView"]["properties"];
+    assert!(
+        view["jobs"].is_object() && view["paused"].is_object(),
+        "{view}"
+    );
     s.stop().await;
 }
 
