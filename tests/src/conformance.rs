@@ -43,6 +43,7 @@ mod handoff;
 mod leases;
 mod listing;
 mod modules;
+mod pauses;
 mod schedules;
 pub use bounds::*;
 pub use claims::*;
@@ -52,6 +53,7 @@ pub use handoff::*;
 pub use leases::*;
 pub use listing::*;
 pub use modules::*;
+pub use pauses::*;
 pub use schedules::*;
 
 /// Expands to one `#[tokio::test]` per conformance case; `$make` is an expression (it may
@@ -101,6 +103,9 @@ macro_rules! store_conformance_tests {
             two_schedulers_make_one_job_per_tick,
             a_tick_of_a_deleted_module_is_recorded,
             missed_ticks_are_skipped_or_caught_up_once,
+            a_paused_queue_accepts_jobs_but_none_is_claimed,
+            a_running_job_of_a_paused_queue_finishes,
+            has_work_counts_running_and_due_unpaused_jobs,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -127,6 +132,7 @@ macro_rules! store_handoff_tests {
             a_job_for_a_taker_that_went_away_waits_for_a_claim,
             a_handed_jobs_huge_error_is_stored_cut,
             a_job_that_may_not_run_ahead_is_handed_once_stored,
+            a_paused_queues_job_is_not_handed_over,
         );
     };
 }

@@ -110,6 +110,79 @@ mod nodes {
         );
     }
 
+    /// A pause committed on node A holds on node B at once: B's next claim, made before B
+    /// can have heard of it, takes no job of the paused tenant (its plain claim looks at
+    /// the pauses in the statement). Once B hears the notification it claims the other
+    /// tenant's jobs of the queue again, and a resume on A lets B claim the rest.
+    #[tokio::test]
+    async fn a_pause_holds_on_every_node_from_its_commit() {
+        use wasmq_host::queue::{Limits, ModuleKind, NewModule};
+        let url = wasmq_tests::pg::fresh_database().await;
+        let a: Arc<dyn Store> = Arc::new(PgStore::connect(&url, 4).await.unwrap());
+        let b: Arc<dyn Store> = Arc::new(PgStore::connect(&url, 4).await.unwrap());
+        let lease = Duration::from_secs(30);
+        for tenant in ["paused", "other"] {
+            a.put_module(NewModule {
+                tenant: tenant.into(),
+                name: "m".into(),
+                kind: ModuleKind::Component,
+                digest: wasmq_host::runtime::digest(b"m"),
+                bytes: b"m".to_vec(),
+                limits: Limits::default(),
+            })
+            .await
+            .unwrap();
+        }
+        let enqueue = |tenant: &str| NewJob {
+            tenant: tenant.into(),
+            queue: "q".into(),
+            ..NewJob::new("m", b"{}".to_vec())
+        };
+        let jobs: Vec<NewJob> = vec![enqueue("paused"), enqueue("paused"), enqueue("other")];
+        let ids: Vec<i64> = a
+            .enqueue(jobs)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.job.id)
+            .collect();
+        // B has read the pauses (none) before A pauses.
+        assert!(b.claim("empty", "w", 1, lease).await.unwrap().is_empty());
+
+        assert!(a.pause_queue("paused", "q").await.unwrap());
+        let claimed = b.claim("q", "w", 10, lease).await.unwrap();
+        assert!(
+            claimed.iter().all(|j| j.tenant != "paused"),
+            "claimed a paused job: {claimed:?}"
+        );
+        let other = if claimed.is_empty() {
+            // B had not heard of it yet: it claims once it has.
+            wasmq_tests::harness::eventually(Duration::from_secs(10), "B hears the pause", || {
+                let b = b.clone();
+                async move {
+                    let claimed = b.claim("q", "w", 10, lease).await.unwrap();
+                    (!claimed.is_empty()).then_some(claimed)
+                }
+            })
+            .await
+        } else {
+            claimed
+        };
+        assert_eq!(other.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[2]]);
+        assert!(b.claim("q", "w", 10, lease).await.unwrap().is_empty());
+
+        assert!(a.resume_queue("paused", "q").await.unwrap());
+        let mut rest: Vec<i64> = b
+            .claim("q", "w", 10, lease)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        rest.sort_unstable();
+        assert_eq!(rest, ids[..2]);
+    }
+
     /// The events `rx` hears before `marker` (debug-printed, sorted); fails if `marker`
     /// does not come within ten seconds.
     async fn heard_until(

@@ -1,10 +1,10 @@
 //! The HTTP API (v1): axum routes over a [`Store`] and the sandbox [`Runtime`].
 //!
 //! [`router`] builds the app (tests serve it on a loopback socket); [`serve`] runs it until
-//! a shutdown future resolves. One file per resource: [`modules`], [`jobs`], [`schedules`], [`health`]
-//! (liveness, readiness, metrics, OpenAPI). [`error::ApiError`] is the only way a handler
-//! fails, and always answers `application/problem+json`. This is the only module that
-//! knows HTTP and JSON.
+//! a shutdown future resolves. One file per resource: [`modules`], [`jobs`], [`queues`],
+//! [`schedules`], [`health`] (liveness, readiness, metrics, OpenAPI). [`error::ApiError`]
+//! is the only way a handler fails, and always answers `application/problem+json`. This
+//! is the only module that knows HTTP and JSON.
 //!
 //! Every call but `/healthz`, `/readyz` and `/openapi.json` needs
 //! `Authorization: Bearer <key>`; the key's tenant scopes every module and job the call
@@ -23,6 +23,7 @@ mod health;
 mod jobs;
 mod limits;
 mod modules;
+mod queues;
 mod schedules;
 mod server;
 mod settings;
@@ -152,6 +153,9 @@ impl AppState {
         jobs::cancel,
         jobs::retry,
         jobs::list_jobs,
+        queues::list_queues,
+        queues::pause,
+        queues::resume,
         schedules::put_schedule,
         schedules::list_schedules,
         schedules::get_schedule,
@@ -221,6 +225,9 @@ pub fn router(state: AppState) -> Router {
                 .delete(schedules::delete_schedule),
         )
         .route("/v1/schedules", get(schedules::list_schedules))
+        .route("/v1/queues", get(queues::list_queues))
+        .route("/v1/queues/{name}/pause", post(queues::pause))
+        .route("/v1/queues/{name}/resume", post(queues::resume))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

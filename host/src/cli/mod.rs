@@ -5,6 +5,7 @@ mod client;
 pub mod config;
 mod key;
 mod parse;
+mod queue;
 mod run;
 mod schedule;
 mod serve;
@@ -46,6 +47,8 @@ pub enum Command {
     Job(client::JobArgs),
     /// Create, list and delete periodic jobs on a server.
     Schedule(schedule::ScheduleArgs),
+    /// List queues, pause and resume them on a server.
+    Queue(queue::QueueArgs),
     /// Create and revoke API keys (talks to the store directly).
     Key(key::KeyArgs),
 }
@@ -88,6 +91,7 @@ pub fn main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Module(args) => tokio_main(client::module(args)),
         Command::Job(args) => tokio_main(client::job(args)),
         Command::Schedule(args) => tokio_main(schedule::schedule(args)),
+        Command::Queue(args) => tokio_main(queue::queue(args)),
         Command::Key(args) => tokio_main(key::run(args)),
     }
 }

@@ -46,6 +46,9 @@ pub struct ServeArgs {
 }
 
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.pool.burst && args.no_workers {
+        anyhow::bail!("--burst runs jobs until none is left: it needs workers (drop --no-workers)");
+    }
     let choice = super::StoreChoice::from_args(args.database_url.as_deref(), &args.data_dir);
     match &choice {
         super::StoreChoice::Sqlite(path) => tracing::info!(

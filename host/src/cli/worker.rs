@@ -88,6 +88,14 @@ pub struct PoolArgs {
     /// the same one.
     #[arg(long, env = "WASMQ_SECRET_KEY", value_parser = parse_secret_key, hide_env_values = true)]
     pub secret_key: Option<crate::secrets::SecretKey>,
+    /// Run until no job of the queues is running or due, then exit 0: for hosts that can
+    /// only start a process from cron. Jobs due later than --burst-wait are left.
+    #[arg(long)]
+    pub burst: bool,
+    /// With --burst, jobs due within this from now (delayed, or waiting for a retry) are
+    /// waited for; the default, 0s, leaves every job not due yet for the next run.
+    #[arg(long, env = "WASMQ_BURST_WAIT", value_parser = super::parse_duration, default_value = "0s")]
+    pub burst_wait: Duration,
 }
 
 fn parse_secret_key(s: &str) -> Result<crate::secrets::SecretKey, String> {
@@ -132,6 +140,7 @@ impl PoolArgs {
             lease: self.lease,
             retention: self.retention,
             secret_key: self.secret_key.clone(),
+            burst: self.burst.then_some(self.burst_wait),
             ..WorkerConfig::default()
         }
     }

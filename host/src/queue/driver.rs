@@ -48,13 +48,17 @@ pub trait Driver: SettingsRows + ScheduleRows + Send + Sync + 'static {
     async fn insert_finished(&self, job: &Job, report: &Finish) -> Result<Job, StoreError>;
 
     /// Marks up to `limit` (≥ 1) due waiting jobs of `queue` running for `worker` (priority,
-    /// run_at, id), in any order; no two claimers get the same job.
+    /// run_at, id), in any order; no two claimers get the same job. Never a job of a
+    /// paused (tenant, queue) as of the statement: with `skip_paused`, jobs of paused
+    /// tenants are skipped row by row; without, the claim is the plain one and takes
+    /// nothing at all if any tenant paused `queue` (one look at the pauses, not per row).
     async fn claim(
         &self,
         queue: &str,
         worker: &str,
         limit: usize,
         lease: Duration,
+        skip_paused: bool,
     ) -> Result<Vec<Job>, StoreError>;
 
     /// Extends the leases of the jobs of `ids` that `worker` still runs: their ids, and
@@ -156,6 +160,24 @@ pub trait Driver: SettingsRows + ScheduleRows + Send + Sync + 'static {
     /// history and log kept, its last attempt's traces cleared) and wakes its queue on the
     /// other nodes; `None` if it is in no such state.
     async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
+
+    /// Pauses (`paused`) or resumes `queue` for `tenant` and tells the other nodes; false
+    /// if it already was so.
+    async fn set_paused(&self, tenant: &str, queue: &str, paused: bool)
+    -> Result<bool, StoreError>;
+
+    /// The queues paused by `tenant`, or with `None` by any tenant, each once, by name.
+    async fn paused_queues(&self, tenant: Option<&str>) -> Result<Vec<String>, StoreError>;
+
+    /// How many unfinished jobs `tenant` has per queue and state (pairs with none left out).
+    async fn count_unfinished(&self, tenant: &str) -> Result<Vec<super::JobCount>, StoreError>;
+
+    /// See [`crate::queue::Store::has_work`].
+    async fn has_work(
+        &self,
+        queues: &[String],
+        horizon: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Module settings rows (allow-list and config), per tenant and module name, apart from the

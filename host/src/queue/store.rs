@@ -198,6 +198,29 @@ pub trait Store: Send + Sync + 'static {
     /// with [`Store::job_state`]).
     async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
 
+    // Queue control: a pause is per tenant and queue (queue names are one namespace).
+
+    /// Pauses `queue` for `tenant`: its jobs are still accepted, but from the commit on no
+    /// node claims or is handed one of them; running ones finish. False if it was paused.
+    async fn pause_queue(&self, tenant: &str, queue: &str) -> Result<bool, StoreError>;
+
+    /// Resumes `queue` for `tenant` and wakes its workers on every node. False if it was
+    /// not paused.
+    async fn resume_queue(&self, tenant: &str, queue: &str) -> Result<bool, StoreError>;
+
+    /// The queues of `tenant` with unfinished jobs or a pause, by name: counts of their
+    /// unfinished jobs per state (finished ones are not counted: that would read them all).
+    async fn queues(&self, tenant: &str) -> Result<Vec<QueueInfo>, StoreError>;
+
+    /// Whether any job of `queues` (any tenant) is running, or waiting with its `run_at`
+    /// at or before `horizon` in a queue its tenant has not paused: what a worker in burst
+    /// mode still has to do.
+    async fn has_work(
+        &self,
+        queues: &[String],
+        horizon: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
+
     // Schedules: rows and compare-and-set advances only; `crate::schedule` decides.
 
     /// Stores `schedule`, replacing one of the same tenant and name (its `last_*` kept,

@@ -145,6 +145,12 @@ pub enum StoreEvent {
     },
     /// A schedule was put or deleted: schedulers should read their next tick again.
     SchedulesChanged,
+    /// Another node paused or resumed `queue` for a tenant: the store reads its pauses
+    /// again before the next claim of it.
+    QueuePauseChanged {
+        /// The queue.
+        queue: String,
+    },
     /// The notification connection was lost and is back: events may have been missed, so
     /// every waiter should look (workers claim, long-polls re-read).
     Reconnected,
@@ -192,4 +198,22 @@ pub struct JobCount {
     pub state: JobState,
     /// How many jobs.
     pub count: u64,
+}
+
+/// One queue of a tenant, as [`Store::queues`] tells it: its unfinished jobs by state and
+/// whether the tenant paused it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueInfo {
+    /// The queue name.
+    pub name: String,
+    /// Whether the tenant paused it: its jobs are not claimed on any node.
+    pub paused: bool,
+    /// Jobs waiting for their `run_at`.
+    pub scheduled: u64,
+    /// Jobs due now.
+    pub available: u64,
+    /// Jobs waiting for a retry.
+    pub retryable: u64,
+    /// Jobs running.
+    pub running: u64,
 }

@@ -74,5 +74,5 @@ fn failed(job: &Job, why: String) -> Finish {
             if retry { "retrying" } else { "giving up" }
         ),
     );
-    super::retry_or_fail(job, retry, error)
+    super::execute::retry_or_fail(job, retry, error)
 }

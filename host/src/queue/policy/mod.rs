@@ -6,6 +6,7 @@
 
 mod events;
 mod handed;
+mod pauses;
 mod storable;
 
 use std::collections::HashSet;
@@ -20,7 +21,7 @@ use super::handoff::Handoff;
 use super::{
     Enqueued, Finish, Heartbeat, Job, JobCount, JobFilter, JobState, JobSummary, Module,
     ModuleSettings, NewJob, NewKey, NewModule, NewSchedule, Page, Principal, Progress, PutModule,
-    RescueReport, Schedule, ScheduleAdvance, Scope, Store, StoreError, StoreEvent, keys,
+    QueueInfo, RescueReport, Schedule, ScheduleAdvance, Scope, Store, StoreError, StoreEvent, keys,
 };
 use events::{EventsOnDrop, LostWorkers};
 use storable::storable_progress;
@@ -48,6 +49,8 @@ struct Shared<D> {
     handoff: Arc<Handoff>,
     /// Job ids drawn ahead, for jobs handed over before they are stored.
     ids: Mutex<handed::IdCache>,
+    /// Which queues have a pause, as far as this process knows.
+    pauses: Arc<pauses::Pauses>,
 }
 
 impl<D> Clone for Queue<D> {
@@ -72,12 +75,22 @@ pub fn event_channel() -> broadcast::Sender<StoreEvent> {
 impl<D: Driver> Queue<D> {
     /// The store over `driver`, whose other nodes' events (if any) arrive on `events`.
     pub fn new(driver: D, events: broadcast::Sender<StoreEvent>) -> Self {
+        let pauses = Arc::<pauses::Pauses>::default();
+        // Other nodes' pauses arrive as events; without a runtime there is no other node.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(pauses::watch(
+                pauses.clone(),
+                events.subscribe(),
+                events.downgrade(),
+            ));
+        }
         Queue {
             inner: Arc::new(Shared {
                 driver,
                 events,
                 handoff: Arc::default(),
                 ids: Mutex::default(),
+                pauses,
             }),
         }
     }
@@ -198,7 +211,10 @@ impl<D: Driver> Store for Queue<D> {
             return Ok(Vec::new());
         }
         check_attempts(&jobs)?;
+        // A paused queue's job is never handed over (nor is one whose queue's pauses
+        // cannot be read): it waits for a claim like any other.
         if let Some(slot) = self.inner.handoff.reserve_for(&jobs)
+            && !self.must_skip_paused(&jobs[0].queue).await.unwrap_or(true)
             && let Some(job) = self.enqueue_handed(jobs[0].clone(), slot).await?
         {
             return Ok(vec![Enqueued {
@@ -260,10 +276,11 @@ impl<D: Driver> Store for Queue<D> {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let skip_paused = self.must_skip_paused(queue).await?;
         let mut jobs = self
             .inner
             .driver
-            .claim(queue, worker_id, limit, lease)
+            .claim(queue, worker_id, limit, lease, skip_paused)
             .await?;
         sort_claimed(&mut jobs);
         Ok(jobs)
@@ -580,6 +597,26 @@ impl<D: Driver> Store for Queue<D> {
             });
         }
         Ok(job)
+    }
+
+    async fn pause_queue(&self, tenant: &str, queue: &str) -> Result<bool, StoreError> {
+        self.set_paused(tenant, queue, true).await
+    }
+
+    async fn resume_queue(&self, tenant: &str, queue: &str) -> Result<bool, StoreError> {
+        self.set_paused(tenant, queue, false).await
+    }
+
+    async fn queues(&self, tenant: &str) -> Result<Vec<QueueInfo>, StoreError> {
+        self.queue_infos(tenant).await
+    }
+
+    async fn has_work(
+        &self,
+        queues: &[String],
+        horizon: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        self.work_left(queues, horizon).await
     }
 
     async fn put_schedule(&self, schedule: NewSchedule) -> Result<bool, StoreError> {

@@ -1,8 +1,14 @@
-//! Queue control on PostgreSQL: a finished job run again.
+//! Queue control on PostgreSQL: a finished job run again, queues paused and resumed.
+
+use chrono::{DateTime, Utc};
 
 use super::PgDriver;
 use super::rows::{db_err, job_from_row};
 use crate::queue::{Job, StoreError};
+
+/// Every pause and resume tells the other nodes to read the pauses again (payload: the
+/// queue).
+pub(super) const CHANNEL_PAUSES: &str = "wasmq_pauses";
 
 /// A failed or cancelled job back to `available` with no attempts counted; its history
 /// (and log) kept, what its last attempt left cleared. Other nodes' workers are woken.
@@ -16,6 +22,33 @@ const RETRY: &str = "
         RETURNING *
     ), n AS (SELECT pg_notify('wasmq_jobs', $3 || ' ' || queue) FROM r)
     SELECT r.* FROM r, n";
+
+/// Notified on commit only, so a node that hears it reads the pause's row.
+const PAUSE: &str = "
+    WITH p AS (
+        INSERT INTO wasmq_queue_pauses (queue, tenant) VALUES ($2, $1)
+        ON CONFLICT DO NOTHING RETURNING queue
+    )
+    SELECT pg_notify('wasmq_pauses', $3 || ' ' || queue) FROM p";
+
+const RESUME: &str = "
+    WITH r AS (
+        DELETE FROM wasmq_queue_pauses WHERE queue = $2 AND tenant = $1 RETURNING queue
+    )
+    SELECT pg_notify('wasmq_pauses', $3 || ' ' || queue) FROM r";
+
+const PAUSED: &str = "SELECT DISTINCT queue FROM wasmq_queue_pauses \
+     WHERE $1::text IS NULL OR tenant = $1 ORDER BY queue";
+
+/// Burst mode's question: a running job, or a due waiting one of an unpaused tenant.
+const HAS_WORK: &str = "
+    SELECT EXISTS (SELECT 1 FROM wasmq_jobs j WHERE j.queue = ANY($1) AND j.state = 'running')
+        OR EXISTS (SELECT 1 FROM wasmq_jobs j
+                   WHERE j.queue = ANY($1)
+                     AND j.state IN ('available', 'scheduled', 'retryable')
+                     AND j.run_at <= $2
+                     AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses p
+                                     WHERE p.queue = j.queue AND p.tenant = j.tenant))";
 
 impl PgDriver {
     pub(super) async fn retry_row(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
@@ -32,5 +65,53 @@ impl PgDriver {
             return Ok(None);
         };
         job_from_row(&row).map(Some)
+    }
+
+    pub(super) async fn set_paused_row(
+        &self,
+        tenant: &str,
+        queue: &str,
+        paused: bool,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let changed = sqlx::query(if paused { PAUSE } else { RESUME })
+            .bind(tenant)
+            .bind(queue)
+            .bind(&*self.node)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        Ok(changed.len() == 1)
+    }
+
+    pub(super) async fn paused_rows(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let queues = sqlx::query_scalar(PAUSED)
+            .bind(tenant)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        Ok(queues)
+    }
+
+    pub(super) async fn has_work_rows(
+        &self,
+        queues: &[String],
+        horizon: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let any = sqlx::query_scalar(HAS_WORK)
+            .bind(queues)
+            .bind(horizon)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        Ok(any)
     }
 }

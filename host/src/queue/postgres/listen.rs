@@ -1,6 +1,6 @@
 //! Notifications between nodes: a background task LISTENs on a dedicated connection for
-//! `wasmq_jobs` (payload: a queue name), `wasmq_cancel` (a job id) and `wasmq_finished`
-//! (comma-separated job ids), sent inside the transactions that cause them, so delivered
+//! `wasmq_jobs` (payload: a queue name), `wasmq_cancel` (a job id), `wasmq_finished`
+//! (comma-separated job ids), `wasmq_schedules` and `wasmq_pauses` (a queue name), sent inside the transactions that cause them, so delivered
 //! on commit only. It forwards them to the core's subscribers, drops the ones this node
 //! sent (they carry its id: the core has told its own process already), and reconnects
 //! with backoff when the database restarts, then sends [`StoreEvent::Reconnected`].
@@ -19,6 +19,7 @@ const CHANNEL_JOBS: &str = "wasmq_jobs";
 const CHANNEL_CANCEL: &str = "wasmq_cancel";
 const CHANNEL_FINISHED: &str = "wasmq_finished";
 const CHANNEL_SCHEDULES: &str = super::schedules::CHANNEL_SCHEDULES;
+const CHANNEL_PAUSES: &str = super::control::CHANNEL_PAUSES;
 
 /// The listening task; stops when dropped.
 pub(super) struct ListenerTask(JoinHandle<()>);
@@ -65,6 +66,7 @@ async fn listen(
                     CHANNEL_CANCEL,
                     CHANNEL_FINISHED,
                     CHANNEL_SCHEDULES,
+                    CHANNEL_PAUSES,
                 ])
                 .await?;
             Ok::<_, sqlx::Error>(listener)
@@ -144,6 +146,9 @@ fn parse_notification(channel: &str, payload: &str, node: &str) -> Option<StoreE
                 .collect(),
         }),
         CHANNEL_SCHEDULES => Some(StoreEvent::SchedulesChanged),
+        CHANNEL_PAUSES => Some(StoreEvent::QueuePauseChanged {
+            queue: payload.to_owned(),
+        }),
         _ => None,
     }
 }

@@ -111,6 +111,27 @@ impl Queue<PgDriver> {
     }
 }
 
+impl PgDriver {
+    /// The (queue, state, n) rows of a count.
+    async fn counts(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<JobCount>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let rows = query.fetch_all(&mut *conn).await.map_err(db_err)?;
+        conn.keep();
+        rows.iter()
+            .map(|row| {
+                Ok(JobCount {
+                    queue: get(row, "queue")?,
+                    state: get::<String>(row, "state")?.parse()?,
+                    count: to_u64("n", get(row, "n")?)?,
+                })
+            })
+            .collect()
+    }
+}
+
 #[async_trait::async_trait]
 impl Driver for PgDriver {
     async fn insert_batch(&self, jobs: Vec<NewJob>) -> Result<Inserted, StoreError> {
@@ -182,9 +203,15 @@ impl Driver for PgDriver {
         worker: &str,
         limit: usize,
         lease: Duration,
+        skip_paused: bool,
     ) -> Result<Vec<Job>, StoreError> {
+        let statement = if skip_paused {
+            CLAIM_SKIPPING_PAUSED
+        } else {
+            CLAIM
+        };
         let mut conn = self.fast.get().await.map_err(db_err)?;
-        let rows = sqlx::query(CLAIM)
+        let rows = sqlx::query(statement)
             .bind(queue)
             .bind(worker)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -413,21 +440,7 @@ impl Driver for PgDriver {
     }
 
     async fn count_jobs(&self) -> Result<Vec<JobCount>, StoreError> {
-        let mut conn = self.pool.get().await.map_err(db_err)?;
-        let rows = sqlx::query(COUNT_JOBS)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        conn.keep();
-        rows.iter()
-            .map(|row| {
-                Ok(JobCount {
-                    queue: get(row, "queue")?,
-                    state: get::<String>(row, "state")?.parse()?,
-                    count: to_u64("n", get(row, "n")?)?,
-                })
-            })
-            .collect()
+        self.counts(sqlx::query(COUNT_JOBS)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -615,5 +628,31 @@ impl Driver for PgDriver {
 
     async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
         self.retry_row(tenant, id).await
+    }
+
+    async fn set_paused(
+        &self,
+        tenant: &str,
+        queue: &str,
+        paused: bool,
+    ) -> Result<bool, StoreError> {
+        self.set_paused_row(tenant, queue, paused).await
+    }
+
+    async fn paused_queues(&self, tenant: Option<&str>) -> Result<Vec<String>, StoreError> {
+        self.paused_rows(tenant).await
+    }
+
+    async fn count_unfinished(&self, tenant: &str) -> Result<Vec<JobCount>, StoreError> {
+        self.counts(sqlx::query(COUNT_UNFINISHED).bind(tenant))
+            .await
+    }
+
+    async fn has_work(
+        &self,
+        queues: &[String],
+        horizon: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        self.has_work_rows(queues, horizon).await
     }
 }

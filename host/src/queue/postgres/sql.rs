@@ -169,13 +169,19 @@ WHERE NOT EXISTS (SELECT 1 FROM wasmq_modules m WHERE m.tenant = t.tenant AND m.
 
 /// The claim: due waiting jobs of one queue, locked with SKIP LOCKED so concurrent
 /// claimers never block on or receive the same row, then marked running. Served by the
-/// partial index `wasmq_jobs_claim`.
-pub(super) const CLAIM: &str = r#"
+/// partial index `wasmq_jobs_claim`; `$pause` is how it leaves paused tenants' jobs.
+macro_rules! claim {
+    ($pause:literal) => {
+        concat!(
+            r#"
 WITH due AS (
     SELECT id FROM wasmq_jobs
     WHERE queue = $1
       AND state IN ('available', 'scheduled', 'retryable')
       AND run_at <= now()
+      "#,
+            $pause,
+            r#"
     ORDER BY priority DESC, run_at, id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -191,7 +197,22 @@ SET state = 'running',
 FROM due
 WHERE j.id = due.id
 RETURNING j.*
-"#;
+"#
+        )
+    };
+}
+
+/// The plain claim: nothing at all if any tenant paused the queue. Uncorrelated, the
+/// look is a one-time filter (one probe of the pauses' key per statement) and the plan
+/// stays the index scan in claim order.
+pub(super) const CLAIM: &str =
+    claim!("AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses WHERE queue = $1)");
+
+/// The claim of a queue some tenant paused: that tenant's jobs are skipped row by row.
+pub(super) const CLAIM_SKIPPING_PAUSED: &str = claim!(
+    "AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses p \
+                     WHERE p.queue = $1 AND p.tenant = wasmq_jobs.tenant)"
+);
 
 pub(super) const HEARTBEAT: &str = r#"
 UPDATE wasmq_jobs
@@ -470,6 +491,12 @@ pub(super) const MODULE_BYTES: &str = "SELECT bytes FROM wasmq_module_blobs WHER
 /// How a report's outcome is written ([`FINISH`], [`ENQUEUE_FINISHED`]).
 pub(super) const COUNT_JOBS: &str =
     "SELECT queue, state, count(*) AS n FROM wasmq_jobs GROUP BY queue, state ORDER BY 1, 2";
+
+/// One tenant's unfinished jobs by queue and state: the listing index's unfinished
+/// ranges of the tenant, never its finished jobs.
+pub(super) const COUNT_UNFINISHED: &str = "SELECT queue, state, count(*) AS n FROM wasmq_jobs \
+     WHERE tenant = $1 AND state IN ('scheduled', 'available', 'retryable', 'running') \
+     GROUP BY queue, state ORDER BY 1, 2";
 
 // ---------------------------------------------------------------------------------------
 // Keys

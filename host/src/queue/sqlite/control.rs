@@ -1,10 +1,10 @@
-//! Queue control on SQLite: a finished job run again.
+//! Queue control on SQLite: a finished job run again, queues paused and resumed.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::SqliteDriver;
-use super::rows::{db_err, job_from_row, micros};
-use crate::queue::{Job, StoreError};
+use super::rows::{db_err, get, job_from_row, json_text, micros};
+use crate::queue::{Job, JobCount, StoreError};
 
 /// A failed or cancelled job back to `available` with no attempts counted; its history
 /// (and log) kept, what its last attempt left cleared.
@@ -15,6 +15,26 @@ const RETRY: &str = "
         cancel_requested = 0
     WHERE tenant = ?1 AND id = ?2 AND state IN ('failed', 'cancelled')
     RETURNING *";
+
+const PAUSE: &str = "INSERT INTO wasmq_queue_pauses (queue, tenant, paused_at) \
+     VALUES (?2, ?1, ?3) ON CONFLICT DO NOTHING";
+
+const RESUME: &str = "DELETE FROM wasmq_queue_pauses WHERE queue = ?2 AND tenant = ?1";
+
+const PAUSED: &str = "SELECT DISTINCT queue FROM wasmq_queue_pauses \
+     WHERE ?1 IS NULL OR tenant = ?1 ORDER BY queue";
+
+/// Burst mode's question: a running job, or a due waiting one of an unpaused tenant.
+/// `?1` is a JSON array of queue names.
+const HAS_WORK: &str = "
+    SELECT EXISTS (SELECT 1 FROM wasmq_jobs j
+                   WHERE j.queue IN (SELECT value FROM json_each(?1)) AND j.state = 'running')
+        OR EXISTS (SELECT 1 FROM wasmq_jobs j
+                   WHERE j.queue IN (SELECT value FROM json_each(?1))
+                     AND j.state IN ('available', 'scheduled', 'retryable')
+                     AND j.run_at <= ?2
+                     AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses p
+                                     WHERE p.queue = j.queue AND p.tenant = j.tenant))";
 
 impl SqliteDriver {
     pub(super) async fn retry_row(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
@@ -29,5 +49,67 @@ impl SqliteDriver {
             return Ok(None);
         };
         job_from_row(&row).map(Some)
+    }
+
+    pub(super) async fn set_paused_row(
+        &self,
+        tenant: &str,
+        queue: &str,
+        paused: bool,
+    ) -> Result<bool, StoreError> {
+        let statement = if paused {
+            sqlx::query(PAUSE)
+                .bind(tenant)
+                .bind(queue)
+                .bind(micros(Utc::now()))
+        } else {
+            sqlx::query(RESUME).bind(tenant).bind(queue)
+        };
+        let done = statement
+            .execute(&mut *self.writer(true).await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn paused_rows(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(PAUSED)
+            .bind(tenant)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)
+    }
+
+    pub(super) async fn has_work_rows(
+        &self,
+        queues: &[String],
+        horizon: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar(HAS_WORK)
+            .bind(json_text(&queues))
+            .bind(micros(horizon))
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_err)
+    }
+
+    /// The (queue, state, n) rows of a count.
+    pub(super) async fn counts(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Vec<JobCount>, StoreError> {
+        let rows = query.fetch_all(&self.read).await.map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(JobCount {
+                    queue: get(row, "queue")?,
+                    state: get::<String>(row, "state")?.parse()?,
+                    count: u64::try_from(get::<i64>(row, "n")?).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 }

@@ -265,9 +265,15 @@ impl Driver for SqliteDriver {
         worker: &str,
         limit: usize,
         lease: Duration,
+        skip_paused: bool,
     ) -> Result<Vec<Job>, StoreError> {
         let now = micros(Utc::now());
-        let rows = sqlx::query(CLAIM)
+        let statement = if skip_paused {
+            CLAIM_SKIPPING_PAUSED
+        } else {
+            CLAIM
+        };
+        let rows = sqlx::query(statement)
             .bind(now)
             .bind(worker)
             .bind(micros_after(now, lease))
@@ -475,19 +481,7 @@ impl Driver for SqliteDriver {
     }
 
     async fn count_jobs(&self) -> Result<Vec<JobCount>, StoreError> {
-        let rows = sqlx::query(COUNT_JOBS)
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|row| {
-                Ok(JobCount {
-                    queue: get(row, "queue")?,
-                    state: get::<String>(row, "state")?.parse()?,
-                    count: u64::try_from(get::<i64>(row, "n")?).unwrap_or(0),
-                })
-            })
-            .collect()
+        self.counts(sqlx::query(COUNT_JOBS)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -656,5 +650,31 @@ impl Driver for SqliteDriver {
 
     async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
         self.retry_row(tenant, id).await
+    }
+
+    async fn set_paused(
+        &self,
+        tenant: &str,
+        queue: &str,
+        paused: bool,
+    ) -> Result<bool, StoreError> {
+        self.set_paused_row(tenant, queue, paused).await
+    }
+
+    async fn paused_queues(&self, tenant: Option<&str>) -> Result<Vec<String>, StoreError> {
+        self.paused_rows(tenant).await
+    }
+
+    async fn count_unfinished(&self, tenant: &str) -> Result<Vec<JobCount>, StoreError> {
+        self.counts(sqlx::query(COUNT_UNFINISHED).bind(tenant))
+            .await
+    }
+
+    async fn has_work(
+        &self,
+        queues: &[String],
+        horizon: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        self.has_work_rows(queues, horizon).await
     }
 }

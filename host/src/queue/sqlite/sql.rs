@@ -25,8 +25,12 @@ RETURNING *
 "#;
 
 /// The claim: due waiting jobs of one queue, in claim order, marked running. The single
-/// writer makes it atomic; served by the partial index `wasmq_jobs_claim`.
-pub(super) const CLAIM: &str = r#"
+/// writer makes it atomic; served by the partial index `wasmq_jobs_claim`; `$pause` is
+/// how it leaves paused tenants' jobs.
+macro_rules! claim {
+    ($pause:literal) => {
+        concat!(
+            r#"
 UPDATE wasmq_jobs
 SET state = 'running',
     attempt = attempt + 1,
@@ -39,10 +43,27 @@ WHERE id IN (SELECT id FROM wasmq_jobs
              WHERE queue = $4
                AND state IN ('available', 'scheduled', 'retryable')
                AND run_at <= $1
+               "#,
+            $pause,
+            r#"
              ORDER BY priority DESC, run_at, id
              LIMIT $5)
 RETURNING *
-"#;
+"#
+        )
+    };
+}
+
+/// The plain claim: nothing at all if any tenant paused the queue (an uncorrelated
+/// look, evaluated once).
+pub(super) const CLAIM: &str =
+    claim!("AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses WHERE queue = $4)");
+
+/// The claim of a queue some tenant paused: that tenant's jobs are skipped row by row.
+pub(super) const CLAIM_SKIPPING_PAUSED: &str = claim!(
+    "AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses p \
+                     WHERE p.queue = $4 AND p.tenant = wasmq_jobs.tenant)"
+);
 
 /// A job handed to an idle worker of this process, stored as its first attempt (as the
 /// claim would have left it): `$1..$9` as `queue::rows::bind_job` binds them, `$10` the worker,
@@ -255,6 +276,12 @@ pub(super) const MODULE_BYTES: &str = "SELECT bytes FROM wasmq_module_blobs WHER
 
 pub(super) const COUNT_JOBS: &str =
     "SELECT queue, state, count(*) AS n FROM wasmq_jobs GROUP BY queue, state ORDER BY 1, 2";
+
+/// One tenant's unfinished jobs by queue and state (the listing index's unfinished
+/// ranges of the tenant, never its finished jobs).
+pub(super) const COUNT_UNFINISHED: &str = "SELECT queue, state, count(*) AS n FROM wasmq_jobs \
+     WHERE tenant = $1 AND state IN ('scheduled', 'available', 'retryable', 'running') \
+     GROUP BY queue, state ORDER BY 1, 2";
 
 // ---------------------------------------------------------------------------------------
 // Keys

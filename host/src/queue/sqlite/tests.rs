@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::SqliteStore;
 use super::rows::{from_micros, micros, micros_after, micros_before};
-use super::sql::list_sql;
+use super::sql::{CLAIM, CLAIM_SKIPPING_PAUSED, list_sql};
 use crate::queue::{Finish, JobFilter, JobState, ModuleKind, NewJob, NewModule, Outcome, Store};
 
 async fn store_with_module(dir: &tempfile::TempDir) -> SqliteStore {
@@ -30,6 +30,18 @@ async fn store_with_module(dir: &tempfile::TempDir) -> SqliteStore {
     store
 }
 
+/// The steps of SQLite's plan for `statement`.
+async fn plan(store: &SqliteStore, statement: &str) -> Vec<String> {
+    let explain = format!("EXPLAIN QUERY PLAN {statement}");
+    sqlx::query(sqlx::AssertSqlSafe(explain))
+        .fetch_all(&store.driver().read)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>("detail"))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_state_listing_uses_its_index() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,19 +50,27 @@ async fn a_state_listing_uses_its_index() {
         state: Some(JobState::Running),
         ..JobFilter::default()
     };
-    let explain = format!("EXPLAIN QUERY PLAN {}", list_sql(&filter, "*"));
-    let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(explain))
-        .fetch_all(&store.driver().read)
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get::<String, _>("detail"))
-        .collect();
+    let plan = plan(&store, &list_sql(&filter, "*")).await;
     assert!(
         plan.iter()
             .any(|step| step.contains("wasmq_jobs_list_state")),
         "{plan:?}"
     );
+}
+
+/// Both claims, the plain one and the one skipping paused tenants, search the claim
+/// index (the pauses' look does not change the plan).
+#[tokio::test]
+async fn both_claims_use_the_claim_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_module(&dir).await;
+    for claim in [CLAIM, CLAIM_SKIPPING_PAUSED] {
+        let plan = plan(&store, claim).await;
+        assert!(
+            plan.iter().any(|step| step.contains("wasmq_jobs_claim")),
+            "{plan:?}"
+        );
+    }
 }
 
 fn jobs(n: usize) -> Vec<NewJob> {
