@@ -4,6 +4,7 @@
 //! (`events.rs`), the order and checking of claims, and capping what a guest can make
 //! long before it is stored (`storable.rs`).
 
+mod coalesce;
 mod events;
 mod handed;
 mod storable;
@@ -189,12 +190,14 @@ impl<D: Driver> Store for Queue<D> {
             return Ok(Vec::new());
         }
         check_attempts(&jobs)?;
+        coalesce::check(&jobs)?;
         if let Some(slot) = self.inner.handoff.reserve_for(&jobs)
             && let Some(job) = self.enqueue_handed(jobs[0].clone(), slot).await?
         {
             return Ok(vec![Enqueued {
                 job,
                 duplicate: false,
+                coalesced: false,
             }]);
         }
         // If the outcome is unknown (an error after the commit, or the caller dropped this
@@ -209,10 +212,15 @@ impl<D: Driver> Store for Queue<D> {
                 })
                 .collect(),
         );
-        let mut jobs = jobs;
+        // A coalescing key's items of the batch go to the driver as one job.
+        let (mut jobs, fold) = coalesce::fold(jobs);
         for _ in 0..ENQUEUE_TRIES {
             match self.inner.driver.insert_batch(jobs).await {
                 Ok(Inserted::Done(enqueued)) => {
+                    let enqueued = match &fold {
+                        Some(fold) => fold.unfold(enqueued)?,
+                        None => enqueued,
+                    };
                     // Committed: wake this process's workers of queues with a job due now.
                     self.wake_queues(
                         enqueued
