@@ -3,18 +3,32 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use wasmq_host::queue::sqlite::SqliteStore;
 use wasmq_host::queue::{JobFilter, Scope};
 use wasmq_tests::guests;
 
 use support::{Server, problem};
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_saves_of_a_page_make_one_reindex_on_postgres() {
+    five_saves_of_a_page_make_one_reindex(Server::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_saves_of_a_page_make_one_reindex_on_sqlite() {
+    let store = SqliteStore::open(&wasmq_tests::sqlite::fresh_path())
+        .await
+        .unwrap();
+    five_saves_of_a_page_make_one_reindex(Server::start_on(Arc::new(store)).await).await;
+}
+
 /// The Wagtail case: a page saved five times in a row is reindexed once, with the last
 /// save's input, even with an idle worker (a coalescing job is never handed over).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_saves_of_a_page_make_one_reindex() {
-    let s = Server::start().await;
+async fn five_saves_of_a_page_make_one_reindex(s: Server) {
     s.push(&s.admin, "echo", guests::ECHO).await;
     let save = |rev: u32| {
         json!({
@@ -92,6 +106,26 @@ async fn a_batch_marks_the_items_that_coalesced() {
     // A later single enqueue of the key joins the batch's job.
     let (status, again) = s.enqueue(&s.admin, item(4, "a")).await;
     assert_eq!((status, &again["id"]), (StatusCode::OK, &jobs[0]["id"]));
+
+    // The OpenAPI document describes the fields and the answers.
+    let doc: Value = s
+        .http
+        .get(format!("{}/openapi.json", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    for field in ["coalesce_key", "coalesce_ms", "coalesce_max_ms"] {
+        assert!(
+            schemas["EnqueueRequest"]["properties"][field].is_object(),
+            "{field}"
+        );
+    }
+    assert!(schemas["BatchItem"]["properties"]["coalesced"].is_object());
+    assert!(schemas["EnqueueResponse"].to_string().contains("coalesced"));
     s.stop().await;
 }
 
