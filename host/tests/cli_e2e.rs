@@ -184,6 +184,36 @@ async fn module_list_delete_job_wait_cancel_and_key_revoke() {
         text(&waited.stderr)
     );
 
+    // `--coalesce-key`: a second enqueue of the key updates the job still waiting.
+    let coalesce = |input: &str| -> Value {
+        let out = ok(&[
+            "job",
+            "enqueue",
+            "echo",
+            "--queue",
+            "nobody",
+            "--input",
+            input,
+            "--coalesce-key",
+            "page:1",
+            "--coalesce-ms",
+            "60000",
+            "--coalesce-max-ms",
+            "120000",
+        ]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (first, second) = (coalesce("1"), coalesce("2"));
+    assert_eq!(
+        (&first["coalesced"], &first["state"]),
+        (&json!(false), &json!("scheduled"))
+    );
+    assert_eq!(
+        (&second["coalesced"], &second["id"]),
+        (&json!(true), &first["id"])
+    );
+    assert_eq!(second["input"], 2);
+
     // `key revoke` (on the store, while the server runs): the key gets 401 at once.
     let doomed_client = [("WASMQ_URL", base.as_str()), ("WASMQ_KEY", doomed.as_str())];
     assert!(run(&["module", "list"], &doomed_client).status.success());

@@ -37,6 +37,7 @@ pub use wasmq_host::queue::Store;
 
 mod bounds;
 mod claims;
+mod coalesce;
 mod control;
 mod enqueue;
 mod handoff;
@@ -47,6 +48,7 @@ mod pauses;
 mod schedules;
 pub use bounds::*;
 pub use claims::*;
+pub use coalesce::*;
 pub use control::*;
 pub use enqueue::*;
 pub use handoff::*;
@@ -106,6 +108,13 @@ macro_rules! store_conformance_tests {
             a_paused_queue_accepts_jobs_but_none_is_claimed,
             a_running_job_of_a_paused_queue_finishes,
             has_work_counts_running_and_due_unpaused_jobs,
+            a_coalesce_key_gathers_enqueues_into_one_waiting_job,
+            a_coalesced_job_never_runs_later_than_its_cap,
+            a_started_job_gathers_no_more_enqueues,
+            a_retried_coalesced_job_leaves_the_key_to_the_waiting_one,
+            coalesce_keys_within_and_across_batches,
+            a_coalesce_key_refuses_what_has_no_meaning_beside_it,
+            concurrent_enqueues_of_a_key_make_one_job,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 
 import wasmq
-from wasmq import errors
+from wasmq import _core, errors
 from fakes import Hangup, problem_server
 from servers import free_port
 
@@ -105,6 +106,36 @@ def test_only_idempotent_calls_are_resent() -> None:
             with pytest.raises(errors.ConnectionFailed, match="after 3 tries"):
                 c.enqueue("m", {"a": 1}, idempotency_key="k1")
             assert hangup.connections == 7
+    finally:
+        hangup.close()
+
+
+def test_coalescing_fields_answers_and_resends() -> None:
+    spec = wasmq.JobSpec(
+        "m", {"page": 7}, coalesce_key="reindex:7", coalesce_window=1.5,
+        coalesce_max=timedelta(minutes=1),
+    )
+    assert spec.to_json() == {
+        "module": "m", "input": {"page": 7}, "coalesce_key": "reindex:7",
+        "coalesce_ms": 1500, "coalesce_max_ms": 60000,
+    }
+    with pytest.raises(ValueError, match="coalesce_window"):
+        wasmq.JobSpec("m", coalesce_key="k", coalesce_window=-1).to_json()
+    answer = {"id": 3, "module": "m", "state": "scheduled", "coalesced": True}
+    job = _core.enqueue(spec).parse(httpx.Response(200, json=answer))
+    assert (job.id, job.coalesced, job.duplicate) == (3, True, False)
+    found = _core.enqueue(spec).parse(httpx.Response(200, json={**answer, "coalesced": False}))
+    assert (found.coalesced, found.duplicate) == (False, True)
+    batch = {"jobs": [{"id": 3, "state": "scheduled", "duplicate": False, "coalesced": True},
+                      {"id": 4, "state": "available", "duplicate": False}]}
+    items = _core.enqueue_batch([spec]).parse(httpx.Response(202, json=batch))
+    assert [i.coalesced for i in items] == [True, False]
+    # A coalesced enqueue sent again updates the same waiting job: it is resent.
+    hangup = Hangup()
+    try:
+        with wasmq.Client(hangup.url, "k", retries=2, backoff=0.01) as c:
+            with pytest.raises(errors.ConnectionFailed, match="after 3 tries"):
+                c.enqueue("m", {}, coalesce_key="k", coalesce_window=1)
     finally:
         hangup.close()
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
+use super::coalesce::{check_key, coalesce_of};
 use super::extract::{Auth, Json, Path, Query};
 use super::modules::{LimitParams, check_limits, check_name};
 use super::views::{JobPage, JobView};
@@ -73,6 +74,20 @@ pub struct EnqueueRequest {
     /// existing job (200 instead of 202).
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Debounce (1–255 bytes): while a job of this key has not started, enqueueing the
+    /// key again updates that job (latest input, priority and fields win; 200,
+    /// `coalesced: true`) instead of adding one. Needs `coalesce_ms`; not with
+    /// `idempotency_key`, `run_at` or `delay_ms`.
+    #[serde(default)]
+    pub coalesce_key: Option<String>,
+    /// With `coalesce_key`: the job runs this many milliseconds after the key's latest
+    /// enqueue (1 to 86,400,000).
+    #[serde(default)]
+    pub coalesce_ms: Option<u64>,
+    /// With `coalesce_key`: but at most this many milliseconds after the enqueue that
+    /// made the job (from `coalesce_ms` to 604,800,000), so a steady stream still runs.
+    #[serde(default)]
+    pub coalesce_max_ms: Option<u64>,
 }
 
 /// A batch of jobs.
@@ -92,6 +107,23 @@ pub struct BatchItem {
     pub state: String,
     /// True if its idempotency key returned an existing job.
     pub duplicate: bool,
+    /// True if it coalesced into a waiting job of its `coalesce_key` (that job's id);
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub coalesced: bool,
+}
+
+/// The answer to `POST /v1/jobs`: the job, and with a `coalesce_key` whether the enqueue
+/// coalesced into a waiting job.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnqueueResponse {
+    /// The job.
+    #[serde(flatten)]
+    pub job: JobView,
+    /// Only with a `coalesce_key`: true if a waiting job of the key took this enqueue
+    /// (200), false if it made the job (202).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesced: Option<bool>,
 }
 
 /// The answer to a batch.
@@ -108,6 +140,7 @@ pub(super) fn new_job(
     module: &Module,
     req: EnqueueRequest,
 ) -> Result<NewJob, ApiError> {
+    let coalesce = coalesce_of(&req)?;
     let input = match (req.input, req.input_base64) {
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidRequest(
@@ -171,20 +204,8 @@ pub(super) fn new_job(
         }
         (None, None) => None,
     };
-    if let Some(key) = &req.idempotency_key
-        && (key.is_empty() || key.len() > 255)
-    {
-        return Err(ApiError::InvalidRequest(
-            "`idempotency_key` must be 1–255 bytes".into(),
-        ));
-    }
-    if let Some(key) = &req.idempotency_key
-        && key.starts_with(crate::schedule::KEY_PREFIX)
-    {
-        return Err(ApiError::InvalidRequest(format!(
-            "`idempotency_key` may not begin with `{}`: those are the scheduler's",
-            crate::schedule::KEY_PREFIX
-        )));
+    if let Some(key) = &req.idempotency_key {
+        check_key("idempotency_key", key)?;
     }
     let own = queue::Limits::from(req.limits.unwrap_or_default());
     check_limits(&own, &state.runtime.max_limits())?;
@@ -203,6 +224,7 @@ pub(super) fn new_job(
         limits,
         idempotency_key: req.idempotency_key,
         may_run_ahead: true,
+        coalesce,
     })
 }
 
@@ -243,10 +265,11 @@ async fn prepare(
     Ok(jobs)
 }
 
-/// Counts new jobs per module: one metrics update per module, not per job.
+/// Counts new jobs (not those an enqueue found or coalesced into) per module: one
+/// metrics update per module, not per job.
 fn count_enqueued(enqueued: &[queue::Enqueued]) {
     let mut per_module: HashMap<(&str, &str), u64> = HashMap::new();
-    for e in enqueued.iter().filter(|e| !e.duplicate) {
+    for e in enqueued.iter().filter(|e| !e.duplicate && !e.coalesced) {
         *per_module
             .entry((e.job.tenant.as_str(), e.job.module.as_str()))
             .or_default() += 1;
@@ -271,15 +294,15 @@ pub(super) async fn body_if_allowed<T: serde::de::DeserializeOwned>(
 }
 
 /// Enqueue a job. 202 with the new job; 200 with the existing one if the idempotency key
-/// was already used. With `?wait=10s` (a key with `jobs:read` too), answers once the job
-/// has finished (200, with its result) or when the time is up (202, the job as it stands):
+/// was already used, or with the waiting job of the `coalesce_key` that took this input.
+/// With `?wait=10s` (a key with `jobs:read` too), answers once the job has finished (200, with its result) or when the time is up (202, the job as it stands):
 /// a durable job, awaited in one call.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     params(WaitParams),
     request_body = EnqueueRequest,
     responses(
-        (status = 202, description = "enqueued (with `wait`: not finished in time)", body = JobView),
-        (status = 200, description = "the idempotency key was used before: the existing job; with `wait`: finished", body = JobView),
+        (status = 202, description = "enqueued (with `wait`: not finished in time)", body = EnqueueResponse),
+        (status = 200, description = "the idempotency key was used before: the existing job; a waiting job of the `coalesce_key` took the enqueue (`coalesced: true`); with `wait`: finished", body = EnqueueResponse),
         (status = 404, description = "unknown module", body = super::Problem, content_type = "application/problem+json"),
         (status = 413, description = "input too large", body = super::Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid request", body = super::Problem, content_type = "application/problem+json"),
@@ -296,6 +319,7 @@ pub async fn enqueue(
         auth.require(Scope::JobsRead)?;
     }
     let req: EnqueueRequest = body_if_allowed(&state, &auth, Scope::JobsWrite, request).await?;
+    let coalescing = req.coalesce_key.is_some();
     let jobs = prepare(&state, auth.tenant(), vec![req]).await?;
     // Subscribed before the enqueue, so even a finish during the call is seen.
     let events = params.wait.is_some().then(|| state.store.subscribe());
@@ -315,10 +339,14 @@ pub async fn enqueue(
                 job,
             )
         }
-        None if first.duplicate => (StatusCode::OK, first.job),
+        None if first.duplicate || first.coalesced => (StatusCode::OK, first.job),
         None => (StatusCode::ACCEPTED, first.job),
     };
-    Ok((status, axum::Json(JobView::new(job, true))))
+    let answer = EnqueueResponse {
+        job: JobView::new(job, true),
+        coalesced: coalescing.then_some(first.coalesced),
+    };
+    Ok((status, axum::Json(answer)))
 }
 
 /// Enqueue up to 10,000 jobs in one transaction: all or none.
@@ -350,6 +378,7 @@ pub async fn enqueue_batch(
             id: e.job.id,
             state: e.job.state.as_str().to_owned(),
             duplicate: e.duplicate,
+            coalesced: e.coalesced,
         })
         .collect();
     Ok((StatusCode::ACCEPTED, axum::Json(BatchResponse { jobs })))

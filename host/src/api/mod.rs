@@ -17,6 +17,7 @@
 //! [`ApiConfig::max_long_polls_per_key`] long-polls at once.
 
 mod body;
+mod coalesce;
 pub mod error;
 mod extract;
 mod health;

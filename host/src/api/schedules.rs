@@ -114,6 +114,9 @@ pub async fn put_schedule(
             max_attempts: req.max_attempts,
             limits: req.limits,
             idempotency_key: None,
+            coalesce_key: None,
+            coalesce_ms: None,
+            coalesce_max_ms: None,
         },
     )?;
     let created = state

@@ -98,6 +98,16 @@ enum JobCommand {
         /// An idempotency key.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Debounce: while a job of this key has not started, update it instead of
+        /// adding one (needs --coalesce-ms).
+        #[arg(long)]
+        coalesce_key: Option<String>,
+        /// With --coalesce-key: run this many milliseconds after the key's latest enqueue.
+        #[arg(long)]
+        coalesce_ms: Option<u64>,
+        /// With --coalesce-key: but at most this many milliseconds after the first.
+        #[arg(long)]
+        coalesce_max_ms: Option<u64>,
         /// Wait until it finishes and print its result.
         #[arg(long)]
         wait: bool,
@@ -314,6 +324,9 @@ pub(super) async fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
             priority,
             max_attempts,
             idempotency_key,
+            coalesce_key,
+            coalesce_ms,
+            coalesce_max_ms,
             wait,
         } => {
             let input = read_input(input)?;
@@ -323,6 +336,9 @@ pub(super) async fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
                 ("priority", priority.map(Value::from)),
                 ("max_attempts", max_attempts.map(Value::from)),
                 ("idempotency_key", idempotency_key.map(Value::from)),
+                ("coalesce_key", coalesce_key.map(Value::from)),
+                ("coalesce_ms", coalesce_ms.map(Value::from)),
+                ("coalesce_max_ms", coalesce_max_ms.map(Value::from)),
             ] {
                 if let Some(v) = v {
                     body[k] = v;

@@ -498,11 +498,15 @@ pub struct NewJob {
     /// of this process [true]. Set it false for a job whose attempt can have an effect
     /// outside its sandbox (outbound network): it is then stored before its guest starts.
     pub may_run_ahead: bool,
+    /// Debounce: while a job of the same tenant and key has not started, this enqueue
+    /// replaces it instead of adding one (see [`super::Coalesce`]). Never with an idempotency
+    /// key or a `run_at` (the window sets the run time).
+    pub coalesce: Option<super::Coalesce>,
 }
 
 impl NewJob {
     /// A job for `module` with `input` and every default: tenant and queue `default`,
-    /// priority 0, now, 3 attempts, no limit overrides, no idempotency key.
+    /// priority 0, now, 3 attempts, no limit overrides, no idempotency or coalesce key.
     pub fn new(module: impl Into<String>, input: impl Into<Vec<u8>>) -> Self {
         NewJob {
             tenant: DEFAULT_TENANT.to_owned(),
@@ -516,6 +520,7 @@ impl NewJob {
             limits: Limits::default(),
             idempotency_key: None,
             may_run_ahead: true,
+            coalesce: None,
         }
     }
 }
@@ -527,6 +532,9 @@ pub struct Enqueued {
     pub job: Job,
     /// True when no job was created because of the idempotency key.
     pub duplicate: bool,
+    /// True when no job was created because a waiting job of the same coalesce key took
+    /// this enqueue's input (the job answered).
+    pub coalesced: bool,
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@
 //! job's cancellation is *requested* and reported to its worker by [`Store::heartbeat`] and
 //! [`StoreEvent::CancelRequested`].
 
+pub mod coalesce;
 pub mod driver;
 pub mod handoff;
 mod job;
@@ -45,6 +46,7 @@ pub mod sqlite;
 mod store;
 mod types;
 
+pub use coalesce::Coalesce;
 pub use driver::{Driver, ScheduleRows, SettingsRows};
 pub use job::*;
 pub use keys::{NewKey, Principal, Scope};

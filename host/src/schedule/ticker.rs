@@ -139,6 +139,8 @@ impl Scheduler {
             idempotency_key: Some(tick_key(&spec.name, tick)),
             // Keyed, so stored before it runs anyway.
             may_run_ahead: true,
+            // A tick is one job by its key; a schedule takes no coalesce key.
+            coalesce: None,
         };
         let enqueued = self.store.enqueue(vec![job]).await?;
         enqueued

@@ -75,13 +75,18 @@ def backoff(attempt: int, base: float) -> float:
 
 
 def _job(r: httpx.Response) -> Job:
-    return Job.from_json(r.json(), duplicate=r.status_code == 200)
+    d = r.json()
+    coalesced = bool(d.get("coalesced", False))
+    return Job.from_json(d, duplicate=r.status_code == 200 and not coalesced, coalesced=coalesced)
 
 
 def enqueue(spec: JobSpec) -> Call[Job]:
-    # With an idempotency key the server returns the stored job to a repeat, so a
-    # resend after a broken connection cannot make a second job; without one it could.
-    return Call("POST", "/v1/jobs", _job, spec.idempotency_key is not None, json=spec.to_json())
+    # With an idempotency key the server returns the stored job to a repeat, and with a
+    # coalesce key a repeat updates the waiting job (at worst, once it has started, makes
+    # one more run of the same input, as any later enqueue would): resending is safe.
+    # Without either, a resend after a broken connection could make a second job.
+    keyed = spec.idempotency_key is not None or spec.coalesce_key is not None
+    return Call("POST", "/v1/jobs", _job, keyed, json=spec.to_json())
 
 
 def enqueue_batch(specs: Iterable[Union[JobSpec, Mapping[str, Any]]]) -> Call[list]:
@@ -89,7 +94,10 @@ def enqueue_batch(specs: Iterable[Union[JobSpec, Mapping[str, Any]]]) -> Call[li
     keyed = all(j.get("idempotency_key") is not None for j in jobs)
 
     def parse(r: httpx.Response) -> list:
-        return [BatchItem(int(j["id"]), j["state"], bool(j["duplicate"])) for j in r.json()["jobs"]]
+        return [
+            BatchItem(int(j["id"]), j["state"], bool(j["duplicate"]), bool(j.get("coalesced", False)))
+            for j in r.json()["jobs"]
+        ]
 
     return Call("POST", "/v1/jobs/batch", parse, keyed, json={"jobs": jobs})
 

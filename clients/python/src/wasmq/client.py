@@ -98,9 +98,11 @@ class Client(_Base):
     def enqueue(self, module: str, input: Any = None, **options: Unpack[EnqueueOptions]) -> Job:
         """Enqueues one job of `module` with `input` (any JSON value) and returns it;
         `options` are `JobSpec`'s fields (queue, priority, run_at or delay, max_attempts,
-        limits, idempotency_key, input_bytes). Raises `ModuleNotFound` for an unknown
-        module, `InputTooLarge` past the input limit. With an `idempotency_key` used
-        before, returns that job (`duplicate`)."""
+        limits, idempotency_key, coalesce_key with coalesce_window and coalesce_max,
+        input_bytes). Raises `ModuleNotFound` for an unknown module, `InputTooLarge` past
+        the input limit. With an `idempotency_key` used before, returns that job
+        (`duplicate`); with the `coalesce_key` of a job that has not started, returns
+        that job updated (`coalesced`)."""
         return self.submit(JobSpec(module, input, **options))
 
     def submit(self, spec: JobSpec) -> Job:

@@ -69,7 +69,8 @@ class Progress:
 class Job:
     """A job as the API shows it. `input` and `result` are parsed JSON; `input_bytes` and
     `result_bytes` are set instead when they are not JSON. `duplicate` is true when an
-    enqueue found an existing job by its idempotency key."""
+    enqueue found an existing job by its idempotency key, `coalesced` when it updated a
+    waiting job of its coalesce key instead of adding one."""
 
     id: int
     module: str
@@ -95,6 +96,7 @@ class Job:
     history: List[Attempt] = field(default_factory=list)
     cancel_requested: bool = False
     duplicate: bool = False
+    coalesced: bool = False
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -103,7 +105,9 @@ class Job:
         return self.state in FINISHED_STATES
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any], *, duplicate: bool = False) -> "Job":
+    def from_json(
+        cls, d: Mapping[str, Any], *, duplicate: bool = False, coalesced: bool = False
+    ) -> "Job":
         """The job of an API answer."""
         err = d.get("error")
         usage = d.get("usage")
@@ -138,6 +142,7 @@ class Job:
             ],
             cancel_requested=bool(d.get("cancel_requested", False)),
             duplicate=duplicate,
+            coalesced=coalesced,
             raw=dict(d),
         )
 
@@ -176,12 +181,13 @@ class Module:
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One job of a batch enqueue: its id, state, and whether its idempotency key
-    matched a job stored before."""
+    """One job of a batch enqueue: its id, state, whether its idempotency key matched a
+    job stored before, and whether it coalesced into a waiting job of its coalesce key."""
 
     id: int
     state: str
     duplicate: bool
+    coalesced: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,6 +212,9 @@ class EnqueueOptions(TypedDict, total=False):
     max_attempts: int
     limits: Mapping[str, int]
     idempotency_key: str
+    coalesce_key: str
+    coalesce_window: Delay
+    coalesce_max: Delay
 
 
 class JobFilters(TypedDict, total=False):
@@ -220,7 +229,12 @@ class JobFilters(TypedDict, total=False):
 class JobSpec:
     """A job to enqueue, as `enqueue` and `enqueue_batch` take it. `input` is any JSON
     value; `input_bytes` sends bytes instead. Give `run_at` (aware datetime) or `delay`
-    (seconds or a timedelta), not both."""
+    (seconds or a timedelta), not both.
+
+    Debounce with `coalesce_key` and `coalesce_window` (seconds or a timedelta): while a
+    job of the key has not started, an enqueue updates it (latest input wins, its run
+    time moves to now + window) instead of adding one; `coalesce_max` caps the delay
+    since the first enqueue. Not with `run_at`, `delay` or `idempotency_key`."""
 
     module: str
     input: Any = None
@@ -232,6 +246,9 @@ class JobSpec:
     max_attempts: Optional[int] = None
     limits: Optional[Mapping[str, int]] = None
     idempotency_key: Optional[str] = None
+    coalesce_key: Optional[str] = None
+    coalesce_window: Optional[Delay] = None
+    coalesce_max: Optional[Delay] = None
 
     def to_json(self) -> Dict[str, Any]:
         """The request body of this job."""
@@ -251,19 +268,28 @@ class JobSpec:
         if self.run_at is not None:
             body["run_at"] = format_time(self.run_at)
         if self.delay is not None:
-            seconds = (
-                self.delay.total_seconds() if isinstance(self.delay, timedelta) else self.delay
-            )
-            if seconds < 0:
-                raise ValueError("delay must not be negative")
-            body["delay_ms"] = int(seconds * 1000)
+            body["delay_ms"] = _millis("delay", self.delay)
         if self.max_attempts is not None:
             body["max_attempts"] = int(self.max_attempts)
         if self.limits is not None:
             body["limits"] = dict(self.limits)
         if self.idempotency_key is not None:
             body["idempotency_key"] = self.idempotency_key
+        if self.coalesce_key is not None:
+            body["coalesce_key"] = self.coalesce_key
+        if self.coalesce_window is not None:
+            body["coalesce_ms"] = _millis("coalesce_window", self.coalesce_window)
+        if self.coalesce_max is not None:
+            body["coalesce_max_ms"] = _millis("coalesce_max", self.coalesce_max)
         return body
+
+
+def _millis(name: str, delay: Delay) -> int:
+    """`delay` (seconds or a timedelta) in whole milliseconds; negative is refused."""
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+    if seconds < 0:
+        raise ValueError(f"{name} must not be negative")
+    return int(seconds * 1000)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
 //! (`events.rs`), the order and checking of claims, and capping what a guest can make
 //! long before it is stored (`storable.rs`).
 
+mod coalesce;
 mod events;
 mod handed;
 mod pauses;
@@ -211,6 +212,7 @@ impl<D: Driver> Store for Queue<D> {
             return Ok(Vec::new());
         }
         check_attempts(&jobs)?;
+        coalesce::check(&jobs)?;
         // A paused queue's job is never handed over (nor is one whose queue's pauses
         // cannot be read): it waits for a claim like any other.
         if let Some(slot) = self.inner.handoff.reserve_for(&jobs)
@@ -220,6 +222,7 @@ impl<D: Driver> Store for Queue<D> {
             return Ok(vec![Enqueued {
                 job,
                 duplicate: false,
+                coalesced: false,
             }]);
         }
         // If the outcome is unknown (an error after the commit, or the caller dropped this
@@ -234,10 +237,15 @@ impl<D: Driver> Store for Queue<D> {
                 })
                 .collect(),
         );
-        let mut jobs = jobs;
+        // A coalescing key's items of the batch go to the driver as one job.
+        let (mut jobs, fold) = coalesce::fold(jobs);
         for _ in 0..ENQUEUE_TRIES {
             match self.inner.driver.insert_batch(jobs).await {
                 Ok(Inserted::Done(enqueued)) => {
+                    let enqueued = match &fold {
+                        Some(fold) => fold.unfold(enqueued)?,
+                        None => enqueued,
+                    };
                     // Committed: wake this process's workers of queues with a job due now.
                     self.wake_queues(
                         enqueued

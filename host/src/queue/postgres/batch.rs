@@ -1,13 +1,15 @@
 //! Enqueue batches on PostgreSQL: one statement for the whole batch whatever its size.
 //! A batch without idempotency keys is one join-free `INSERT … SELECT FROM UNNEST` that
-//! sends what its jobs share once per distinct kind; one with keys runs [`ENQUEUE`] in a
-//! transaction that is rolled back (and tried again by the core) if a key raced.
+//! sends what its jobs share once per distinct kind; one with keys runs [`ENQUEUE`] (and
+//! its coalescing jobs `coalesce.rs`) in a transaction that is rolled back (and tried
+//! again by the core) if a key raced.
 
 use std::collections::{HashMap, HashSet};
 
 use sqlx::Connection;
 
 use super::PgDriver;
+use super::coalesce;
 use super::rows::{clamp_i32, db_err, get, job_from_row, json};
 use super::sql::{ENQUEUE, ENQUEUE_PINNED, LATEST_DIGESTS, MISSING_MODULES};
 use crate::queue::driver::{Inserted, decode_err};
@@ -29,11 +31,16 @@ impl PgDriver {
     }
 
     async fn try_enqueue(&self, jobs: &[NewJob]) -> Result<Option<Vec<Answer>>, StoreError> {
-        if jobs.iter().all(|job| job.idempotency_key.is_none()) {
+        if jobs
+            .iter()
+            .all(|job| job.idempotency_key.is_none() && job.coalesce.is_none())
+        {
             return self.enqueue_keyless(jobs).await.map(Some);
         }
         let n = jobs.len();
-        let columns = Columns::new(jobs, &self.node);
+        // Coalescing jobs take their own statement, the rest ENQUEUE; same transaction.
+        let (coalescing, plain): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| jobs[i].coalesce.is_some());
         // A row can lose a race with a concurrent insert of its key while the rest go
         // in, so a batch with keys runs in a transaction that is rolled back and retried,
         // planned for its actual size (a generic plan expects ten rows and nests loops).
@@ -43,19 +50,31 @@ impl PgDriver {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        let rows = columns.bind().fetch_all(&mut *tx).await.map_err(db_err)?;
-
         let mut out: Vec<Option<Enqueued>> = vec![None; n];
-        for row in &rows {
-            let ord: i64 = get(row, "ord")?;
-            let slot = usize::try_from(ord - 1)
-                .ok()
-                .and_then(|i| out.get_mut(i))
-                .ok_or_else(|| decode_err("ord", ord))?;
-            *slot = Some(Enqueued {
-                job: job_from_row(row)?,
-                duplicate: get(row, "duplicate")?,
-            });
+        if !plain.is_empty() {
+            let batch: Vec<&NewJob> = plain.iter().map(|&i| &jobs[i]).collect();
+            let columns = Columns::new(&batch, &self.node);
+            let rows = columns.bind().fetch_all(&mut *tx).await.map_err(db_err)?;
+            for row in &rows {
+                let ord: i64 = get(row, "ord")?;
+                let slot = usize::try_from(ord - 1)
+                    .ok()
+                    .and_then(|i| plain.get(i))
+                    .and_then(|&i| out.get_mut(i))
+                    .ok_or_else(|| decode_err("ord", ord))?;
+                *slot = Some(Enqueued {
+                    job: job_from_row(row)?,
+                    duplicate: get(row, "duplicate")?,
+                    coalesced: false,
+                });
+            }
+        }
+        if !coalescing.is_empty() {
+            let batch: Vec<&NewJob> = coalescing.iter().map(|&i| &jobs[i]).collect();
+            let answers = coalesce::upsert(&batch, &self.node, &mut *tx).await?;
+            for (i, answer) in coalescing.into_iter().zip(answers) {
+                out[i] = answer;
+            }
         }
         if out.iter().all(Option::is_some) {
             tx.commit().await.map_err(db_err)?;
@@ -177,6 +196,7 @@ impl Answer {
                 Enqueued {
                     job: Job::just_enqueued(job, id, digest, state, run_at.unwrap_or(at), at),
                     duplicate: false,
+                    coalesced: false,
                 }
             }
             Answer::Read(enqueued) => *enqueued,
@@ -226,7 +246,7 @@ struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
-    fn new(jobs: &'a [NewJob], node: &'a str) -> Self {
+    fn new(jobs: &[&'a NewJob], node: &'a str) -> Self {
         Columns {
             node,
             tenants: jobs.iter().map(|j| j.tenant.as_str()).collect(),

@@ -11,13 +11,15 @@ use crate::queue::{Job, StoreError};
 pub(super) const CHANNEL_PAUSES: &str = "wasmq_pauses";
 
 /// A failed or cancelled job back to `available` with no attempts counted; its history
-/// (and log) kept, what its last attempt left cleared. Other nodes' workers are woken.
+/// (and log) kept, what its last attempt left cleared. It runs as
+/// itself: its coalesce key is cleared, so it gathers no enqueues (a newer job may hold
+/// the key). Other nodes' workers are woken.
 const RETRY: &str = "
     WITH r AS (
         UPDATE wasmq_jobs SET state = 'available', attempt = 0, run_at = now(),
             result = NULL, error = NULL, usage = NULL, progress = NULL, started_at = NULL,
             finished_at = NULL, worker_id = NULL, lease_expires_at = NULL,
-            cancel_requested = false
+            cancel_requested = false, coalesce_key = NULL
         WHERE tenant = $1 AND id = $2 AND state IN ('failed', 'cancelled')
         RETURNING *
     ), n AS (SELECT pg_notify('wasmq_jobs', $3 || ' ' || queue) FROM r)

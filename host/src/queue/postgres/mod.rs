@@ -8,6 +8,7 @@
 //! nodes), `warm.rs` (connections kept out of the pool between statements).
 
 mod batch;
+mod coalesce;
 mod control;
 mod listen;
 mod rows;

@@ -1,6 +1,6 @@
 //! Enqueue batches on SQLite: one transaction of multi-row `INSERT … RETURNING id`
-//! statements (256, 128, …, 1 rows) for keyless jobs, and a look-up then an insert for
-//! each job with an idempotency key.
+//! statements (256, 128, …, 1 rows) for keyless jobs, a look-up then an insert for each
+//! job with an idempotency key, and an update or an insert for each coalescing one.
 
 use std::collections::HashMap;
 
@@ -8,6 +8,7 @@ use chrono::Utc;
 use sqlx::{Sqlite, Transaction};
 
 use super::SqliteDriver;
+use super::coalesce;
 use super::rows::{db_err, from_micros, job_from_row, json_text, micros};
 use super::sql::{BY_IDEMPOTENCY_KEY, INSERT_JOB, LATEST_DIGEST};
 use crate::queue::{Enqueued, Job, JobState, NewJob, StoreError};
@@ -92,6 +93,7 @@ async fn insert_plain(
             out[row.at] = Some(Enqueued {
                 job,
                 duplicate: false,
+                coalesced: false,
             });
         }
     }
@@ -120,6 +122,7 @@ impl SqliteDriver {
                     out.push(job.map(|job| Enqueued {
                         job,
                         duplicate: true,
+                        coalesced: false,
                     }));
                     continue;
                 }
@@ -134,6 +137,7 @@ impl SqliteDriver {
                     out.push(Some(Enqueued {
                         job: job_from_row(&row)?,
                         duplicate: true,
+                        coalesced: false,
                     }));
                     continue;
                 }
@@ -161,6 +165,14 @@ impl SqliteDriver {
                     })?
                 }
             };
+            if let Some(key) = &new.coalesce {
+                // Ids follow the batch's order, as for a keyed job.
+                insert_plain(&mut tx, &mut plain, now, &mut out).await?;
+                out.push(Some(
+                    coalesce::upsert(&mut tx, new, key, &digest, now).await?,
+                ));
+                continue;
+            }
             let run_at = new.run_at.map_or(now, micros);
             let state = if run_at > now {
                 JobState::Scheduled
@@ -203,6 +215,7 @@ impl SqliteDriver {
             out.push(Some(Enqueued {
                 job: job_from_row(&row)?,
                 duplicate: false,
+                coalesced: false,
             }));
         }
         insert_plain(&mut tx, &mut plain, now, &mut out).await?;

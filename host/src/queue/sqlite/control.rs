@@ -7,12 +7,14 @@ use super::rows::{db_err, get, job_from_row, json_text, micros};
 use crate::queue::{Job, JobCount, StoreError};
 
 /// A failed or cancelled job back to `available` with no attempts counted; its history
-/// (and log) kept, what its last attempt left cleared.
+/// (and log) kept, what its last attempt left cleared. It runs as
+/// itself: its coalesce key is cleared, so it gathers no enqueues (a newer job may hold
+/// the key).
 const RETRY: &str = "
     UPDATE wasmq_jobs SET state = 'available', attempt = 0, run_at = ?3,
         result = NULL, error = NULL, usage = NULL, progress = NULL, started_at = NULL,
         finished_at = NULL, worker_id = NULL, lease_expires_at = NULL,
-        cancel_requested = 0
+        cancel_requested = 0, coalesce_key = NULL
     WHERE tenant = ?1 AND id = ?2 AND state IN ('failed', 'cancelled')
     RETURNING *";
 

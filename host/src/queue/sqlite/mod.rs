@@ -29,6 +29,7 @@
 //! `batch.rs` (enqueue batches), `finish.rs` (group commit).
 
 mod batch;
+mod coalesce;
 mod control;
 mod finish;
 mod rows;
