@@ -154,11 +154,26 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
         // 6.7+) finds the dirty pages, so an untouched image costs nothing to reset.
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(16 << 10)
-        .pagemap_scan(wasmtime::Enabled::Auto);
+        .pagemap_scan(pagemap_scan_setting(
+            &std::fs::read_to_string("/proc/swaps").unwrap_or_default(),
+        ));
 
     let mut c = code_config(config.max_wasm_stack);
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&c)
+}
+
+/// Whether slots are reset through `PAGEMAP_SCAN`, given `/proc/swaps`. wasmtime 48's scan
+/// resets only *present* dirty pages: one swapped out would be neither reset nor
+/// decommitted and the slot's next job could read it, so with swap on, memset/madvise.
+fn pagemap_scan_setting(proc_swaps: &str) -> wasmtime::Enabled {
+    let swap_on = proc_swaps.lines().skip(1).any(|l| !l.trim().is_empty());
+    if swap_on {
+        tracing::warn!("swap is on: sandboxes are reset without PAGEMAP_SCAN (slower)");
+        wasmtime::Enabled::No
+    } else {
+        wasmtime::Enabled::Auto
+    }
 }
 
 /// Advances the engine's epoch every [`TICK`] until dropped.
@@ -194,5 +209,23 @@ impl Drop for EpochTicker {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_with_swap_resets_slots_without_the_scan() {
+        let none = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(matches!(
+            pagemap_scan_setting(none),
+            wasmtime::Enabled::Auto
+        ));
+        assert!(matches!(pagemap_scan_setting(""), wasmtime::Enabled::Auto));
+        let swap =
+            format!("{none}/swapfile                               file\t\t4194300\t\t0\t\t-2\n");
+        assert!(matches!(pagemap_scan_setting(&swap), wasmtime::Enabled::No));
     }
 }
