@@ -68,7 +68,6 @@ pub struct EnqueueRequest {
     /// Limit overrides: fuel, timeout_ms, memory_bytes, output_bytes, log_bytes (any
     /// other name is refused, so a typo cannot pass unnoticed).
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub limits: Option<LimitParams>,
     /// A key unique among this tenant's stored jobs: enqueueing it again returns the
     /// existing job (200 instead of 202).
