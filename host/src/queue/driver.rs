@@ -22,7 +22,7 @@ use super::{
 
 /// The row storage of one backend. Each method is one transaction.
 #[async_trait::async_trait]
-pub trait Driver: SettingsRows + ScheduleRows + Send + Sync + 'static {
+pub trait Driver: SettingsRows + ScheduleRows + ControlRows + Send + Sync + 'static {
     /// Inserts `jobs` (at least one; `max_attempts` checked) in one transaction, in batch
     /// order, pinning a job without a digest to its module's latest version
     /// ([`StoreError::ModuleNotFound`] if it has none). A job whose key is stored for its
@@ -155,29 +155,6 @@ pub trait Driver: SettingsRows + ScheduleRows + Send + Sync + 'static {
 
     /// Revokes key `id` of `tenant`; false if it has no such unrevoked key.
     async fn revoke_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
-
-    /// Sets a `failed` or `cancelled` job `available` now with no attempts counted (its
-    /// history and log kept, its last attempt's traces cleared) and wakes its queue on the
-    /// other nodes; `None` if it is in no such state.
-    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
-
-    /// Pauses (`paused`) or resumes `queue` for `tenant` and tells the other nodes; false
-    /// if it already was so.
-    async fn set_paused(&self, tenant: &str, queue: &str, paused: bool)
-    -> Result<bool, StoreError>;
-
-    /// The queues paused by `tenant`, or with `None` by any tenant, each once, by name.
-    async fn paused_queues(&self, tenant: Option<&str>) -> Result<Vec<String>, StoreError>;
-
-    /// How many unfinished jobs `tenant` has per queue and state (pairs with none left out).
-    async fn count_unfinished(&self, tenant: &str) -> Result<Vec<super::JobCount>, StoreError>;
-
-    /// See [`crate::queue::Store::has_work`].
-    async fn has_work(
-        &self,
-        queues: &[String],
-        horizon: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, StoreError>;
 }
 
 /// Module settings rows (allow-list and config), per tenant and module name, apart from the
@@ -381,4 +358,32 @@ pub(crate) fn sqlx_err(
 pub(crate) fn decode_err(what: &str, e: impl std::fmt::Display) -> StoreError {
     tracing::error!(error = %e, what, "undecodable row");
     StoreError::Database(format!("a stored {what} could not be read"))
+}
+
+/// Queue control rows: retries of finished jobs, pauses, counts and burst's question;
+/// implemented in each driver's `control.rs`.
+#[async_trait::async_trait]
+pub trait ControlRows: Send + Sync {
+    /// Sets a `failed` or `cancelled` job `available` now with no attempts counted (its
+    /// history and log kept, its last attempt's traces cleared) and wakes its queue on the
+    /// other nodes; `None` if it is in no such state.
+    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
+
+    /// Pauses (`paused`) or resumes `queue` for `tenant` and tells the other nodes; false
+    /// if it already was so.
+    async fn set_paused(&self, tenant: &str, queue: &str, paused: bool)
+    -> Result<bool, StoreError>;
+
+    /// The queues paused by `tenant`, or with `None` by any tenant, each once, by name.
+    async fn paused_queues(&self, tenant: Option<&str>) -> Result<Vec<String>, StoreError>;
+
+    /// How many unfinished jobs `tenant` has per queue and state (pairs with none left out).
+    async fn count_unfinished(&self, tenant: &str) -> Result<Vec<super::JobCount>, StoreError>;
+
+    /// See [`crate::queue::Store::has_work`].
+    async fn has_work(
+        &self,
+        queues: &[String],
+        horizon: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
 }

@@ -47,7 +47,7 @@ mod store;
 mod types;
 
 pub use coalesce::Coalesce;
-pub use driver::{Driver, ScheduleRows, SettingsRows};
+pub use driver::{ControlRows, Driver, ScheduleRows, SettingsRows};
 pub use job::*;
 pub use keys::{NewKey, Principal, Scope};
 pub use limits::Limits;

@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 
 use super::PgDriver;
 use super::rows::{db_err, job_from_row};
-use crate::queue::{Job, StoreError};
+use super::sql::COUNT_UNFINISHED;
+use crate::queue::driver::ControlRows;
+use crate::queue::{Job, JobCount, StoreError};
 
 /// Every pause and resume tells the other nodes to read the pauses again (payload: the
 /// queue).
@@ -52,8 +54,9 @@ const HAS_WORK: &str = "
                      AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses p
                                      WHERE p.queue = j.queue AND p.tenant = j.tenant))";
 
-impl PgDriver {
-    pub(super) async fn retry_row(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+#[async_trait::async_trait]
+impl ControlRows for PgDriver {
+    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
         let mut conn = self.pool.get().await.map_err(db_err)?;
         let row = sqlx::query(RETRY)
             .bind(tenant)
@@ -69,7 +72,7 @@ impl PgDriver {
         job_from_row(&row).map(Some)
     }
 
-    pub(super) async fn set_paused_row(
+    async fn set_paused(
         &self,
         tenant: &str,
         queue: &str,
@@ -87,10 +90,7 @@ impl PgDriver {
         Ok(changed.len() == 1)
     }
 
-    pub(super) async fn paused_rows(
-        &self,
-        tenant: Option<&str>,
-    ) -> Result<Vec<String>, StoreError> {
+    async fn paused_queues(&self, tenant: Option<&str>) -> Result<Vec<String>, StoreError> {
         let mut conn = self.pool.get().await.map_err(db_err)?;
         let queues = sqlx::query_scalar(PAUSED)
             .bind(tenant)
@@ -101,7 +101,7 @@ impl PgDriver {
         Ok(queues)
     }
 
-    pub(super) async fn has_work_rows(
+    async fn has_work(
         &self,
         queues: &[String],
         horizon: DateTime<Utc>,
@@ -115,5 +115,10 @@ impl PgDriver {
             .map_err(db_err)?;
         conn.keep();
         Ok(any)
+    }
+
+    async fn count_unfinished(&self, tenant: &str) -> Result<Vec<JobCount>, StoreError> {
+        self.counts(sqlx::query(COUNT_UNFINISHED).bind(tenant))
+            .await
     }
 }

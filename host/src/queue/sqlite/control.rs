@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 
 use super::SqliteDriver;
 use super::rows::{db_err, get, job_from_row, json_text, micros};
+use super::sql::COUNT_UNFINISHED;
+use crate::queue::driver::ControlRows;
 use crate::queue::{Job, JobCount, StoreError};
 
 /// A failed or cancelled job back to `available` with no attempts counted; its history
@@ -38,8 +40,9 @@ const HAS_WORK: &str = "
                      AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses p
                                      WHERE p.queue = j.queue AND p.tenant = j.tenant))";
 
-impl SqliteDriver {
-    pub(super) async fn retry_row(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
+#[async_trait::async_trait]
+impl ControlRows for SqliteDriver {
+    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
         let row = sqlx::query(RETRY)
             .bind(tenant)
             .bind(id)
@@ -53,7 +56,7 @@ impl SqliteDriver {
         job_from_row(&row).map(Some)
     }
 
-    pub(super) async fn set_paused_row(
+    async fn set_paused(
         &self,
         tenant: &str,
         queue: &str,
@@ -74,10 +77,7 @@ impl SqliteDriver {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(super) async fn paused_rows(
-        &self,
-        tenant: Option<&str>,
-    ) -> Result<Vec<String>, StoreError> {
+    async fn paused_queues(&self, tenant: Option<&str>) -> Result<Vec<String>, StoreError> {
         sqlx::query_scalar(PAUSED)
             .bind(tenant)
             .fetch_all(&self.read)
@@ -85,7 +85,7 @@ impl SqliteDriver {
             .map_err(db_err)
     }
 
-    pub(super) async fn has_work_rows(
+    async fn has_work(
         &self,
         queues: &[String],
         horizon: DateTime<Utc>,
@@ -98,6 +98,13 @@ impl SqliteDriver {
             .map_err(db_err)
     }
 
+    async fn count_unfinished(&self, tenant: &str) -> Result<Vec<JobCount>, StoreError> {
+        self.counts(sqlx::query(COUNT_UNFINISHED).bind(tenant))
+            .await
+    }
+}
+
+impl SqliteDriver {
     /// The (queue, state, n) rows of a count.
     pub(super) async fn counts(
         &self,

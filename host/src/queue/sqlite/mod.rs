@@ -648,34 +648,4 @@ impl Driver for SqliteDriver {
         tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected() > 0)
     }
-
-    async fn retry(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
-        self.retry_row(tenant, id).await
-    }
-
-    async fn set_paused(
-        &self,
-        tenant: &str,
-        queue: &str,
-        paused: bool,
-    ) -> Result<bool, StoreError> {
-        self.set_paused_row(tenant, queue, paused).await
-    }
-
-    async fn paused_queues(&self, tenant: Option<&str>) -> Result<Vec<String>, StoreError> {
-        self.paused_rows(tenant).await
-    }
-
-    async fn count_unfinished(&self, tenant: &str) -> Result<Vec<JobCount>, StoreError> {
-        self.counts(sqlx::query(COUNT_UNFINISHED).bind(tenant))
-            .await
-    }
-
-    async fn has_work(
-        &self,
-        queues: &[String],
-        horizon: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, StoreError> {
-        self.has_work_rows(queues, horizon).await
-    }
 }
