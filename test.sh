@@ -7,7 +7,8 @@
 # cluster, or installs the server), then runs `cargo test`, then `cargo test --benches`:
 # each criterion benchmark runs once in test mode and the end-to-end benches take their
 # quick path, so a broken bench fails here rather than on someone's `cargo bench`; then
-# the Python and JavaScript SDKs' own tests.
+# the Python and JavaScript SDKs' own tests, the Python client and Django backend against
+# a real server, and API fuzzing from the OpenAPI document (schemathesis, both stores).
 set -euo pipefail
 cd "$(dirname "$0")"
 if command -v rustup >/dev/null 2>&1; then
@@ -28,3 +29,5 @@ target/py-venv/bin/python -m pytest -q -p no:cacheprovider guest-sdk/python/test
 (cd guest-sdk/js && node --test test/)
 echo "== the Python client and the Django backend (clients/python/run-tests.sh)"
 WASMQ_BIN=$PWD/target/debug/wasmq clients/python/run-tests.sh
+echo "== API fuzzing from the OpenAPI document (tests/fuzz/run.sh)"
+WASMQ_BIN=$PWD/target/debug/wasmq tests/fuzz/run.sh

@@ -40,6 +40,7 @@ mod claims;
 mod coalesce;
 mod control;
 mod enqueue;
+mod fairness;
 mod handoff;
 mod leases;
 mod listing;
@@ -51,6 +52,7 @@ pub use claims::*;
 pub use coalesce::*;
 pub use control::*;
 pub use enqueue::*;
+pub use fairness::*;
 pub use handoff::*;
 pub use leases::*;
 pub use listing::*;
@@ -115,6 +117,10 @@ macro_rules! store_conformance_tests {
             coalesce_keys_within_and_across_batches,
             a_coalesce_key_refuses_what_has_no_meaning_beside_it,
             concurrent_enqueues_of_a_key_make_one_job,
+            a_backlog_of_one_tenant_does_not_starve_another,
+            many_tenants_are_served_one_job_each_per_claim,
+            a_claim_for_one_tenant_takes_only_its_jobs,
+            a_paused_tenant_is_passed_over_and_the_others_are_served,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

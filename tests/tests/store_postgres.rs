@@ -203,3 +203,64 @@ mod nodes {
         events
     }
 }
+
+/// Plans at depth: with many jobs stored, every statement run on each claim, heartbeat,
+/// finish and maintenance round reaches jobs through an index, in the generic plan that
+/// every connection uses (`plan_cache_mode=force_generic_plan`).
+mod plans {
+    use std::sync::Arc;
+
+    use sqlx::{Connection, Row};
+    use wasmq_host::queue::postgres::{HOT_STATEMENTS, PgStore};
+    use wasmq_host::queue::{NewJob, Store};
+    use wasmq_tests::guests;
+    use wasmq_tests::harness::put_module;
+
+    #[tokio::test]
+    async fn hot_statements_never_scan_the_jobs_table() {
+        let url = wasmq_tests::pg::fresh_database().await;
+        let store: Arc<dyn Store> = Arc::new(PgStore::connect(&url, 4).await.unwrap());
+        put_module(&store, "echo", guests::ECHO).await;
+        // A deep queue: the old claim's join with its `LIMIT $3` subquery was planned for
+        // a tenth of these rows, a hash join over a scan of every job.
+        for _ in 0..20 {
+            let jobs = (0..5_000)
+                .map(|_| NewJob {
+                    queue: "q1".into(),
+                    ..NewJob::new("echo", b"{}".to_vec())
+                })
+                .collect();
+            store.enqueue(jobs).await.unwrap();
+        }
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("ANALYZE wasmq_jobs")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut scans = Vec::new();
+        for (i, (name, sql, types, args)) in HOT_STATEMENTS.iter().enumerate() {
+            let prepare = format!("PREPARE s{i}({types}) AS {sql}");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(prepare))
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let explain = format!("EXPLAIN EXECUTE s{i}({args})");
+            let plan: Vec<String> = sqlx::raw_sql(sqlx::AssertSqlSafe(explain))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .iter()
+                .map(|row| row.get::<String, _>(0))
+                .collect();
+            let plan = plan.join("\n");
+            if plan.contains("Seq Scan on wasmq_jobs") {
+                scans.push(format!("{name}:\n{plan}"));
+            }
+        }
+        assert!(scans.is_empty(), "{}", scans.join("\n\n"));
+    }
+}

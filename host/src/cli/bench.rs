@@ -9,6 +9,15 @@
 //!   to completion (the job's `JobsFinished` event, or the enqueue's answer when the job
 //!   was run before it was stored and comes back finished). Reports p50/p95/p99.
 //!
+//! - W3 (`--neighbour N`, instead of W1 and W2): another tenant holds N available jobs
+//!   in the queue and the pool works through them, while this tenant enqueues
+//!   `--latency-jobs` jobs one at a time at `--rate`; for each, the time from enqueue to
+//!   its start (the store's `created_at` to `started_at`). Reports p50/p95/p99 and how
+//!   many of the neighbour's jobs ran meanwhile. The neighbour's rest stays behind.
+//! - `--backlog N`: before W1, N more jobs of a lower priority wait in the same queue, so
+//!   every claim of W1 runs at that depth (W2 is skipped: the pool would be busy with
+//!   them). They stay behind: run it against a throwaway database.
+//!
 //! Jobs go to a queue of their own (`wasmq-bench-…`) in tenant `wasmq-bench`, so a bench
 //! against a live database does not touch other work.
 
@@ -23,7 +32,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::store::StoreChoice;
-use crate::queue::{JobFilter, JobState, ModuleKind, NewJob, NewModule, Store, StoreEvent};
+use crate::queue::{ModuleKind, NewJob, NewModule, Store, StoreEvent};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::worker::{Shutdown, Worker, WorkerConfig};
 
@@ -51,6 +60,12 @@ pub struct BenchArgs {
     /// W2: jobs per second.
     #[arg(long, default_value_t = 50)]
     pub rate: u32,
+    /// Jobs of a lower priority queued before W1 in its queue (W1 at depth; no W2).
+    #[arg(long, default_value_t = 0)]
+    pub backlog: usize,
+    /// W3: another tenant's jobs queued ahead (fairness under a noisy neighbour).
+    #[arg(long, default_value_t = 0)]
+    pub neighbour: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -63,6 +78,8 @@ pub struct BenchReport {
     pub store: String,
     /// W1 jobs.
     pub jobs: usize,
+    /// Jobs queued behind W1's.
+    pub backlog: usize,
     /// W1 bulk enqueue rate, jobs/s.
     pub enqueue_jobs_per_sec: f64,
     /// W1 worker throughput, jobs/s.
@@ -76,6 +93,8 @@ pub struct BenchReport {
 }
 
 const TENANT: &str = "wasmq-bench";
+/// W3's other tenant.
+const NEIGHBOUR: &str = "wasmq-bench-neighbour";
 
 pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let choice = StoreChoice::from_args(args.database_url.as_deref(), &args.data_dir);
@@ -97,16 +116,18 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         kind == crate::runtime::ModuleKind::Component,
         "the bench module must be an echo component (Rust, Python or JavaScript)"
     );
-    store
-        .put_module(NewModule {
-            tenant: TENANT.into(),
-            name: "echo".into(),
-            kind: ModuleKind::Component,
-            digest: digest.clone(),
-            bytes,
-            limits: Default::default(),
-        })
-        .await?;
+    for tenant in [TENANT, NEIGHBOUR] {
+        store
+            .put_module(NewModule {
+                tenant: tenant.into(),
+                name: "echo".into(),
+                kind: ModuleKind::Component,
+                digest: digest.clone(),
+                bytes: bytes.clone(),
+                limits: Default::default(),
+            })
+            .await?;
+    }
     let queue = format!("wasmq-bench-{:08x}", rand::random::<u32>());
     // Pinned to the uploaded version, as the HTTP API pins each job to the module version
     // it looked up.
@@ -116,6 +137,21 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         digest: Some(digest.clone()),
         ..NewJob::new("echo", format!("{{\"n\": {i}}}").into_bytes())
     };
+
+    if args.neighbour > 0 {
+        let pool = WorkerConfig {
+            queues: vec![(queue.clone(), args.concurrency)],
+            ..WorkerConfig::default()
+        };
+        return neighbour(&args, &store, runtime, pool, &new_job).await;
+    }
+    for chunk in (0..args.backlog).collect::<Vec<_>>().chunks(5_000) {
+        let behind = |i: &usize| NewJob {
+            priority: -1,
+            ..new_job(*i)
+        };
+        store.enqueue(chunk.iter().map(behind).collect()).await?;
+    }
 
     // W1: bulk enqueue, then one pool drains it.
     let started = Instant::now();
@@ -137,14 +173,19 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
     let started = Instant::now();
     let worker = tokio::spawn(Worker::new(store.clone(), runtime, config).run(shutdown.clone()));
-    wait_all(&store, &mut events, ids, &queue).await?;
+    wait_all(&store, &mut events, ids).await?;
     let w1_secs = started.elapsed().as_secs_f64();
 
-    // W2: the worker is idle now; one job at a time.
-    let mut latencies = Vec::with_capacity(args.latency_jobs);
+    // W2: the worker is idle now (unless a backlog keeps it busy); one job at a time.
+    let latency_jobs = if args.backlog > 0 {
+        0
+    } else {
+        args.latency_jobs
+    };
+    let mut latencies = Vec::with_capacity(latency_jobs);
     let gap = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
     let mut tick = tokio::time::interval(gap);
-    for i in 0..args.latency_jobs {
+    for i in 0..latency_jobs {
         tick.tick().await;
         let t = Instant::now();
         let job = store
@@ -154,7 +195,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .job;
         // A job run before it was stored comes back finished: it is done and durable.
         if !job.state.is_finished() {
-            wait_all(&store, &mut events, HashSet::from([job.id]), &queue).await?;
+            wait_all(&store, &mut events, HashSet::from([job.id])).await?;
         }
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
     }
@@ -162,15 +203,11 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     worker.await?;
 
     latencies.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let pct = |p: f64| pct(&latencies, p);
     let report = BenchReport {
         store: choice.describe(),
         jobs: args.jobs,
+        backlog: args.backlog,
         enqueue_jobs_per_sec: args.jobs as f64 / enqueue_secs,
         w1_jobs_per_sec: args.jobs as f64 / w1_secs,
         w2_p50_ms: pct(0.50),
@@ -189,21 +226,27 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "W1 throughput:        {:>10.0} jobs/s (concurrency {})",
             report.w1_jobs_per_sec, args.concurrency
         );
-        println!(
-            "W2 latency:           p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms ({} jobs at {}/s)",
-            report.w2_p50_ms, report.w2_p95_ms, report.w2_p99_ms, args.latency_jobs, args.rate
-        );
+        if args.backlog > 0 {
+            println!(
+                "W1 backlog:           {:>10} jobs queued behind (W2 skipped)",
+                args.backlog
+            );
+        } else {
+            println!(
+                "W2 latency:           p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms ({} jobs at {}/s)",
+                report.w2_p50_ms, report.w2_p95_ms, report.w2_p99_ms, latency_jobs, args.rate
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Waits until every job in `ids` has finished, from `JobsFinished` events; if events
-/// were missed, falls back to asking the store whether the queue still has work.
+/// were missed, asks the store for the state of each job still awaited.
 async fn wait_all(
     store: &Arc<dyn Store>,
     events: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
     mut ids: HashSet<i64>,
-    queue: &str,
 ) -> anyhow::Result<()> {
     use tokio::sync::broadcast::error::RecvError;
     while !ids.is_empty() {
@@ -216,31 +259,90 @@ async fn wait_all(
             Ok(Ok(_)) => {}
             Ok(Err(RecvError::Closed)) => anyhow::bail!("the store's event stream closed"),
             Ok(Err(RecvError::Lagged(_))) | Err(_) => {
-                if !queue_has_work(store, queue).await? {
-                    return Ok(());
+                let mut unfinished = HashSet::with_capacity(ids.len());
+                for id in ids {
+                    let state = store.job_state(TENANT, id).await?;
+                    if state.is_some_and(|s| !s.is_finished()) {
+                        unfinished.insert(id);
+                    }
                 }
+                ids = unfinished;
             }
         }
     }
     Ok(())
 }
 
-async fn queue_has_work(store: &Arc<dyn Store>, queue: &str) -> anyhow::Result<bool> {
-    for state in [
-        JobState::Available,
-        JobState::Running,
-        JobState::Retryable,
-        JobState::Scheduled,
-    ] {
-        let filter = JobFilter {
-            state: Some(state),
-            queue: Some(queue.into()),
-            limit: 1,
-            ..Default::default()
+/// W3: this tenant's jobs one at a time while [`NEIGHBOUR`]'s backlog is being worked
+/// through; prints each one's enqueue→start percentiles.
+async fn neighbour(
+    args: &BenchArgs,
+    store: &Arc<dyn Store>,
+    runtime: Runtime,
+    pool: WorkerConfig,
+    new_job: &dyn Fn(usize) -> NewJob,
+) -> anyhow::Result<ExitCode> {
+    for chunk in (0..args.neighbour).collect::<Vec<_>>().chunks(5_000) {
+        let theirs = |i: &usize| NewJob {
+            tenant: NEIGHBOUR.into(),
+            ..new_job(*i)
         };
-        if !store.list(TENANT, &filter).await?.jobs.is_empty() {
-            return Ok(true);
-        }
+        store.enqueue(chunk.iter().map(theirs).collect()).await?;
     }
-    Ok(false)
+    let mut events = store.subscribe();
+    let shutdown = Shutdown::new();
+    let worker = tokio::spawn(Worker::new(store.clone(), runtime, pool).run(shutdown.clone()));
+    let gap = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+    let mut tick = tokio::time::interval(gap);
+    let mut waits = Vec::with_capacity(args.latency_jobs);
+    let started = Instant::now();
+    for i in 0..args.latency_jobs {
+        tick.tick().await;
+        let id = store.enqueue(vec![new_job(i)]).await?.remove(0).job.id;
+        wait_all(store, &mut events, HashSet::from([id])).await?;
+        let job = store
+            .get(TENANT, id)
+            .await?
+            .context("a bench job vanished")?;
+        let start = job.started_at.context("a finished job without a start")?;
+        let micros = (start - job.created_at)
+            .num_microseconds()
+            .unwrap_or(0)
+            .max(0);
+        waits.push(micros as f64 / 1e3);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    shutdown.trigger();
+    worker.await?;
+    let left: u64 = store
+        .queues(NEIGHBOUR)
+        .await?
+        .iter()
+        .map(|q| q.available + q.scheduled + q.retryable + q.running)
+        .sum();
+    let ran = args.neighbour as u64 - left.min(args.neighbour as u64);
+    waits.sort_by(|a, b| a.total_cmp(b));
+    let (p50, p95, p99) = (pct(&waits, 0.50), pct(&waits, 0.95), pct(&waits, 0.99));
+    if args.json {
+        let report = serde_json::json!({
+            "neighbour_backlog": args.neighbour, "start_p50_ms": p50, "start_p95_ms": p95,
+            "start_p99_ms": p99, "neighbour_jobs_per_sec": ran as f64 / secs,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "W3 start under a neighbour's {} jobs: p50 {p50:.2} ms, p95 {p95:.2} ms, p99 {p99:.2} ms ({} jobs at {}/s)",
+            args.neighbour, args.latency_jobs, args.rate
+        );
+        println!("W3 neighbour meanwhile: {:>10.0} jobs/s", ran as f64 / secs);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `p` quantile of sorted `values` (0 when empty).
+fn pct(values: &[f64], p: f64) -> f64 {
+    values
+        .get(((values.len() as f64 * p) as usize).min(values.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0)
 }

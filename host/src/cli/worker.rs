@@ -28,6 +28,10 @@ pub struct PoolArgs {
     /// Queues to serve with their concurrency, e.g. `--queue default=8 --queue mail=2`.
     #[arg(long = "queue", value_parser = parse_queue, default_value = "default=8")]
     pub queues: Vec<(String, usize)>,
+    /// Serve only this tenant's jobs of those queues (default: every tenant's, fairly:
+    /// each tenant's first jobs before anyone's second).
+    #[arg(long, env = "WASMQ_TENANT", value_parser = parse_tenant)]
+    pub tenant: Option<String>,
     /// Instance slots (attempts running at once across all queues).
     #[arg(long, env = "WASMQ_SLOTS", default_value_t = 16)]
     pub slots: u32,
@@ -98,6 +102,11 @@ pub struct PoolArgs {
     pub burst_wait: Duration,
 }
 
+fn parse_tenant(s: &str) -> Result<String, String> {
+    crate::queue::keys::validate_tenant(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
 fn parse_secret_key(s: &str) -> Result<crate::secrets::SecretKey, String> {
     s.parse()
 }
@@ -136,6 +145,7 @@ impl PoolArgs {
     pub fn worker_config(&self) -> WorkerConfig {
         WorkerConfig {
             queues: self.queues.clone(),
+            tenant: self.tenant.clone(),
             grace: self.grace,
             lease: self.lease,
             retention: self.retention,

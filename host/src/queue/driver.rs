@@ -47,18 +47,18 @@ pub trait Driver: SettingsRows + ScheduleRows + ControlRows + Send + Sync + 'sta
     /// its queue's workers on other nodes are woken.
     async fn insert_finished(&self, job: &Job, report: &Finish) -> Result<Job, StoreError>;
 
-    /// Marks up to `limit` (≥ 1) due waiting jobs of `queue` running for `worker` (priority,
-    /// run_at, id), in any order; no two claimers get the same job. Never a job of a
-    /// paused (tenant, queue) as of the statement: with `skip_paused`, jobs of paused
-    /// tenants are skipped row by row; without, the claim is the plain one and takes
-    /// nothing at all if any tenant paused `queue` (one look at the pauses, not per row).
+    /// Marks up to `limit` (≥ 1) due waiting jobs of `queue` running for `worker`, in any
+    /// order; no two claimers get the same job. Fair between tenants (of `tenant` only,
+    /// when given): each tenant's jobs in its order (priority, run_at, id), the tenants'
+    /// first ones before anyone's second, and so on. Never a job of a paused (tenant,
+    /// queue) as of the statement.
     async fn claim(
         &self,
+        tenant: Option<&str>,
         queue: &str,
         worker: &str,
         limit: usize,
         lease: Duration,
-        skip_paused: bool,
     ) -> Result<Vec<Job>, StoreError>;
 
     /// Extends the leases of the jobs of `ids` that `worker` still runs: their ids, and

@@ -24,18 +24,32 @@ pub trait Store: Send + Sync + 'static {
     /// ([`StoreEvent::JobsAvailable`]).
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError>;
 
-    /// Claims up to `limit` due jobs of `queue` (waiting, `run_at` passed) for `worker_id`:
-    /// highest priority first, then earliest `run_at`, then lowest id. Each becomes
-    /// `running` with its attempt incremented, `started_at` now, its progress cleared and a
-    /// lease of `lease`. Concurrent claimers never receive the same job. Returned in claim
-    /// order.
+    /// Claims up to `limit` due jobs of `queue` (waiting, `run_at` passed) for `worker_id`,
+    /// of `tenant` only or of every tenant, fairly between tenants: each tenant's jobs
+    /// highest priority first, then earliest `run_at`, then lowest id, and the tenants'
+    /// first jobs before any tenant's second (a tenant's priority never jumps another's
+    /// jobs). Each becomes `running` with its attempt incremented, `started_at` now, its
+    /// progress cleared and a lease of `lease`. Concurrent claimers never receive the same
+    /// job. Returned in that order.
+    async fn claim_for(
+        &self,
+        tenant: Option<&str>,
+        queue: &str,
+        worker_id: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// [`Store::claim_for`] every tenant.
     async fn claim(
         &self,
         queue: &str,
         worker_id: &str,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<Job>, StoreError>;
+    ) -> Result<Vec<Job>, StoreError> {
+        self.claim_for(None, queue, worker_id, limit, lease).await
+    }
 
     /// Extends to now + `lease` the leases of the jobs in `ids` that `worker_id` still runs,
     /// and tells which of them a user asked to cancel and which are no longer this worker's.

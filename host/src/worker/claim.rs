@@ -79,7 +79,12 @@ impl QueueLoop {
         // After a failed claim, no new one before this.
         let mut retry_at = tokio::time::Instant::now();
         // Jobs enqueued in this process while this loop is idle come straight here.
-        let (taker, mut handed) = match self.store.handoff() {
+        // A pool serving one tenant takes none: the hand-off knows queues, not tenants.
+        let handoff = self
+            .store
+            .handoff()
+            .filter(|_| self.config.tenant.is_none());
+        let (taker, mut handed) = match handoff {
             Some(handoff) => {
                 let (taker, handed) =
                     handoff.register(&self.queue, &self.config.id, self.config.lease);
@@ -105,14 +110,18 @@ impl QueueLoop {
                 && room > 0
                 && tokio::time::Instant::now() >= retry_at
             {
-                let (store, queue, id, lease) = (
+                let (store, queue, id, lease, tenant) = (
                     self.store.clone(),
                     self.queue.clone(),
                     self.config.id.clone(),
                     self.config.lease,
+                    self.config.tenant.clone(),
                 );
-                let claim: ClaimFuture =
-                    Box::pin(async move { store.claim(&queue, &id, room, lease).await });
+                let claim: ClaimFuture = Box::pin(async move {
+                    store
+                        .claim_for(tenant.as_deref(), &queue, &id, room, lease)
+                        .await
+                });
                 claiming = Some((claim, room));
                 woke = false;
             }

@@ -45,6 +45,9 @@ pub struct WorkerConfig {
     pub id: String,
     /// Queues to serve, each with its own concurrency. Default: `default` × 8.
     pub queues: Vec<(String, usize)>,
+    /// Serve only this tenant's jobs of those queues. Default none: every tenant's,
+    /// fairly (`Store::claim_for`).
+    pub tenant: Option<String>,
     /// How long a claimed job is held without a heartbeat. Default 30 s.
     pub lease: Duration,
     /// How often leases are extended and cancellations checked. Default 500 ms.
@@ -71,6 +74,7 @@ impl Default for WorkerConfig {
         Self {
             id: default_worker_id(),
             queues: vec![("default".into(), 8)],
+            tenant: None,
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_millis(500),
             poll: Duration::from_secs(1),

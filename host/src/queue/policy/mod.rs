@@ -174,15 +174,27 @@ fn check_attempts(jobs: &[NewJob]) -> Result<(), StoreError> {
     }
 }
 
-/// Puts claimed jobs in claim order: priority (highest first), then run_at, then id. A
-/// driver's `UPDATE … RETURNING` does not keep the order.
-fn sort_claimed(jobs: &mut [Job]) {
+/// Puts claimed jobs in claim order, fair between tenants: each tenant's jobs ranked by
+/// priority (highest first), run_at, id; then rank first, so every tenant's first job
+/// comes before anyone's second, and among equal ranks the earliest run_at, then id.
+/// A driver's `UPDATE … RETURNING` does not keep any order.
+fn claim_order(mut jobs: Vec<Job>) -> Vec<Job> {
     jobs.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.run_at.cmp(&b.run_at))
-            .then(a.id.cmp(&b.id))
+        (&a.tenant, std::cmp::Reverse(a.priority), a.run_at, a.id).cmp(&(
+            &b.tenant,
+            std::cmp::Reverse(b.priority),
+            b.run_at,
+            b.id,
+        ))
     });
+    let mut rank = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        let same = i > 0 && jobs[i - 1].tenant == job.tenant;
+        rank.push(if same { rank[i - 1] + 1 } else { 0u32 });
+    }
+    let mut ranked: Vec<(u32, Job)> = rank.into_iter().zip(jobs).collect();
+    ranked.sort_by(|(ra, a), (rb, b)| (ra, a.run_at, a.id).cmp(&(rb, b.run_at, b.id)));
+    ranked.into_iter().map(|(_, job)| job).collect()
 }
 
 /// The answer for a heartbeat of `asked`, given the `(id, cancel_requested)` of the jobs
@@ -216,7 +228,7 @@ impl<D: Driver> Store for Queue<D> {
         // A paused queue's job is never handed over (nor is one whose queue's pauses
         // cannot be read): it waits for a claim like any other.
         if let Some(slot) = self.inner.handoff.reserve_for(&jobs)
-            && !self.must_skip_paused(&jobs[0].queue).await.unwrap_or(true)
+            && !self.queue_has_pause(&jobs[0].queue).await.unwrap_or(true)
             && let Some(job) = self.enqueue_handed(jobs[0].clone(), slot).await?
         {
             return Ok(vec![Enqueued {
@@ -274,8 +286,9 @@ impl<D: Driver> Store for Queue<D> {
         ))
     }
 
-    async fn claim(
+    async fn claim_for(
         &self,
+        tenant: Option<&str>,
         queue: &str,
         worker_id: &str,
         limit: usize,
@@ -284,14 +297,12 @@ impl<D: Driver> Store for Queue<D> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let skip_paused = self.must_skip_paused(queue).await?;
-        let mut jobs = self
+        let jobs = self
             .inner
             .driver
-            .claim(queue, worker_id, limit, lease, skip_paused)
+            .claim(tenant, queue, worker_id, limit, lease)
             .await?;
-        sort_claimed(&mut jobs);
-        Ok(jobs)
+        Ok(claim_order(jobs))
     }
 
     async fn heartbeat(

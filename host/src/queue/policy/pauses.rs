@@ -1,12 +1,10 @@
-//! Paused queues: what this process knows of them, so that a claim of a queue nobody
-//! paused stays the plain claim on its index.
+//! Paused queues: what this process knows of them, so that it hands no job of a paused
+//! queue straight to an idle worker.
 //!
-//! Correctness never rests on this knowledge: a driver's plain claim takes nothing from a
-//! queue any tenant paused (one look at the pauses in the statement), so a node that has
-//! not heard of a pause yet claims nothing there rather than a paused job. Knowing of a
-//! pause only switches that queue's claims to the one that skips paused tenants row by
-//! row. The set is read from the store on first use and again after any change this
-//! process makes or hears of (another node's notification, a reconnect, a lag).
+//! Claims never rest on this knowledge: a driver's claim looks up each tenant's pause
+//! in the statement. The set is read from the store on first use and again after any
+//! change this process makes or hears of (another node's notification, a reconnect, a
+//! lag).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,8 +117,9 @@ impl<D: Driver> Queue<D> {
         Ok(changed)
     }
 
-    /// Whether a claim of `queue` must skip paused tenants.
-    pub(super) async fn must_skip_paused(&self, queue: &str) -> Result<bool, StoreError> {
+    /// Whether any tenant paused `queue`, as this process knows: no job of it is handed
+    /// over while one did.
+    pub(super) async fn queue_has_pause(&self, queue: &str) -> Result<bool, StoreError> {
         self.inner.pauses.any(&self.inner.driver, queue).await
     }
 

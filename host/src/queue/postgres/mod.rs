@@ -37,6 +37,8 @@ use rows::{
     bind_job, clamp_i32, clamp_i64, db_err, get, job_from_row, json, module_from_row,
     progress_json, seconds, to_u64,
 };
+#[doc(hidden)]
+pub use sql::HOT_STATEMENTS;
 use sql::*;
 use warm::Warm;
 
@@ -200,26 +202,27 @@ impl Driver for PgDriver {
 
     async fn claim(
         &self,
+        tenant: Option<&str>,
         queue: &str,
         worker: &str,
         limit: usize,
         lease: Duration,
-        skip_paused: bool,
     ) -> Result<Vec<Job>, StoreError> {
-        let statement = if skip_paused {
-            CLAIM_SKIPPING_PAUSED
+        let mut conn = self.fast.get().await.map_err(db_err)?;
+        let statement = sqlx::query(if tenant.is_some() {
+            CLAIM_TENANT
         } else {
             CLAIM
+        })
+        .bind(queue)
+        .bind(worker)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(seconds(lease));
+        let statement = match tenant {
+            Some(tenant) => statement.bind(tenant),
+            None => statement,
         };
-        let mut conn = self.fast.get().await.map_err(db_err)?;
-        let rows = sqlx::query(statement)
-            .bind(queue)
-            .bind(worker)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind(seconds(lease))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db_err)?;
+        let rows = statement.fetch_all(&mut *conn).await.map_err(db_err)?;
         conn.keep();
         rows.iter().map(job_from_row).collect()
     }

@@ -167,24 +167,23 @@ FROM UNNEST($1::text[], $2::text[]) AS t(tenant, name)
 WHERE NOT EXISTS (SELECT 1 FROM wasmq_modules m WHERE m.tenant = t.tenant AND m.name = t.name)
 "#;
 
-/// The claim: due waiting jobs of one queue, locked with SKIP LOCKED so concurrent
-/// claimers never block on or receive the same row, then marked running. Served by the
-/// partial index `wasmq_jobs_claim`; `$pause` is how it leaves paused tenants' jobs.
+/// The claim: due waiting jobs of one queue, fairly between its tenants, locked with
+/// SKIP LOCKED so concurrent claimers never block on or receive the same row, then
+/// marked running. `$tenants` names the tenants to serve; each of them that has not
+/// paused the queue offers its share of `$3` in its own priority order (the partial
+/// index `wasmq_jobs_claim`, led by queue and tenant), and the claim takes the tenants'
+/// first jobs, then their second ones, and so on (`policy::claim_order` is the order).
+/// The ids go to the update as one array (`= ANY(ARRAY(…))`): its generic plan is a
+/// primary-key probe per id, where a join would be planned for a tenth of the table.
 macro_rules! claim {
-    ($pause:literal) => {
+    ($tenants:literal) => {
         concat!(
-            r#"
-WITH due AS (
-    SELECT id FROM wasmq_jobs
-    WHERE queue = $1
-      AND state IN ('available', 'scheduled', 'retryable')
-      AND run_at <= now()
-      "#,
-            $pause,
-            r#"
-    ORDER BY priority DESC, run_at, id
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
+            "WITH RECURSIVE tenants AS (",
+            $tenants,
+            r#"),
+share AS (
+    SELECT ceil($3::float8 / greatest(count(*), 1))::bigint AS n
+    FROM tenants WHERE tenant IS NOT NULL
 )
 UPDATE wasmq_jobs j
 SET state = 'running',
@@ -194,25 +193,53 @@ SET state = 'running',
     lease_expires_at = now() + $4::float8 * interval '1 second',
     cancel_requested = false,
     progress = NULL
-FROM due
-WHERE j.id = due.id
+WHERE j.id = ANY(ARRAY(
+    SELECT id FROM (
+        SELECT c.id, c.run_at,
+               row_number() OVER (PARTITION BY t.tenant
+                                  ORDER BY c.priority DESC, c.run_at, c.id) AS rank
+        FROM tenants t
+        CROSS JOIN LATERAL (
+            SELECT id, priority, run_at FROM wasmq_jobs
+            WHERE queue = $1 AND tenant = t.tenant
+              AND state IN ('available', 'scheduled', 'retryable')
+              AND run_at <= now()
+              AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses p
+                              WHERE p.queue = $1 AND p.tenant = t.tenant)
+            ORDER BY priority DESC, run_at, id
+            LIMIT (SELECT n FROM share)
+            FOR UPDATE SKIP LOCKED
+        ) c
+        WHERE t.tenant IS NOT NULL
+    ) ranked
+    ORDER BY rank, run_at, id
+    LIMIT $3
+))
 RETURNING j.*
 "#
         )
     };
 }
 
-/// The plain claim: nothing at all if any tenant paused the queue. Uncorrelated, the
-/// look is a one-time filter (one probe of the pauses' key per statement) and the plan
-/// stays the index scan in claim order.
-pub(super) const CLAIM: &str =
-    claim!("AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses WHERE queue = $1)");
-
-/// The claim of a queue some tenant paused: that tenant's jobs are skipped row by row.
-pub(super) const CLAIM_SKIPPING_PAUSED: &str = claim!(
-    "AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses p \
-                     WHERE p.queue = $1 AND p.tenant = wasmq_jobs.tenant)"
+/// The claim for every tenant: the tenants with waiting jobs in the queue, walked one
+/// index probe each (a loose index scan).
+pub(super) const CLAIM: &str = claim!(
+    r#"
+    (SELECT tenant FROM wasmq_jobs
+     WHERE queue = $1 AND state IN ('available', 'scheduled', 'retryable')
+     ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT w.tenant FROM wasmq_jobs w
+            WHERE w.queue = $1 AND w.state IN ('available', 'scheduled', 'retryable')
+              AND w.tenant > t.tenant
+            ORDER BY w.tenant LIMIT 1)
+    FROM tenants t
+    WHERE t.tenant IS NOT NULL
+"#
 );
+
+/// The claim for one tenant (`$5`), for workers that serve only it.
+pub(super) const CLAIM_TENANT: &str = claim!("SELECT $5::text AS tenant");
 
 pub(super) const HEARTBEAT: &str = r#"
 UPDATE wasmq_jobs
@@ -327,15 +354,16 @@ SELECT id, state, queue, worker_id FROM upd
 WHERE (SELECT count(*) FROM available) + (SELECT count(*) FROM finished) >= 0
 "#;
 
-/// `$2`: the node's id. One row (its queue) per promoted job.
+/// `$2`: the node's id. One row (its queue) per promoted job. The ids are an array for
+/// the claim's reason (above).
 pub(super) const PROMOTE: &str = r#"
 WITH p AS (
     UPDATE wasmq_jobs SET state = 'available'
-    WHERE id IN (SELECT id FROM wasmq_jobs
-                 WHERE state IN ('scheduled', 'retryable') AND run_at <= now()
-                 ORDER BY run_at
-                 LIMIT $1
-                 FOR UPDATE SKIP LOCKED)
+    WHERE id = ANY(ARRAY(SELECT id FROM wasmq_jobs
+                         WHERE state IN ('scheduled', 'retryable') AND run_at <= now()
+                         ORDER BY run_at
+                         LIMIT $1
+                         FOR UPDATE SKIP LOCKED))
     RETURNING queue
 ),
 notified AS (
@@ -428,11 +456,11 @@ pub(super) fn list_query(
 pub(super) const PRUNE: &str = r#"
 WITH d AS (
     DELETE FROM wasmq_jobs
-    WHERE id IN (SELECT id FROM wasmq_jobs
-                 WHERE state IN ('completed', 'failed', 'cancelled')
-                   AND finished_at < now() - $1::float8 * interval '1 second'
-                 LIMIT $2
-                 FOR UPDATE SKIP LOCKED)
+    WHERE id = ANY(ARRAY(SELECT id FROM wasmq_jobs
+                         WHERE state IN ('completed', 'failed', 'cancelled')
+                           AND finished_at < now() - $1::float8 * interval '1 second'
+                         LIMIT $2
+                         FOR UPDATE SKIP LOCKED))
     RETURNING 1
 )
 SELECT count(*) AS deleted FROM d
@@ -510,3 +538,37 @@ pub(super) const KEY: &str =
 
 pub(super) const REVOKE_KEY: &str = "UPDATE wasmq_api_keys SET revoked_at = now() \
      WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL";
+
+/// The statements that run against the whole jobs table on every node, with their
+/// parameter types and sample arguments, for the plan test in
+/// `tests/tests/store_postgres.rs`: each must reach jobs through an index.
+pub const HOT_STATEMENTS: &[(&str, &str, &str, &str)] = &[
+    (
+        "claim",
+        CLAIM,
+        "text, text, bigint, float8",
+        "'q1', 'w', 32, 30.0",
+    ),
+    (
+        "claim of one tenant",
+        CLAIM_TENANT,
+        "text, text, bigint, float8, text",
+        "'q1', 'w', 32, 30.0, 'default'",
+    ),
+    ("promote", PROMOTE, "bigint, text", "1000, 'node'"),
+    ("prune", PRUNE, "float8, bigint", "86400.0, 1000"),
+    (
+        "heartbeat",
+        HEARTBEAT,
+        "text, bigint[], float8",
+        "'w', '{1,2,3}', 30.0",
+    ),
+    (
+        "finish",
+        FINISH,
+        "bigint[], int[], text[], bytea[], jsonb[], timestamptz[], jsonb[], text[], \
+         bigint[], jsonb[], text, int",
+        "'{1}', '{1}', '{completed}', '{NULL}', '{NULL}', '{NULL}', '{NULL}', '{\"\"}', \
+         '{0}', '{NULL}', 'node', 20",
+    ),
+];

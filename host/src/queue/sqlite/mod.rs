@@ -262,24 +262,28 @@ impl Driver for SqliteDriver {
 
     async fn claim(
         &self,
+        tenant: Option<&str>,
         queue: &str,
         worker: &str,
         limit: usize,
         lease: Duration,
-        skip_paused: bool,
     ) -> Result<Vec<Job>, StoreError> {
         let now = micros(Utc::now());
-        let statement = if skip_paused {
-            CLAIM_SKIPPING_PAUSED
+        let statement = sqlx::query(if tenant.is_some() {
+            CLAIM_TENANT
         } else {
             CLAIM
+        })
+        .bind(now)
+        .bind(worker)
+        .bind(micros_after(now, lease))
+        .bind(queue)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let statement = match tenant {
+            Some(tenant) => statement.bind(tenant),
+            None => statement,
         };
-        let rows = sqlx::query(statement)
-            .bind(now)
-            .bind(worker)
-            .bind(micros_after(now, lease))
-            .bind(queue)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        let rows = statement
             .fetch_all(&mut *self.writer(false).await?)
             .await
             .map_err(db_err)?;

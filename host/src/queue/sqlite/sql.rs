@@ -24,13 +24,34 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 RETURNING *
 "#;
 
-/// The claim: due waiting jobs of one queue, in claim order, marked running. The single
-/// writer makes it atomic; served by the partial index `wasmq_jobs_claim`; `$pause` is
-/// how it leaves paused tenants' jobs.
+/// The claim: due waiting jobs of one queue, fairly between its tenants, marked running.
+/// The single writer makes it atomic. `$tenants` names the tenants to serve; each that
+/// has not paused the queue offers its share of `$5` in its own priority order (the
+/// partial index `wasmq_jobs_claim`, led by queue and tenant), and the claim takes the
+/// tenants' first jobs, then their second ones, and so on (`policy::claim_order`).
 macro_rules! claim {
-    ($pause:literal) => {
+    ($tenants:literal) => {
         concat!(
-            r#"
+            "WITH RECURSIVE tenants(tenant) AS (",
+            $tenants,
+            r#"),
+share(n) AS (
+    SELECT ($5 + max(1, count(*)) - 1) / max(1, count(*)) FROM tenants WHERE tenant IS NOT NULL
+),
+candidates AS (
+    SELECT j.id, j.tenant, j.priority, j.run_at
+    FROM tenants t
+    JOIN wasmq_jobs j ON j.id IN (
+        SELECT id FROM wasmq_jobs
+        WHERE queue = $4 AND tenant = t.tenant
+          AND state IN ('available', 'scheduled', 'retryable')
+          AND run_at <= $1
+          AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses p
+                          WHERE p.queue = $4 AND p.tenant = t.tenant)
+        ORDER BY priority DESC, run_at, id
+        LIMIT (SELECT n FROM share))
+    WHERE t.tenant IS NOT NULL
+)
 UPDATE wasmq_jobs
 SET state = 'running',
     attempt = attempt + 1,
@@ -39,14 +60,12 @@ SET state = 'running',
     lease_expires_at = $3,
     cancel_requested = 0,
     progress = NULL
-WHERE id IN (SELECT id FROM wasmq_jobs
-             WHERE queue = $4
-               AND state IN ('available', 'scheduled', 'retryable')
-               AND run_at <= $1
-               "#,
-            $pause,
-            r#"
-             ORDER BY priority DESC, run_at, id
+WHERE id IN (SELECT id FROM (
+                 SELECT id, run_at,
+                        row_number() OVER (PARTITION BY tenant
+                                           ORDER BY priority DESC, run_at, id) AS rank
+                 FROM candidates)
+             ORDER BY rank, run_at, id
              LIMIT $5)
 RETURNING *
 "#
@@ -54,16 +73,25 @@ RETURNING *
     };
 }
 
-/// The plain claim: nothing at all if any tenant paused the queue (an uncorrelated
-/// look, evaluated once).
-pub(super) const CLAIM: &str =
-    claim!("AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses WHERE queue = $4)");
-
-/// The claim of a queue some tenant paused: that tenant's jobs are skipped row by row.
-pub(super) const CLAIM_SKIPPING_PAUSED: &str = claim!(
-    "AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses p \
-                     WHERE p.queue = $4 AND p.tenant = wasmq_jobs.tenant)"
+/// The claim for every tenant: the tenants with waiting jobs in the queue, walked one
+/// index probe each.
+pub(super) const CLAIM: &str = claim!(
+    r#"
+    SELECT (SELECT tenant FROM wasmq_jobs
+            WHERE queue = $4 AND state IN ('available', 'scheduled', 'retryable')
+            ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT w.tenant FROM wasmq_jobs w
+            WHERE w.queue = $4 AND w.state IN ('available', 'scheduled', 'retryable')
+              AND w.tenant > t.tenant
+            ORDER BY w.tenant LIMIT 1)
+    FROM tenants t
+    WHERE t.tenant IS NOT NULL
+"#
 );
+
+/// The claim for one tenant (`$6`), for workers that serve only it.
+pub(super) const CLAIM_TENANT: &str = claim!("SELECT $6");
 
 /// A job handed to an idle worker of this process, stored as its first attempt (as the
 /// claim would have left it): `$1..$9` as `queue::rows::bind_job` binds them, `$10` the worker,
