@@ -8,21 +8,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Proc, command, run, text};
+use common::{run, text, worker};
 use serde_json::json;
 use wasmq_host::queue::{JobState, NewJob, Store};
 use wasmq_tests::guests;
 use wasmq_tests::harness::{finished, fresh_store_with_url, job, put_module, start_worker};
-
-/// `wasmq worker` on `url` with `extra` flags, once it says it has started.
-async fn worker(url: &str, extra: &[&str]) -> Proc {
-    let mut args = vec!["worker", "--database-url", url];
-    args.extend(extra);
-    let mut proc = Proc::spawn(command(&args));
-    proc.line_containing("worker starting", Duration::from_secs(60))
-        .await;
-    proc
-}
 
 /// Enqueues `jobs`: their ids.
 async fn enqueue(store: &Arc<dyn Store>, jobs: Vec<NewJob>) -> Vec<i64> {

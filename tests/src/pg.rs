@@ -104,6 +104,26 @@ pub fn with_database(url: &str, database: &str) -> String {
     }
 }
 
+/// SQL that records each job's every entry into `completed` in `test_completions` (an
+/// insert as completed, as a job run ahead of storing is, or an update into it) with the
+/// server's clock: a second completion of a job shows there.
+pub const RECORD_COMPLETIONS: &str = r#"
+CREATE TABLE test_completions (
+    job_id  bigint      NOT NULL,
+    attempt integer     NOT NULL,
+    at      timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE FUNCTION test_record_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state = 'completed' AND (TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM 'completed') THEN
+        INSERT INTO test_completions (job_id, attempt) VALUES (NEW.id, NEW.attempt);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER test_record_completion AFTER INSERT OR UPDATE ON wasmq_jobs
+    FOR EACH ROW EXECUTE FUNCTION test_record_completion();
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -27,32 +27,16 @@ const LONG: usize = 8;
 const SHORT_BEFORE: usize = 1_500;
 const SHORT_AFTER: usize = 500;
 
-/// Records each job's every entry into `completed` (an insert as completed, as a job run
-/// ahead of storing is, or an update into it) with the server's clock.
-const COMPLETIONS: &str = r#"
-CREATE TABLE test_completions (
-    job_id  bigint      NOT NULL,
-    attempt integer     NOT NULL,
-    at      timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE FUNCTION test_record_completion() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.state = 'completed' AND (TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM 'completed') THEN
-        INSERT INTO test_completions (job_id, attempt) VALUES (NEW.id, NEW.attempt);
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER test_record_completion AFTER INSERT OR UPDATE ON wasmq_jobs
-    FOR EACH ROW EXECUTE FUNCTION test_record_completion();
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_survive_a_database_restart_with_jobs_in_flight_and_run_each_once() {
     let server = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
     let url = wasmq_tests::pg::fresh_database_on(&server.url()).await;
     let store = store_at(&url).await;
     let mut db = PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql(COMPLETIONS).execute(&mut db).await.unwrap();
+    sqlx::raw_sql(wasmq_tests::pg::RECORD_COMPLETIONS)
+        .execute(&mut db)
+        .await
+        .unwrap();
     db.close().await.unwrap();
 
     put_module(&store, "echo", guests::ECHO).await;

@@ -113,6 +113,12 @@ impl Proc {
         assert!(sent.success(), "kill -TERM failed");
     }
 
+    /// Sends SIGKILL: the process ends at once, with nothing cleaned up.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap the killed process");
+    }
+
     /// Waits for the process to exit, and for its last lines to be read.
     pub async fn exited(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
@@ -147,6 +153,16 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `wasmq worker` on `url` with `extra` flags, once it says it has started.
+pub async fn worker(url: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["worker", "--database-url", url];
+    args.extend(extra);
+    let mut proc = Proc::spawn(command(&args));
+    proc.line_containing("worker starting", Duration::from_secs(60))
+        .await;
+    proc
 }
 
 /// Polls `GET {base}/readyz` until it answers `status`, failing after `within`. A check

@@ -113,6 +113,10 @@ impl Queue<SqliteDriver> {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(WRITE_TURN_TIMEOUT)
+            // A commit that failed (a full disk) can leave the writer inside its
+            // transaction, where every later `BEGIN` fails: such a connection is closed
+            // (SQLite rolls it back) and a fresh one opened in its place.
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(options.clone())
             .await
             .map_err(|e| open_err(path, e))?;
