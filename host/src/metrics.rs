@@ -63,6 +63,9 @@ fn help(name: &str) -> &'static str {
         "wasmq_http_requests_total" => "HTTP requests answered, by route and status.",
         "wasmq_http_request_duration_seconds" => "HTTP request latency, by route.",
         "wasmq_jobs" => "Jobs stored, by queue and state, as of the last refresh.",
+        "wasmq_module_loads_total" => {
+            "Compiled modules loaded, by where from: memory (a cache hit), artifact or compile."
+        }
         _ => "",
     }
 }

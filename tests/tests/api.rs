@@ -538,6 +538,9 @@ async fn health_and_openapi_need_no_key_and_metrics_needs_its_scope() {
             "wasmq_attempt_fuel_count",
             "wasmq_http_requests_total{method=\"POST\",route=\"/v1/jobs\",status=\"202\"}",
             "wasmq_http_request_duration_seconds_bucket",
+            // The upload compiled echo; the worker found it compiled.
+            "wasmq_module_loads_total{from=\"compile\"}",
+            "wasmq_module_loads_total{from=\"memory\"}",
         ] {
             assert!(
                 metrics.contains(series),

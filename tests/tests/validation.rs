@@ -164,6 +164,7 @@ async fn compiled_artifacts_survive_a_restart_and_damaged_ones_are_recompiled() 
     assert_eq!(
         second.cache_stats(),
         CacheStats {
+            memory_hits: 0,
             compiles: 0,
             artifact_loads: 1
         },
@@ -194,6 +195,7 @@ async fn compiled_artifacts_survive_a_restart_and_damaged_ones_are_recompiled() 
     assert_eq!(
         third.cache_stats(),
         CacheStats {
+            memory_hits: 0,
             compiles: 1,
             artifact_loads: 0
         },
@@ -334,6 +336,7 @@ async fn the_memory_cache_keeps_within_its_byte_cap() {
     assert_eq!((rt.cached_modules(), rt.cached_bytes()), (1, echo_size));
     rt.load_bytes(echo.clone()).await.unwrap();
     assert_eq!(rt.cache_stats().compiles, 1, "a hit while it fits");
+    assert_eq!(rt.cache_stats().memory_hits, 1);
     rt.load_bytes(Arc::new(guest_bytes(guests::WORDCOUNT)))
         .await
         .unwrap();

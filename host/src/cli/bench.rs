@@ -14,6 +14,9 @@
 //!   `--latency-jobs` jobs one at a time at `--rate`; for each, the time from enqueue to
 //!   its start (the store's `created_at` to `started_at`). Reports p50/p95/p99 and how
 //!   many of the neighbour's jobs ran meanwhile. The neighbour's rest stays behind.
+//! - `--modules N`: W1's jobs rotate over N distinct modules (echo, each with a custom
+//!   section of its own, so N digests to compile, cache and evict); the report adds how
+//!   the modules were loaded (memory, artifact, compile).
 //! - `--backlog N`: before W1, N more jobs of a lower priority wait in the same queue, so
 //!   every claim of W1 runs at that depth (W2 is skipped: the pool would be busy with
 //!   them). They stay behind: run it against a throwaway database.
@@ -66,6 +69,9 @@ pub struct BenchArgs {
     /// W3: another tenant's jobs queued ahead (fairness under a noisy neighbour).
     #[arg(long, default_value_t = 0)]
     pub neighbour: usize,
+    /// W1's jobs rotate over this many distinct modules (the module cache under churn).
+    #[arg(long, default_value_t = 1)]
+    pub modules: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -116,26 +122,45 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         kind == crate::runtime::ModuleKind::Component,
         "the bench module must be an echo component (Rust, Python or JavaScript)"
     );
-    for tenant in [TENANT, NEIGHBOUR] {
-        store
-            .put_module(NewModule {
-                tenant: tenant.into(),
-                name: "echo".into(),
-                kind: ModuleKind::Component,
-                digest: digest.clone(),
-                bytes: bytes.clone(),
-                limits: Default::default(),
-            })
-            .await?;
+    let put = |tenant: &str, name: String, digest: String, bytes: Vec<u8>| {
+        store.put_module(NewModule {
+            tenant: tenant.into(),
+            name,
+            kind: ModuleKind::Component,
+            digest,
+            bytes,
+            limits: Default::default(),
+        })
+    };
+    put(NEIGHBOUR, "echo".into(), digest.clone(), bytes.clone()).await?;
+    // (name, digest) of each module W1 rotates over; the first is the echo itself.
+    let mut modules = Vec::with_capacity(args.modules.max(1));
+    for k in 0..args.modules.max(1) {
+        let variant = if k == 0 {
+            bytes.clone()
+        } else {
+            with_custom_section(&bytes, k)
+        };
+        let d = crate::runtime::digest(&variant);
+        let name = if k == 0 {
+            "echo".to_owned()
+        } else {
+            format!("echo-{k}")
+        };
+        put(TENANT, name.clone(), d.clone(), variant).await?;
+        modules.push((name, d));
     }
     let queue = format!("wasmq-bench-{:08x}", rand::random::<u32>());
     // Pinned to the uploaded version, as the HTTP API pins each job to the module version
     // it looked up.
-    let new_job = |i: usize| NewJob {
-        tenant: TENANT.into(),
-        queue: queue.clone(),
-        digest: Some(digest.clone()),
-        ..NewJob::new("echo", format!("{{\"n\": {i}}}").into_bytes())
+    let new_job = |i: usize| {
+        let (name, digest) = &modules[i % modules.len()];
+        NewJob {
+            tenant: TENANT.into(),
+            queue: queue.clone(),
+            digest: Some(digest.clone()),
+            ..NewJob::new(name, format!("{{\"n\": {i}}}").into_bytes())
+        }
     };
 
     if args.neighbour > 0 {
@@ -171,10 +196,12 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ..WorkerConfig::default()
     };
     let shutdown = Shutdown::new();
+    let cache = runtime.clone();
     let started = Instant::now();
     let worker = tokio::spawn(Worker::new(store.clone(), runtime, config).run(shutdown.clone()));
     wait_all(&store, &mut events, ids).await?;
     let w1_secs = started.elapsed().as_secs_f64();
+    let loads = cache.cache_stats();
 
     // W2: the worker is idle now (unless a backlog keeps it busy); one job at a time.
     let latency_jobs = if args.backlog > 0 {
@@ -226,6 +253,16 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "W1 throughput:        {:>10.0} jobs/s (concurrency {})",
             report.w1_jobs_per_sec, args.concurrency
         );
+        if args.modules > 1 {
+            println!(
+                "W1 modules:           {:>10} in rotation; loaded from memory {}, artifact {}, compile {} ({} kept in memory)",
+                args.modules,
+                loads.memory_hits,
+                loads.artifact_loads,
+                loads.compiles,
+                cache.cached_modules()
+            );
+        }
         if args.backlog > 0 {
             println!(
                 "W1 backlog:           {:>10} jobs queued behind (W2 skipped)",
@@ -345,4 +382,18 @@ fn pct(values: &[f64], p: f64) -> f64 {
         .get(((values.len() as f64 * p) as usize).min(values.len().saturating_sub(1)))
         .copied()
         .unwrap_or(0.0)
+}
+
+/// `component` with a custom section appended that makes its digest its own (`k`).
+fn with_custom_section(component: &[u8], k: usize) -> Vec<u8> {
+    let name = b"wasmq-bench";
+    let payload = k.to_le_bytes();
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    let mut out = component.to_vec();
+    out.push(0); // a custom section
+    out.push(section.len() as u8); // its size, one LEB128 byte (under 128)
+    out.extend_from_slice(&section);
+    out
 }

@@ -45,9 +45,13 @@ impl Compiled {
     }
 }
 
-/// How often modules were compiled and loaded from artifacts, since the runtime started.
+/// How modules were loaded since the runtime started: found compiled in memory, loaded
+/// from an artifact, or compiled. The process's `/metrics` counts the same, as
+/// `wasmq_module_loads_total{from="memory|artifact|compile"}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
+    /// Loads answered from memory.
+    pub memory_hits: u64,
     /// Compiles run (in process or in a compile process), refused ones included.
     pub compiles: u64,
     /// Modules loaded from an artifact on disk instead of compiled.
@@ -61,6 +65,7 @@ pub struct ModuleCache {
     dir: Option<PathBuf>,
     dir_max_bytes: u64,
     engine_tag: String,
+    memory_hits: AtomicU64,
     compiles: AtomicU64,
     artifact_loads: AtomicU64,
 }
@@ -102,19 +107,26 @@ impl ModuleCache {
             dir: bounds.dir,
             dir_max_bytes: bounds.dir_max_bytes,
             engine_tag: format!("{:016x}", h.finish()),
+            memory_hits: AtomicU64::new(0),
             compiles: AtomicU64::new(0),
             artifact_loads: AtomicU64::new(0),
         }
     }
 
+    /// The module compiled for `digest`, if kept (a hit, counted), marked recently used.
     pub(crate) fn get(&self, digest: &str) -> Option<Prepared> {
         let mut lru = self.entries.lock().expect("cache lock");
         lru.clock += 1;
         let now = lru.clock;
-        lru.map.get_mut(digest).map(|e| {
+        let hit = lru.map.get_mut(digest).map(|e| {
             e.used = now;
             e.prepared.clone()
-        })
+        });
+        drop(lru);
+        if hit.is_some() {
+            count(&self.memory_hits, "memory");
+        }
+        hit
     }
 
     /// Keeps `prepared` (of `size` bytes), dropping the least recently used modules
@@ -186,13 +198,14 @@ impl ModuleCache {
 
     pub(crate) fn stats(&self) -> CacheStats {
         CacheStats {
+            memory_hits: self.memory_hits.load(Ordering::Relaxed),
             compiles: self.compiles.load(Ordering::Relaxed),
             artifact_loads: self.artifact_loads.load(Ordering::Relaxed),
         }
     }
 
     pub(crate) fn count_compile(&self) {
-        self.compiles.fetch_add(1, Ordering::Relaxed);
+        count(&self.compiles, "compile");
     }
 
     fn artifact_path(&self, digest: &str, kind: ModuleKind) -> Option<PathBuf> {
@@ -224,7 +237,7 @@ impl ModuleCache {
         let bytes = std::fs::read(&path).ok()?;
         match deserialize(engine, kind, &bytes) {
             Ok(c) => {
-                self.artifact_loads.fetch_add(1, Ordering::Relaxed);
+                count(&self.artifact_loads, "artifact");
                 // The modification time is the recency the directory bound evicts by.
                 let _ = std::fs::File::options()
                     .write(true)
@@ -259,6 +272,12 @@ impl ModuleCache {
 
 /// Deletes the least recently modified `.cwasm` files of `dir` until the rest fit in
 /// `max_bytes`, never `keep` (the artifact just written).
+/// One load answered `from` memory, an artifact or a compile: here and in `/metrics`.
+fn count(counter: &AtomicU64, from: &'static str) {
+    counter.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::inc("wasmq_module_loads_total", &[("from", from)], 1);
+}
+
 fn evict_artifacts(dir: &Path, max_bytes: u64, keep: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
