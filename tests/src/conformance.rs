@@ -39,6 +39,7 @@ mod bounds;
 mod claims;
 mod coalesce;
 mod control;
+mod deps;
 mod enqueue;
 mod handoff;
 mod leases;
@@ -50,6 +51,7 @@ pub use bounds::*;
 pub use claims::*;
 pub use coalesce::*;
 pub use control::*;
+pub use deps::*;
 pub use enqueue::*;
 pub use handoff::*;
 pub use leases::*;
@@ -115,6 +117,13 @@ macro_rules! store_conformance_tests {
             coalesce_keys_within_and_across_batches,
             a_coalesce_key_refuses_what_has_no_meaning_beside_it,
             concurrent_enqueues_of_a_key_make_one_job,
+            a_dependent_waits_until_its_dependencies_complete,
+            a_fan_in_of_1000_releases_its_dependent_once,
+            a_failure_cancels_the_chain_below_it,
+            dependencies_already_finished_decide_at_once,
+            dependencies_on_unknown_jobs_are_refused,
+            a_batch_names_earlier_jobs_by_index,
+            a_dependent_enqueued_during_the_finish_is_never_stranded,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

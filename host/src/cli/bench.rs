@@ -8,6 +8,9 @@
 //!   time at `--rate` (50) jobs/s from a separate task; for each, the time from enqueue
 //!   to completion (the job's `JobsFinished` event, or the enqueue's answer when the job
 //!   was run before it was stored and comes back finished). Reports p50/p95/p99.
+//! - W3: with the worker running, enqueue `--fan-in` (1,000) jobs and one that depends on
+//!   them all in one batch, and time from the enqueue until all are completed: the
+//!   dependent is released by the last of them.
 //!
 //! Jobs go to a queue of their own (`wasmq-bench-…`) in tenant `wasmq-bench`, so a bench
 //! against a live database does not touch other work.
@@ -23,7 +26,9 @@ use clap::Args;
 use serde::Serialize;
 
 use super::store::StoreChoice;
-use crate::queue::{JobFilter, JobState, ModuleKind, NewJob, NewModule, Store, StoreEvent};
+use crate::queue::{
+    Dependency, JobFilter, JobState, ModuleKind, NewJob, NewModule, Store, StoreEvent,
+};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::worker::{Shutdown, Worker, WorkerConfig};
 
@@ -51,6 +56,9 @@ pub struct BenchArgs {
     /// W2: jobs per second.
     #[arg(long, default_value_t = 50)]
     pub rate: u32,
+    /// W3: jobs a last one depends on (0: no W3).
+    #[arg(long, default_value_t = 1_000)]
+    pub fan_in: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -73,6 +81,8 @@ pub struct BenchReport {
     pub w2_p95_ms: f64,
     /// W2 p99, ms.
     pub w2_p99_ms: f64,
+    /// W3: from the enqueue of the fan-in until all its jobs completed, ms.
+    pub w3_fan_in_ms: f64,
 }
 
 const TENANT: &str = "wasmq-bench";
@@ -158,6 +168,17 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let w3_fan_in_ms = if args.fan_in == 0 {
+        0.0
+    } else {
+        let first = args.jobs + args.latency_jobs;
+        let mut batch: Vec<NewJob> = (first..first + args.fan_in).map(&new_job).collect();
+        batch.push(NewJob {
+            depends_on: (0..args.fan_in).map(Dependency::Earlier).collect(),
+            ..new_job(first + args.fan_in)
+        });
+        fan_in(&store, &mut events, batch, &queue).await?
+    };
     shutdown.trigger();
     worker.await?;
 
@@ -176,6 +197,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         w2_p50_ms: pct(0.50),
         w2_p95_ms: pct(0.95),
         w2_p99_ms: pct(0.99),
+        w3_fan_in_ms,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -193,8 +215,33 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "W2 latency:           p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms ({} jobs at {}/s)",
             report.w2_p50_ms, report.w2_p95_ms, report.w2_p99_ms, args.latency_jobs, args.rate
         );
+        println!(
+            "W3 fan-in:            {:.1} ms until {} jobs and their dependent completed",
+            report.w3_fan_in_ms, args.fan_in
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// W3: enqueues `batch` (jobs, then one depending on them all) and waits until all are
+/// finished: the time in ms. Fails unless the dependent completed.
+async fn fan_in(
+    store: &Arc<dyn Store>,
+    events: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
+    batch: Vec<NewJob>,
+    queue: &str,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let enqueued = store.enqueue(batch).await?;
+    let last = enqueued.last().context("an empty fan-in")?.job.id;
+    wait_all(store, events, enqueued.iter().map(|e| e.job.id).collect(), queue).await?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let state = store.job_state(TENANT, last).await?;
+    anyhow::ensure!(
+        state == Some(JobState::Completed),
+        "the fan-in's dependent ended {state:?}"
+    );
+    Ok(ms)
 }
 
 /// Waits until every job in `ids` has finished, from `JobsFinished` events; if events
@@ -227,6 +274,7 @@ async fn wait_all(
 
 async fn queue_has_work(store: &Arc<dyn Store>, queue: &str) -> anyhow::Result<bool> {
     for state in [
+        JobState::Waiting,
         JobState::Available,
         JobState::Running,
         JobState::Retryable,
