@@ -44,8 +44,10 @@ CREATE INDEX wasmq_jobs_waiting_digest ON wasmq_jobs (digest) WHERE state = 'wai
 --
 -- A function because each statement in it takes a fresh snapshot: a dependent whose
 -- enqueue committed while the caller's statement waited for the parent's row lock is
--- invisible to that statement, not to this function. Dependents are locked in id order,
--- so concurrent finishes releasing several of them never deadlock.
+-- invisible to that statement, not to this function; and whether a released job is due is
+-- read on the clock, not at the caller's start, which may be before that enqueue's
+-- `now()`. Dependents are locked in id order, so concurrent finishes releasing several of
+-- them never deadlock.
 CREATE FUNCTION wasmq_release_dependents(parents bigint[], outcomes text[], node text)
 RETURNS TABLE (job bigint, job_state text, job_queue text)
 LANGUAGE plpgsql VOLATILE STRICT AS $$
@@ -75,7 +77,7 @@ BEGIN
         UPDATE wasmq_jobs j
         SET deps_pending = j.deps_pending - c.n,
             state = CASE WHEN j.deps_pending > c.n THEN 'waiting'
-                         WHEN j.run_at > now() THEN 'scheduled'
+                         WHEN j.run_at > clock_timestamp() THEN 'scheduled'
                          ELSE 'available' END
         FROM counts c, locked l
         WHERE j.id = c.job_id AND l.id = j.id AND j.state = 'waiting'

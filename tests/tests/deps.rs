@@ -116,7 +116,11 @@ async fn a_dependent_runs_after_its_dependency(s: Server) {
         .map(|i| batch["jobs"][i]["state"].as_str().unwrap())
         .collect();
     assert_eq!(states[1..], ["waiting", "waiting"], "{batch}");
-    for (i, kind) in [(0, "timeout"), (1, "dependency_failed"), (2, "dependency_failed")] {
+    for (i, kind) in [
+        (0, "timeout"),
+        (1, "dependency_failed"),
+        (2, "dependency_failed"),
+    ] {
         let job = s.wait(&s.admin, id(&batch["jobs"][i])).await;
         assert_eq!(job["error"]["kind"], kind, "{job}");
         if i > 0 {
@@ -136,7 +140,10 @@ async fn a_dependency_on_an_unknown_job_is_refused() {
     let other = s.key("elsewhere", &[wasmq_host::queue::Scope::Admin]).await;
     s.push(&other, "echo", guests::ECHO).await;
     let (_, theirs) = s
-        .enqueue(&other, json!({"module": "echo", "queue": "idle", "input": 1}))
+        .enqueue(
+            &other,
+            json!({"module": "echo", "queue": "idle", "input": 1}),
+        )
         .await;
     for body in [
         json!({"module": "echo", "input": 1, "depends_on": [id(&theirs) + 1_000_000]}),

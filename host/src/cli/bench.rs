@@ -234,7 +234,13 @@ async fn fan_in(
     let started = Instant::now();
     let enqueued = store.enqueue(batch).await?;
     let last = enqueued.last().context("an empty fan-in")?.job.id;
-    wait_all(store, events, enqueued.iter().map(|e| e.job.id).collect(), queue).await?;
+    wait_all(
+        store,
+        events,
+        enqueued.iter().map(|e| e.job.id).collect(),
+        queue,
+    )
+    .await?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let state = store.job_state(TENANT, last).await?;
     anyhow::ensure!(

@@ -185,7 +185,10 @@ pub fn plan(
             Some((id, state)) => {
                 edges.retain(|&(_, c)| c != child);
                 pending = 0;
-                (Some(JobState::Cancelled), Some(dependency_failed(id, state)))
+                (
+                    Some(JobState::Cancelled),
+                    Some(dependency_failed(id, state)),
+                )
             }
             None if pending > 0 => (Some(JobState::Waiting), None),
             None => (None, None),
@@ -303,7 +306,14 @@ mod tests {
         assert_eq!(super::parents(&jobs, &answers), vec![1, 2, 10]);
         let plan = plan(&jobs, &answers, &parents).unwrap();
         let state = |id| {
-            plan.rows.iter().find(|r| r.id == id).unwrap().dependent.as_ref().unwrap().state
+            plan.rows
+                .iter()
+                .find(|r| r.id == id)
+                .unwrap()
+                .dependent
+                .as_ref()
+                .unwrap()
+                .state
         };
         assert_eq!(state(10), Some(JobState::Cancelled));
         assert_eq!(state(11), Some(JobState::Cancelled));

@@ -248,6 +248,9 @@ impl<D: Driver> Store for Queue<D> {
         );
         // A coalescing key's items of the batch go to the driver as one job.
         let (mut jobs, fold) = coalesce::fold(jobs);
+        if let Some(fold) = &fold {
+            fold.remap(&mut jobs);
+        }
         for _ in 0..ENQUEUE_TRIES {
             match self.inner.driver.insert_batch(jobs).await {
                 Ok(Inserted::Done(enqueued)) => {

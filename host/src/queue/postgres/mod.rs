@@ -28,8 +28,8 @@ use sqlx::types::Json;
 
 use crate::queue::deps::Released;
 use crate::queue::driver::{
-    Applied, Cancelled, Driver, Finished, Inserted, KeyRow, Rescued, decode_state,
-    outcome_columns, outcome_values,
+    Applied, Cancelled, Driver, Finished, Inserted, KeyRow, Rescued, decode_state, outcome_columns,
+    outcome_values,
 };
 use crate::queue::rows::Listed;
 use crate::queue::{

@@ -360,8 +360,7 @@ WHERE (SELECT count(*) FROM available) + (SELECT count(*) FROM finished) >= 0
 /// `$2`: the node's id. One row (its queue) per promoted job.
 /// The dependents of jobs a rescue failed or cancelled (`$1` ids, `$2` states, `$3` the
 /// node's id), in the rescue's transaction.
-pub(super) const RESCUE_DEPENDENTS: &str =
-    "SELECT job AS id, job_state AS state, job_queue AS queue \
+pub(super) const RESCUE_DEPENDENTS: &str = "SELECT job AS id, job_state AS state, job_queue AS queue \
      FROM wasmq_release_dependents($1, $2, $3)";
 
 pub(super) const PROMOTE: &str = r#"

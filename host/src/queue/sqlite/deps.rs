@@ -5,9 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::Utc;
 use sqlx::SqliteConnection;
 
-use super::rows::{db_err, get, job_from_row, json_text};
+use super::rows::{db_err, get, job_from_row, json_text, micros};
 use crate::queue::deps::{self, Parent, Released};
 use crate::queue::{Enqueued, JobState, NewJob, StoreError};
 
@@ -136,6 +137,12 @@ pub(super) async fn release(
     now: i64,
 ) -> Result<Released, StoreError> {
     let mut released = Released::default();
+    if ended.is_empty() {
+        return Ok(released);
+    }
+    // Whether a released job is due is read now, holding the writer: an enqueue that
+    // went first may have stamped its job later than the caller's `now`.
+    let due_at = micros(Utc::now()).max(now);
     let (completed, mut failed): (Vec<_>, Vec<_>) = ended
         .into_iter()
         .partition(|(_, state)| *state == JobState::Completed);
@@ -148,7 +155,7 @@ pub(super) async fn release(
         let row = sqlx::query(COUNT_DOWN)
             .bind(child)
             .bind(n)
-            .bind(now)
+            .bind(due_at)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -187,10 +194,7 @@ pub(super) async fn release(
 }
 
 /// Deletes the pending edges of `ids`: their `(job_id, depends_on)`.
-async fn take_edges(
-    tx: &mut SqliteConnection,
-    ids: &[i64],
-) -> Result<Vec<(i64, i64)>, StoreError> {
+async fn take_edges(tx: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }

@@ -69,10 +69,7 @@ impl SqliteDriver {
     }
 
     /// Applies the finish reports of several callers in one transaction; answers in order.
-    async fn finish_group(
-        &self,
-        groups: &[Vec<Finish>],
-    ) -> Result<Vec<Finished>, StoreError> {
+    async fn finish_group(&self, groups: &[Vec<Finish>]) -> Result<Vec<Finished>, StoreError> {
         let now = Utc::now();
         let now_us = micros(now);
         let mut tx = self.begin_write_with(false).await?;
