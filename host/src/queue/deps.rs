@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::rows::Columns;
 use super::{Enqueued, ErrorKind, JobError, JobState, NewJob, StoreError};
 
 /// At most this many dependencies per job.
@@ -130,6 +131,24 @@ pub struct Plan {
     pub edges: Vec<(i64, i64)>,
 }
 
+/// The plan for a stored batch from `rows` (`id`, `tenant`, `state`): the jobs of
+/// [`parents`] as the driver locked and read them. See [`plan`].
+pub fn plan_from_rows<'r, R: Columns + 'r>(
+    jobs: &[NewJob],
+    answers: &[Enqueued],
+    rows: impl IntoIterator<Item = &'r R>,
+) -> Result<Plan, StoreError> {
+    let mut parents = HashMap::new();
+    for row in rows {
+        let parent = Parent {
+            tenant: row.text("tenant")?,
+            state: row.text("state")?.parse()?,
+        };
+        parents.insert(row.big("id")?, parent);
+    }
+    plan(jobs, answers, &parents)
+}
+
 /// The plan for a stored batch: `parents` are the jobs of [`parents`] as locked. A job
 /// depending on one that failed or was cancelled is cancelled at once; one whose
 /// dependencies all completed stays as inserted; any other waits, with an edge per
@@ -245,15 +264,22 @@ impl Released {
     }
 }
 
-/// Puts the rows a plan rewrote (`stored`) into the batch's answers, each answer of the
+/// Puts the rows a plan rewrote (whole jobs) into the batch's answers, each answer of the
 /// same job.
-pub fn answer_with(answers: &mut [Enqueued], stored: Vec<super::Job>) {
-    let by_id: HashMap<i64, super::Job> = stored.into_iter().map(|job| (job.id, job)).collect();
+pub fn answer_with<'r, R: Columns + 'r>(
+    answers: &mut [Enqueued],
+    rows: impl IntoIterator<Item = &'r R>,
+) -> Result<(), StoreError> {
+    let by_id: HashMap<i64, super::Job> = rows
+        .into_iter()
+        .map(|row| super::rows::job_from_row(row).map(|job| (job.id, job)))
+        .collect::<Result<_, _>>()?;
     for answer in answers {
         if let Some(job) = by_id.get(&answer.job.id) {
             answer.job = job.clone();
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,12 +7,10 @@
 //! or waits for the enqueue's commit and then reads the raised `dependents`, which makes
 //! it resolve the dependents with a snapshot that sees the new edges.
 
-use std::collections::HashMap;
-
 use sqlx::PgConnection;
 
-use super::rows::{clamp_i32, db_err, get, job_from_row, json};
-use crate::queue::deps::{self, Parent, Released};
+use super::rows::{clamp_i32, db_err, get, json};
+use crate::queue::deps::{self, Released};
 use crate::queue::{Enqueued, JobState, NewJob, StoreError};
 
 /// The jobs a batch depends on, locked against a concurrent finish, in id order.
@@ -68,16 +66,7 @@ pub(super) async fn attach(
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
-    let mut parents = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let state: String = get(row, "state")?;
-        let parent = Parent {
-            tenant: get(row, "tenant")?,
-            state: state.parse()?,
-        };
-        parents.insert(get::<i64>(row, "id")?, parent);
-    }
-    let plan = deps::plan(jobs, answers, &parents)?;
+    let plan = deps::plan_from_rows(jobs, answers, &rows)?;
     let n = plan.rows.len();
     let (mut ids, mut added, mut states, mut pending, mut depends_on, mut errors) = (
         Vec::with_capacity(n),
@@ -108,12 +97,8 @@ pub(super) async fn attach(
         .bind(&of)
         .fetch_all(&mut *tx)
         .await
-        .map_err(db_err)?
-        .iter()
-        .map(job_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    deps::answer_with(answers, stored);
-    Ok(())
+        .map_err(db_err)?;
+    deps::answer_with(answers, &stored)
 }
 
 /// What `wasmq_release_dependents` answered, as rows of `id`, `state` and `queue`.

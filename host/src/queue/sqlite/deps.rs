@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::Utc;
 use sqlx::SqliteConnection;
 
-use super::rows::{db_err, get, job_from_row, json_text, micros};
-use crate::queue::deps::{self, Parent, Released};
+use super::rows::{db_err, get, json_text, micros};
+use crate::queue::deps::{self, Released};
 use crate::queue::{Enqueued, JobState, NewJob, StoreError};
 
 /// The jobs a batch depends on (`$1`: a JSON array of ids).
@@ -82,16 +82,7 @@ pub(super) async fn attach(
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
-    let mut parents = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let state: String = get(row, "state")?;
-        let parent = Parent {
-            tenant: get(row, "tenant")?,
-            state: state.parse()?,
-        };
-        parents.insert(get::<i64>(row, "id")?, parent);
-    }
-    let plan = deps::plan(jobs, answers, &parents)?;
+    let plan = deps::plan_from_rows(jobs, answers, &rows)?;
     let changes: Vec<serde_json::Value> = plan
         .rows
         .iter()
@@ -119,12 +110,8 @@ pub(super) async fn attach(
         .bind(now)
         .fetch_all(&mut *tx)
         .await
-        .map_err(db_err)?
-        .iter()
-        .map(job_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    deps::answer_with(answers, stored);
-    Ok(())
+        .map_err(db_err)?;
+    deps::answer_with(answers, &stored)
 }
 
 /// Resolves the dependents of `ended` (jobs that just finished for good, with their
