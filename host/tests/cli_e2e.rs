@@ -214,6 +214,45 @@ async fn module_list_delete_job_wait_cancel_and_key_revoke() {
     );
     assert_eq!(second["input"], 2);
 
+    // `--depends-on`: a job on one that waits in an idle queue waits too, and is
+    // cancelled with it.
+    let held = serde_json::from_slice::<Value>(
+        &ok(&[
+            "job", "enqueue", "echo", "--queue", "nobody", "--input", "1",
+        ])
+        .stdout,
+    )
+    .unwrap()["id"]
+        .to_string();
+    let dependent: Value = serde_json::from_slice(
+        &ok(&[
+            "job",
+            "enqueue",
+            "echo",
+            "--depends-on",
+            &held,
+            "--depends-on",
+            &queued["id"].to_string(),
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(dependent["state"], "waiting", "{dependent}");
+    let on: Vec<String> = dependent["depends_on"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    assert_eq!(on, [queued["id"].to_string(), held.clone()]);
+    ok(&["job", "cancel", &held]);
+    let cancelled: Value =
+        serde_json::from_slice(&ok(&["job", "get", &dependent["id"].to_string()]).stdout).unwrap();
+    assert_eq!(
+        cancelled["error"]["kind"], "dependency_failed",
+        "{cancelled}"
+    );
+
     // `key revoke` (on the store, while the server runs): the key gets 401 at once.
     let doomed_client = [("WASMQ_URL", base.as_str()), ("WASMQ_KEY", doomed.as_str())];
     assert!(run(&["module", "list"], &doomed_client).status.success());
@@ -258,6 +297,8 @@ const BENCH: &[&str] = &[
     "200",
     "--concurrency",
     "4",
+    "--fan-in",
+    "100",
 ];
 
 #[test]
@@ -282,6 +323,7 @@ fn bench_on_the_embedded_store_prints_its_figures() {
         "w2_p50_ms",
         "w2_p95_ms",
         "w2_p99_ms",
+        "w3_fan_in_ms",
     ] {
         let v = report[figure].as_f64().unwrap_or(0.0);
         assert!(v.is_finite() && v > 0.0, "{figure}: {report}");
@@ -307,6 +349,7 @@ async fn bench_on_postgres_prints_its_table() {
         "W1 bulk enqueue:",
         "W1 throughput:",
         "W2 latency:           p50",
+        "W3 fan-in:",
     ] {
         let line = table
             .lines()

@@ -39,6 +39,7 @@ mod bounds;
 mod claims;
 mod coalesce;
 mod control;
+mod deps;
 mod enqueue;
 mod fairness;
 mod handoff;
@@ -51,6 +52,7 @@ pub use bounds::*;
 pub use claims::*;
 pub use coalesce::*;
 pub use control::*;
+pub use deps::*;
 pub use enqueue::*;
 pub use fairness::*;
 pub use handoff::*;
@@ -121,6 +123,13 @@ macro_rules! store_conformance_tests {
             many_tenants_are_served_one_job_each_per_claim,
             a_claim_for_one_tenant_takes_only_its_jobs,
             a_paused_tenant_is_passed_over_and_the_others_are_served,
+            a_dependent_waits_until_its_dependencies_complete,
+            a_fan_in_of_1000_releases_its_dependent_once,
+            a_failure_cancels_the_chain_below_it,
+            dependencies_already_finished_decide_at_once,
+            dependencies_on_unknown_jobs_are_refused,
+            a_batch_names_earlier_jobs_by_index,
+            a_dependent_enqueued_during_the_finish_is_never_stranded,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -116,6 +116,7 @@ async fn every_field_of_an_answer_has_a_typed_schema() {
         enum_of(&doc, &error["properties"]["kind"]),
         [
             "cancelled",
+            "dependency_failed",
             "lost",
             "memory_limit",
             "module_missing",
@@ -139,8 +140,14 @@ async fn every_field_of_an_answer_has_a_typed_schema() {
             "failed",
             "retryable",
             "running",
-            "scheduled"
+            "scheduled",
+            "waiting"
         ]
+    );
+    assert!(is_type(&job["dependents"], "integer"), "{job:?}");
+    assert!(
+        is_type(&job["depends_on"], "array") && is_type(&job["depends_on"]["items"], "integer"),
+        "{job:?}"
     );
     let limits = resolve(&doc, &job["limits"]);
     assert!(

@@ -64,7 +64,7 @@ async fn a_paused_queue_holds_its_tenants_jobs(s: Server) {
     assert_eq!(queue["paused"], true);
     assert_eq!(
         queue["jobs"],
-        json!({"scheduled": 0, "available": 1, "retryable": 0, "running": 0})
+        json!({"waiting": 0, "scheduled": 0, "available": 1, "retryable": 0, "running": 0})
     );
     let other = listed(&s, &acme, "default").await;
     assert!(
@@ -108,7 +108,7 @@ async fn queue_control_is_scoped_and_checked(s: Server) {
     assert_eq!(
         all,
         json!({"queues": [{"name": "mail", "paused": true,
-            "jobs": {"scheduled": 0, "available": 0, "retryable": 0, "running": 0}}]}),
+            "jobs": {"waiting": 0, "scheduled": 0, "available": 0, "retryable": 0, "running": 0}}]}),
         "only the valid pause is stored"
     );
 

@@ -202,6 +202,72 @@ mod nodes {
         events.sort();
         events
     }
+
+    /// A fan-in whose dependencies finish on two nodes at once, from several tasks on
+    /// each: the dependent is released once, and both nodes' workers hear of it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fan_in_finished_on_two_nodes_releases_its_dependent_once() {
+        use wasmq_host::queue::{Dependency, JobState};
+        let url = wasmq_tests::pg::fresh_database().await;
+        let a: Arc<dyn Store> = Arc::new(PgStore::connect(&url, 8).await.unwrap());
+        let b: Arc<dyn Store> = Arc::new(PgStore::connect(&url, 8).await.unwrap());
+        put_module(&a, "echo", guests::ECHO).await;
+        let job = |queue: &str| NewJob {
+            queue: queue.into(),
+            ..NewJob::new("echo", b"{}".to_vec())
+        };
+        let parents: Vec<NewJob> = (0..400).map(|_| job("fan")).collect();
+        let parents = a.enqueue(parents).await.unwrap();
+        let child = NewJob {
+            depends_on: parents.iter().map(|e| Dependency::Job(e.job.id)).collect(),
+            ..job("fan-in")
+        };
+        let child = b.enqueue(vec![child]).await.unwrap().remove(0).job;
+        assert_eq!(child.state, JobState::Waiting);
+        let lease = Duration::from_secs(60);
+        let claimed = a.claim("fan", "w", 400, lease).await.unwrap();
+        assert_eq!(claimed.len(), 400);
+        let (mut on_a, mut on_b) = (a.subscribe(), b.subscribe());
+        let tasks: Vec<_> = claimed
+            .chunks(25)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let chunk = chunk.to_vec();
+                tokio::spawn(async move {
+                    for job in chunk {
+                        let complete = Outcome::Complete { result: vec![] };
+                        let done = node.finish(vec![Finish::new(job.id, 1, complete)]).await;
+                        assert_eq!(done.unwrap(), [true]);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let released = a.get("default", child.id).await.unwrap().unwrap();
+        assert_eq!(released.state, JobState::Available, "{released:?}");
+        let woken = StoreEvent::JobsAvailable {
+            queue: "fan-in".into(),
+        };
+        for (node, events) in [("A", &mut on_a), ("B", &mut on_b)] {
+            let heard = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match events.recv().await {
+                        Ok(event) if event == woken => return,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(e) => panic!("node {node}: {e}"),
+                    }
+                }
+            })
+            .await;
+            assert!(heard.is_ok(), "node {node} was not told of the release");
+        }
+        let taken = b.claim("fan-in", "w", 10, lease).await.unwrap();
+        assert_eq!(taken.len(), 1);
+        assert!(a.claim("fan-in", "w", 10, lease).await.unwrap().is_empty());
+    }
 }
 
 /// Plans at depth: with many jobs stored, every statement run on each claim, heartbeat,

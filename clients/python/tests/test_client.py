@@ -110,6 +110,29 @@ def test_only_idempotent_calls_are_resent() -> None:
         hangup.close()
 
 
+def test_a_dependent_runs_after_its_dependency(client: wasmq.Client) -> None:
+    first = client.enqueue(REINDEX, reindex_input(3, "Parts", "one part"))
+    report = client.enqueue(REINDEX, reindex_input(4, "Report", "the report"), depends_on=[first.id])
+    assert report.depends_on == [first.id]
+    done = client.wait(report.id, timeout=60)
+    assert done.state == "completed", done.error
+    parent = client.get(first.id)
+    assert parent.state == "completed" and parent.dependents == 1
+    assert done.started_at is not None and parent.finished_at is not None
+    assert done.started_at >= parent.finished_at
+    with pytest.raises(errors.InvalidRequest):
+        client.enqueue(REINDEX, reindex_input(5), depends_on=[first.id + 1_000_000])
+
+
+def test_dependency_fields() -> None:
+    spec = wasmq.JobSpec("m", 1, depends_on=(4, 5))
+    assert spec.to_json() == {"module": "m", "input": 1, "depends_on": [4, 5]}
+    assert "depends_on" not in wasmq.JobSpec("m", 1, depends_on=[]).to_json()
+    answer = {"id": 6, "module": "m", "state": "waiting", "depends_on": [4, 5], "dependents": 2}
+    job = _core.enqueue(spec).parse(httpx.Response(202, json=answer))
+    assert (job.state, job.depends_on, job.dependents) == ("waiting", [4, 5], 2)
+
+
 def test_coalescing_fields_answers_and_resends() -> None:
     spec = wasmq.JobSpec(
         "m", {"page": 7}, coalesce_key="reindex:7", coalesce_window=1.5,

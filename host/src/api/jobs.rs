@@ -19,7 +19,7 @@ use super::modules::{LimitParams, check_limits, check_name};
 use super::views::{JobPage, JobView};
 use super::{ApiError, AppState};
 use crate::queue::{
-    self, Job, JobFilter, JobState, Module, NewJob, Scope, StoreEvent, keys::is_slug,
+    self, Dependency, Job, JobFilter, JobState, Module, NewJob, Scope, StoreEvent, keys::is_slug,
 };
 
 /// The earliest and latest `run_at` accepted: every store orders and stores these exactly
@@ -87,6 +87,15 @@ pub struct EnqueueRequest {
     /// made the job (from `coalesce_ms` to 604,800,000), so a steady stream still runs.
     #[serde(default)]
     pub coalesce_max_ms: Option<u64>,
+    /// Ids of stored jobs of this tenant that this one waits for: it is `waiting` until
+    /// all have completed, and cancelled (`dependency_failed`) if one fails or is
+    /// cancelled. An unknown id is refused (422).
+    #[serde(default)]
+    pub depends_on: Option<Vec<i64>>,
+    /// In a batch: indexes of earlier jobs of the same batch this one waits for, as
+    /// `depends_on`.
+    #[serde(default)]
+    pub depends_on_index: Option<Vec<usize>>,
 }
 
 /// A batch of jobs.
@@ -132,14 +141,43 @@ pub struct BatchResponse {
     pub jobs: Vec<BatchItem>,
 }
 
+/// The dependencies of a request (`depends_on_index` only in a batch, `batch`).
+fn dependencies_of(req: &EnqueueRequest, batch: bool) -> Result<Vec<Dependency>, ApiError> {
+    let ids = req.depends_on.iter().flatten();
+    let indexes = req.depends_on_index.iter().flatten();
+    if !batch && indexes.clone().next().is_some() {
+        return Err(ApiError::InvalidRequest(
+            "`depends_on_index` names jobs of a batch: use `depends_on` outside one".into(),
+        ));
+    }
+    if let Some(id) = ids.clone().find(|id| **id <= 0) {
+        return Err(ApiError::InvalidRequest(format!(
+            "`depends_on`: {id} is not a job id"
+        )));
+    }
+    let all: Vec<Dependency> = ids
+        .map(|id| Dependency::Job(*id))
+        .chain(indexes.map(|at| Dependency::Earlier(*at)))
+        .collect();
+    if all.len() > queue::deps::MAX_DEPENDENCIES {
+        return Err(ApiError::InvalidRequest(format!(
+            "a job may depend on at most {} jobs",
+            queue::deps::MAX_DEPENDENCIES
+        )));
+    }
+    Ok(all)
+}
+
 /// Turns one request into a [`NewJob`], merging the module's default limits.
 pub(super) fn new_job(
     state: &AppState,
     tenant: &str,
     module: &Module,
     req: EnqueueRequest,
+    batch: bool,
 ) -> Result<NewJob, ApiError> {
     let coalesce = coalesce_of(&req)?;
+    let depends_on = dependencies_of(&req, batch)?;
     let input = match (req.input, req.input_base64) {
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidRequest(
@@ -224,6 +262,7 @@ pub(super) fn new_job(
         idempotency_key: req.idempotency_key,
         may_run_ahead: true,
         coalesce,
+        depends_on,
     })
 }
 
@@ -256,7 +295,7 @@ async fn prepare(
             modules.insert(req.module.clone(), (module, networked));
         }
         let (module, networked) = &modules[&req.module];
-        let mut job = new_job(state, tenant, module, req).map_err(which)?;
+        let mut job = new_job(state, tenant, module, req, batch).map_err(which)?;
         // A job that may reach the network is stored before it runs (no hand-off).
         job.may_run_ahead = !*networked;
         jobs.push(job);

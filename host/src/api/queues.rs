@@ -15,6 +15,8 @@ use crate::queue::{QueueInfo, Scope};
 /// Unfinished jobs of a queue by state (finished ones are listed with `GET /v1/jobs`).
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct QueueJobs {
+    /// Waiting for jobs they depend on.
+    pub waiting: u64,
     /// Waiting for their `run_at`.
     pub scheduled: u64,
     /// Due now.
@@ -42,6 +44,7 @@ impl From<QueueInfo> for QueueView {
             name: q.name,
             paused: q.paused,
             jobs: QueueJobs {
+                waiting: q.waiting,
                 scheduled: q.scheduled,
                 available: q.available,
                 retryable: q.retryable,

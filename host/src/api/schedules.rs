@@ -117,7 +117,10 @@ pub async fn put_schedule(
             coalesce_key: None,
             coalesce_ms: None,
             coalesce_max_ms: None,
+            depends_on: None,
+            depends_on_index: None,
         },
+        false,
     )?;
     let created = state
         .store

@@ -8,8 +8,10 @@
 //!   time at `--rate` (50) jobs/s from a separate task; for each, the time from enqueue
 //!   to completion (the job's `JobsFinished` event, or the enqueue's answer when the job
 //!   was run before it was stored and comes back finished). Reports p50/p95/p99.
-//!
-//! - W3 (`--neighbour N`, instead of W1 and W2): another tenant holds N available jobs
+//! - W3: with the worker running, enqueue `--fan-in` (1,000) jobs and one that depends on
+//!   them all in one batch, and time from the enqueue until all are completed: the
+//!   dependent is released by the last of them.
+//! - W4 (`--neighbour N`, instead of W1 to W3): another tenant holds N available jobs
 //!   in the queue and the pool works through them, while this tenant enqueues
 //!   `--latency-jobs` jobs one at a time at `--rate`; for each, the time from enqueue to
 //!   its start (the store's `created_at` to `started_at`). Reports p50/p95/p99 and how
@@ -35,7 +37,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::store::StoreChoice;
-use crate::queue::{ModuleKind, NewJob, NewModule, Store, StoreEvent};
+use crate::queue::{Dependency, JobState, ModuleKind, NewJob, NewModule, Store, StoreEvent};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::worker::{Shutdown, Worker, WorkerConfig};
 
@@ -66,7 +68,10 @@ pub struct BenchArgs {
     /// Jobs of a lower priority queued before W1 in its queue (W1 at depth; no W2).
     #[arg(long, default_value_t = 0)]
     pub backlog: usize,
-    /// W3: another tenant's jobs queued ahead (fairness under a noisy neighbour).
+    /// W3: jobs a last one depends on (0: no W3).
+    #[arg(long, default_value_t = 1_000)]
+    pub fan_in: usize,
+    /// W4: another tenant's jobs queued ahead (fairness under a noisy neighbour).
     #[arg(long, default_value_t = 0)]
     pub neighbour: usize,
     /// W1's jobs rotate over this many distinct modules (the module cache under churn).
@@ -96,10 +101,12 @@ pub struct BenchReport {
     pub w2_p95_ms: f64,
     /// W2 p99, ms.
     pub w2_p99_ms: f64,
+    /// W3: ms until the fan-in's jobs and their dependent completed (0: not run).
+    pub w3_fan_in_ms: f64,
 }
 
 const TENANT: &str = "wasmq-bench";
-/// W3's other tenant.
+/// W4's other tenant.
 const NEIGHBOUR: &str = "wasmq-bench-neighbour";
 
 pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -226,6 +233,18 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    // W3, unless a backlog keeps the pool busy.
+    let w3_fan_in_ms = if args.fan_in == 0 || args.backlog > 0 {
+        0.0
+    } else {
+        let first = args.jobs + args.latency_jobs;
+        let mut batch: Vec<NewJob> = (first..first + args.fan_in).map(&new_job).collect();
+        batch.push(NewJob {
+            depends_on: (0..args.fan_in).map(Dependency::Earlier).collect(),
+            ..new_job(first + args.fan_in)
+        });
+        fan_in(&store, &mut events, batch).await?
+    };
     shutdown.trigger();
     worker.await?;
 
@@ -240,6 +259,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         w2_p50_ms: pct(0.50),
         w2_p95_ms: pct(0.95),
         w2_p99_ms: pct(0.99),
+        w3_fan_in_ms,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -274,8 +294,34 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 report.w2_p50_ms, report.w2_p95_ms, report.w2_p99_ms, latency_jobs, args.rate
             );
         }
+        if report.w3_fan_in_ms > 0.0 {
+            println!(
+                "W3 fan-in:            {:.1} ms until {} jobs and their dependent completed",
+                report.w3_fan_in_ms, args.fan_in
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// W3: enqueues `batch` (jobs, then one depending on them all) and waits until all are
+/// finished: the time in ms. Fails unless the dependent completed.
+async fn fan_in(
+    store: &Arc<dyn Store>,
+    events: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
+    batch: Vec<NewJob>,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let enqueued = store.enqueue(batch).await?;
+    let last = enqueued.last().context("an empty fan-in")?.job.id;
+    wait_all(store, events, enqueued.iter().map(|e| e.job.id).collect()).await?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let state = store.job_state(TENANT, last).await?;
+    anyhow::ensure!(
+        state == Some(JobState::Completed),
+        "the fan-in's dependent ended {state:?}"
+    );
+    Ok(ms)
 }
 
 /// Waits until every job in `ids` has finished, from `JobsFinished` events; if events
@@ -310,7 +356,7 @@ async fn wait_all(
     Ok(())
 }
 
-/// W3: this tenant's jobs one at a time while [`NEIGHBOUR`]'s backlog is being worked
+/// W4: this tenant's jobs one at a time while [`NEIGHBOUR`]'s backlog is being worked
 /// through; prints each one's enqueue→start percentiles.
 async fn neighbour(
     args: &BenchArgs,
@@ -368,10 +414,10 @@ async fn neighbour(
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "W3 start under a neighbour's {} jobs: p50 {p50:.2} ms, p95 {p95:.2} ms, p99 {p99:.2} ms ({} jobs at {}/s)",
+            "W4 start under a neighbour's {} jobs: p50 {p50:.2} ms, p95 {p95:.2} ms, p99 {p99:.2} ms ({} jobs at {}/s)",
             args.neighbour, args.latency_jobs, args.rate
         );
-        println!("W3 neighbour meanwhile: {:>10.0} jobs/s", ran as f64 / secs);
+        println!("W4 neighbour meanwhile: {:>10.0} jobs/s", ran as f64 / secs);
     }
     Ok(ExitCode::SUCCESS)
 }

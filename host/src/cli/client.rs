@@ -108,6 +108,9 @@ enum JobCommand {
         /// With --coalesce-key: but at most this many milliseconds after the first.
         #[arg(long)]
         coalesce_max_ms: Option<u64>,
+        /// A job this one waits for (repeat for several): it runs once all completed.
+        #[arg(long = "depends-on", value_name = "ID")]
+        depends_on: Vec<i64>,
         /// Wait until it finishes and print its result.
         #[arg(long)]
         wait: bool,
@@ -327,6 +330,7 @@ pub(super) async fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
             coalesce_key,
             coalesce_ms,
             coalesce_max_ms,
+            depends_on,
             wait,
         } => {
             let input = read_input(input)?;
@@ -339,6 +343,10 @@ pub(super) async fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
                 ("coalesce_key", coalesce_key.map(Value::from)),
                 ("coalesce_ms", coalesce_ms.map(Value::from)),
                 ("coalesce_max_ms", coalesce_max_ms.map(Value::from)),
+                (
+                    "depends_on",
+                    (!depends_on.is_empty()).then(|| Value::from(depends_on)),
+                ),
             ] {
                 if let Some(v) = v {
                     body[k] = v;

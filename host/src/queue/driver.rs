@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use super::deps::Released;
 use super::rows::Listed;
 use super::{
     Enqueued, ErrorKind, Finish, Job, JobError, JobFilter, JobState, Module, ModuleSettings,
@@ -71,8 +72,9 @@ pub trait Driver: SettingsRows + ScheduleRows + ControlRows + Send + Sync + 'sta
     ) -> Result<Vec<(i64, bool)>, StoreError>;
 
     /// Applies `items` (one per job) to jobs still running at the reported attempt, in one
-    /// transaction: for each, what it became, or `None` if it was refused.
-    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<Option<Applied>>, StoreError>;
+    /// transaction: for each, what it became, or `None` if it was refused; and the jobs
+    /// finished for good release or cancel their dependents in the same transaction.
+    async fn finish(&self, items: Vec<Finish>) -> Result<Finished, StoreError>;
 
     /// Records the progress of job `id` while it runs at `attempt`.
     async fn set_progress(
@@ -85,15 +87,17 @@ pub trait Driver: SettingsRows + ScheduleRows + ControlRows + Send + Sync + 'sta
     /// Takes back running jobs whose lease expired: cancelled if a cancel was requested,
     /// `retryable` (now) while attempts remain, else `failed`; each error (`lost`:
     /// [`super::LOST_MESSAGE`], or [`super::LOST_CANCELLED_MESSAGE`]) appended to the
-    /// history. `None`: another node is rescuing.
-    async fn rescue(&self) -> Result<Option<Vec<Rescued>>, StoreError>;
+    /// history; the dependents of failed and cancelled ones cancelled. `None`: another
+    /// node is rescuing.
+    async fn rescue(&self) -> Result<Option<(Vec<Rescued>, Released)>, StoreError>;
 
     /// Makes up to `limit` due `scheduled`/`retryable` jobs `available`: the queue of each.
     async fn promote(&self, limit: u32) -> Result<Vec<String>, StoreError>;
 
-    /// Cancels job `id` of `tenant` (waiting: `cancelled`; running: `cancel_requested`;
-    /// finished: unchanged): the job after the call, and whether this call cancelled it.
-    async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<(Job, bool)>, StoreError>;
+    /// Cancels job `id` of `tenant` (not started: `cancelled`, with its dependents down the
+    /// chain; running: `cancel_requested`; finished: unchanged): the job after the call,
+    /// and whether this call cancelled it.
+    async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<Cancelled>, StoreError>;
 
     /// Job `id` of `tenant`.
     async fn get(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;
@@ -243,6 +247,26 @@ pub struct Applied {
     pub queue: String,
 }
 
+/// The answer to [`Driver::finish`].
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// Per report, what it made of its job (`None`: refused).
+    pub applied: Vec<Option<Applied>>,
+    /// What the jobs finished for good did to their dependents.
+    pub released: Released,
+}
+
+/// The answer to [`Driver::cancel`].
+#[derive(Debug)]
+pub struct Cancelled {
+    /// The job after the call.
+    pub job: Job,
+    /// Whether this call cancelled it.
+    pub now: bool,
+    /// Its dependents cancelled with it.
+    pub released: Released,
+}
+
 /// A job a rescue took back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rescued {
@@ -270,7 +294,7 @@ pub struct KeyRow {
 /// The columns of a [`JobSummary`]: a listing selects only these.
 pub(crate) const SUMMARY_COLUMNS: &str = "id, tenant, module, digest, queue, priority, state, \
      run_at, attempt, max_attempts, limits, idempotency_key, progress, error, usage, history, \
-     created_at, started_at, finished_at, cancel_requested";
+     created_at, started_at, finished_at, cancel_requested, depends_on, dependents";
 
 /// An outcome as both stores write it: the job's next state, and the error it records
 /// (appended to the history too).

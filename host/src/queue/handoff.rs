@@ -151,14 +151,15 @@ impl Handoff {
     }
 
     /// A slot for `jobs` if they are one job to run now, without an idempotency key (a
-    /// key's job may exist already) or a coalesce key (it waits its window), and a taker
-    /// of its queue offers a slot.
+    /// key's job may exist already), a coalesce key (it waits its window) or dependencies
+    /// (it waits for them), and a taker of its queue offers a slot.
     pub fn reserve_for(&self, jobs: &[NewJob]) -> Option<Reservation> {
         match jobs {
             [job]
                 if job.idempotency_key.is_none()
                     && job.run_at.is_none()
-                    && job.coalesce.is_none() =>
+                    && job.coalesce.is_none()
+                    && job.depends_on.is_empty() =>
             {
                 self.reserve(&job.queue)
             }

@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Waiting for jobs it depends on to complete; never claimed (see [`super::deps`]).
+    Waiting,
     /// Waiting for its `run_at`, which is in the future.
     Scheduled,
     /// Ready to be claimed by a worker.
@@ -38,7 +40,8 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in life order.
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 8] = [
+        JobState::Waiting,
         JobState::Scheduled,
         JobState::Available,
         JobState::Running,
@@ -51,6 +54,7 @@ impl JobState {
     /// The stored and displayed name: `scheduled`, `available`, ….
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Waiting => "waiting",
             JobState::Scheduled => "scheduled",
             JobState::Available => "available",
             JobState::Running => "running",
@@ -69,7 +73,8 @@ impl JobState {
         )
     }
 
-    /// Whether the job waits to be claimed (`scheduled`, `available` or `retryable`).
+    /// Whether the job waits to be claimed (`scheduled`, `available` or `retryable`); a
+    /// `waiting` job waits for its dependencies first, and is not counted here.
     pub fn is_waiting(self) -> bool {
         matches!(
             self,
@@ -117,6 +122,8 @@ pub enum ErrorKind {
     ModuleMissing,
     /// The job was cancelled.
     Cancelled,
+    /// A job it depends on failed or was cancelled, so it was cancelled before it ran.
+    DependencyFailed,
 }
 
 impl ErrorKind {
@@ -132,6 +139,7 @@ impl ErrorKind {
             ErrorKind::Lost => "lost",
             ErrorKind::ModuleMissing => "module_missing",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::DependencyFailed => "dependency_failed",
         }
     }
 }
@@ -263,6 +271,10 @@ pub struct Job {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// A user asked to cancel it while it ran.
     pub cancel_requested: bool,
+    /// The jobs it depends on, as enqueued (ascending ids).
+    pub depends_on: Vec<i64>,
+    /// How many jobs were enqueued depending on it.
+    pub dependents: u32,
 }
 
 /// A job as a listing shows it ([`Store::list_summaries`]): every column but the input,
@@ -309,6 +321,10 @@ pub struct JobSummary {
     pub finished_at: Option<DateTime<Utc>>,
     /// A user asked to cancel it while it ran.
     pub cancel_requested: bool,
+    /// The jobs it depends on, as enqueued (ascending ids).
+    pub depends_on: Vec<i64>,
+    /// How many jobs were enqueued depending on it.
+    pub dependents: u32,
 }
 
 /// What a [`Job`] has beyond its [`JobSummary`].
@@ -352,6 +368,8 @@ impl Job {
             started_at,
             finished_at,
             cancel_requested,
+            depends_on,
+            dependents,
         } = summary;
         let JobBody {
             input,
@@ -388,6 +406,8 @@ impl Job {
             worker_id,
             lease_expires_at,
             cancel_requested,
+            depends_on,
+            dependents,
         }
     }
 
@@ -422,6 +442,8 @@ impl Job {
             started_at: self.started_at,
             finished_at: self.finished_at,
             cancel_requested: self.cancel_requested,
+            depends_on: self.depends_on,
+            dependents: self.dependents,
         };
         (summary, body)
     }
@@ -464,6 +486,8 @@ impl Job {
             worker_id: None,
             lease_expires_at: None,
             cancel_requested: false,
+            depends_on: Vec::new(),
+            dependents: 0,
         }
     }
 }
@@ -502,6 +526,9 @@ pub struct NewJob {
     /// replaces it instead of adding one (see [`super::Coalesce`]). Never with an idempotency
     /// key or a `run_at` (the window sets the run time).
     pub coalesce: Option<super::Coalesce>,
+    /// The jobs it waits for (see [`super::deps`]): it is `waiting` until every one has
+    /// completed, and cancelled (`dependency_failed`) if one fails or is cancelled.
+    pub depends_on: Vec<super::Dependency>,
 }
 
 impl NewJob {
@@ -521,6 +548,7 @@ impl NewJob {
             idempotency_key: None,
             may_run_ahead: true,
             coalesce: None,
+            depends_on: Vec::new(),
         }
     }
 }

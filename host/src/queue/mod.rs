@@ -19,7 +19,9 @@
 //!
 //! ```text
 //!  enqueue ──► scheduled ──(run_at passes)──► available ──claim──► running
-//!                                               ▲                    │
+//!     │            ▲                            ▲                    │
+//!     └──► waiting ┴─(last dependency completes)┘                    │
+//!              └──(a dependency failed or was cancelled)─► cancelled │
 //!       retryable ◄──── Retry / lost lease ─────┼────────────────────┤
 //!           └──────(run_at passes)──────────────┘                    │
 //!                                   completed ◄── Complete ──────────┤
@@ -27,11 +29,12 @@
 //!                                   cancelled ◄── Cancelled ─────────┘
 //! ```
 //!
-//! Waiting jobs (`scheduled`, `available`, `retryable`) can be cancelled at once; a running
-//! job's cancellation is *requested* and reported to its worker by [`Store::heartbeat`] and
-//! [`StoreEvent::CancelRequested`].
+//! Jobs not started (`waiting`, `scheduled`, `available`, `retryable`) are cancelled at
+//! once; a running job's cancellation is *requested* and reported to its worker by
+//! [`Store::heartbeat`] and [`StoreEvent::CancelRequested`].
 
 pub mod coalesce;
+pub mod deps;
 pub mod driver;
 pub mod handoff;
 mod job;
@@ -47,6 +50,7 @@ mod store;
 mod types;
 
 pub use coalesce::Coalesce;
+pub use deps::Dependency;
 pub use driver::{ControlRows, Driver, ScheduleRows, SettingsRows};
 pub use job::*;
 pub use keys::{NewKey, Principal, Scope};

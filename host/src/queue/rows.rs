@@ -241,6 +241,8 @@ pub(crate) fn summary_from_row(row: &impl Columns) -> Result<JobSummary, StoreEr
         started_at: row.opt_time("started_at")?,
         finished_at: row.opt_time("finished_at")?,
         cancel_requested: row.flag("cancel_requested")?,
+        depends_on: row.opt_json("depends_on")?.unwrap_or_default(),
+        dependents: unsigned("dependents", row.int("dependents")?.into())?,
     })
 }
 

@@ -21,7 +21,10 @@ pub trait Store: Send + Sync + 'static {
     /// the tenant (or earlier in the same batch) returns that job with `duplicate: true`.
     /// Fails as a whole with [`StoreError::ModuleNotFound`] if a job names a module with no
     /// version (and no digest). Workers of queues that received available jobs are woken
-    /// ([`StoreEvent::JobsAvailable`]).
+    /// ([`StoreEvent::JobsAvailable`]). A job with [`NewJob::depends_on`] is `waiting`
+    /// while one of them is unfinished, `cancelled` (`dependency_failed`) if one failed or
+    /// was cancelled, else as above; a dependency on a job that is not the tenant's fails
+    /// the batch with [`StoreError::Invalid`] (see [`super::deps`]).
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError>;
 
     /// Claims up to `limit` due jobs of `queue` (waiting, `run_at` passed) for `worker_id`,
@@ -64,7 +67,9 @@ pub trait Store: Send + Sync + 'static {
     /// `items[i]` was applied: only a job still `running` at the reported attempt is, so an
     /// attempt that was rescued (and perhaps re-run elsewhere) cannot finish the job again;
     /// a job completes exactly once. Long-polls are woken ([`StoreEvent::JobsFinished`]) for
-    /// jobs that finished for good.
+    /// jobs that finished for good. In the same transaction their waiting dependents are
+    /// counted down (made due, and their queues woken, at none left) or cancelled down the
+    /// chain.
     async fn finish(&self, items: Vec<Finish>) -> Result<Vec<bool>, StoreError>;
 
     /// Records the progress of a running attempt; false if the job is not running at
@@ -87,8 +92,8 @@ pub trait Store: Send + Sync + 'static {
     /// depend on it: due waiting jobs are claimable in any of the three states.
     async fn promote_scheduled(&self) -> Result<u64, StoreError>;
 
-    /// Cancels job `id` of `tenant`: a waiting job becomes `cancelled` at once (error kind
-    /// `cancelled`); a running one gets `cancel_requested` and its worker is told
+    /// Cancels job `id` of `tenant`: a job not started becomes `cancelled` at once (error
+    /// kind `cancelled`), and the jobs waiting for it too (`dependency_failed`); a running one gets `cancel_requested` and its worker is told
     /// ([`StoreEvent::CancelRequested`]); a finished one is left as is. Returns the job after
     /// the call, or `None` if the tenant has no such job.
     async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError>;

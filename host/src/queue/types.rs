@@ -208,6 +208,8 @@ pub struct QueueInfo {
     pub name: String,
     /// Whether the tenant paused it: its jobs are not claimed on any node.
     pub paused: bool,
+    /// Jobs waiting for jobs they depend on.
+    pub waiting: u64,
     /// Jobs waiting for their `run_at`.
     pub scheduled: u64,
     /// Jobs due now.

@@ -141,6 +141,7 @@ impl Scheduler {
             may_run_ahead: true,
             // A tick is one job by its key; a schedule takes no coalesce key.
             coalesce: None,
+            depends_on: Vec::new(),
         };
         let enqueued = self.store.enqueue(vec![job]).await?;
         enqueued

@@ -99,8 +99,8 @@ class Client(_Base):
         """Enqueues one job of `module` with `input` (any JSON value) and returns it;
         `options` are `JobSpec`'s fields (queue, priority, run_at or delay, max_attempts,
         limits, idempotency_key, coalesce_key with coalesce_window and coalesce_max,
-        input_bytes). Raises `ModuleNotFound` for an unknown module, `InputTooLarge` past
-        the input limit. With an `idempotency_key` used before, returns that job
+        depends_on, input_bytes). Raises `ModuleNotFound` for an unknown module,
+        `InputTooLarge` past the input limit. With an `idempotency_key` used before, returns that job
         (`duplicate`); with the `coalesce_key` of a job that has not started, returns
         that job updated (`coalesced`)."""
         return self.submit(JobSpec(module, input, **options))

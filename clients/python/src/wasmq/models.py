@@ -6,7 +6,7 @@ import base64
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Mapping, Optional, TypedDict, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, TypedDict, Union
 
 #: States a job does not leave.
 FINISHED_STATES = frozenset({"completed", "failed", "cancelled"})
@@ -95,6 +95,8 @@ class Job:
     usage: Optional[Usage] = None
     history: List[Attempt] = field(default_factory=list)
     cancel_requested: bool = False
+    depends_on: List[int] = field(default_factory=list)
+    dependents: int = 0
     duplicate: bool = False
     coalesced: bool = False
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -141,6 +143,8 @@ class Job:
                 for h in d.get("history") or []
             ],
             cancel_requested=bool(d.get("cancel_requested", False)),
+            depends_on=[int(i) for i in d.get("depends_on") or []],
+            dependents=int(d.get("dependents", 0)),
             duplicate=duplicate,
             coalesced=coalesced,
             raw=dict(d),
@@ -215,6 +219,7 @@ class EnqueueOptions(TypedDict, total=False):
     coalesce_key: str
     coalesce_window: Delay
     coalesce_max: Delay
+    depends_on: Sequence[int]
 
 
 class JobFilters(TypedDict, total=False):
@@ -234,7 +239,10 @@ class JobSpec:
     Debounce with `coalesce_key` and `coalesce_window` (seconds or a timedelta): while a
     job of the key has not started, an enqueue updates it (latest input wins, its run
     time moves to now + window) instead of adding one; `coalesce_max` caps the delay
-    since the first enqueue. Not with `run_at`, `delay` or `idempotency_key`."""
+    since the first enqueue. Not with `run_at`, `delay` or `idempotency_key`.
+
+    `depends_on` lists ids of jobs this one waits for: it is `waiting` until all have
+    completed, and cancelled (`dependency_failed`) if one fails or is cancelled."""
 
     module: str
     input: Any = None
@@ -249,6 +257,7 @@ class JobSpec:
     coalesce_key: Optional[str] = None
     coalesce_window: Optional[Delay] = None
     coalesce_max: Optional[Delay] = None
+    depends_on: Optional[Sequence[int]] = None
 
     def to_json(self) -> Dict[str, Any]:
         """The request body of this job."""
@@ -281,6 +290,8 @@ class JobSpec:
             body["coalesce_ms"] = _millis("coalesce_window", self.coalesce_window)
         if self.coalesce_max is not None:
             body["coalesce_max_ms"] = _millis("coalesce_max", self.coalesce_max)
+        if self.depends_on:
+            body["depends_on"] = [int(i) for i in self.depends_on]
         return body
 
 

@@ -66,6 +66,10 @@ pub struct JobView {
     pub started_at: Option<DateTime<Utc>>,
     /// It finished for good.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The jobs it depends on (it is `waiting` until all have completed).
+    pub depends_on: Vec<i64>,
+    /// How many jobs were enqueued depending on it.
+    pub dependents: u32,
 }
 
 impl JobView {
@@ -121,6 +125,8 @@ impl JobView {
             created_at: job.created_at,
             started_at: job.started_at,
             finished_at: job.finished_at,
+            depends_on: job.depends_on,
+            dependents: job.dependents,
         }
     }
 }
@@ -157,6 +163,8 @@ pub enum ErrorKind {
     ModuleMissing,
     /// The job was cancelled.
     Cancelled,
+    /// A job it depends on failed or was cancelled, so it was cancelled before it ran.
+    DependencyFailed,
 }
 
 impl From<queue::ErrorKind> for ErrorKind {
@@ -172,6 +180,7 @@ impl From<queue::ErrorKind> for ErrorKind {
             K::Lost => ErrorKind::Lost,
             K::ModuleMissing => ErrorKind::ModuleMissing,
             K::Cancelled => ErrorKind::Cancelled,
+            K::DependencyFailed => ErrorKind::DependencyFailed,
         }
     }
 }
@@ -293,6 +302,7 @@ mod tests {
             K::Lost,
             K::ModuleMissing,
             K::Cancelled,
+            K::DependencyFailed,
         ];
         for kind in kinds {
             same_json::<_, ErrorKind>(kind);

@@ -54,6 +54,8 @@ impl From<queue::Limits> for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Waiting for the jobs it depends on to complete.
+    Waiting,
     /// Waiting for its `run_at`, which is in the future.
     Scheduled,
     /// Ready to be claimed by a worker.
@@ -73,6 +75,7 @@ pub enum JobState {
 impl From<queue::JobState> for JobState {
     fn from(s: queue::JobState) -> Self {
         match s {
+            queue::JobState::Waiting => JobState::Waiting,
             queue::JobState::Scheduled => JobState::Scheduled,
             queue::JobState::Available => JobState::Available,
             queue::JobState::Running => JobState::Running,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use crate::queue::{Enqueued, NewJob, StoreError};
+use crate::queue::{Dependency, Enqueued, NewJob, StoreError};
 
 /// Refuses a batch with a coalescing job out of bounds, or one that also has an
 /// idempotency key or a run time: the key would answer an old job, and the window sets
@@ -73,6 +73,16 @@ pub(super) fn fold(jobs: Vec<NewJob>) -> (Vec<NewJob>, Option<Fold>) {
 }
 
 impl Fold {
+    /// Points each dependency on an earlier item of the batch at that item's job in the
+    /// folded batch (a dependent has no coalesce key, so its own place only moves up).
+    pub(super) fn remap(&self, jobs: &mut [NewJob]) {
+        for dependency in jobs.iter_mut().flat_map(|job| job.depends_on.iter_mut()) {
+            if let Dependency::Earlier(at) = dependency {
+                *at = self.slots[*at].0;
+            }
+        }
+    }
+
     /// The answer of each item of the batch, from the answers of the folded batch.
     pub(super) fn unfold(&self, answers: Vec<Enqueued>) -> Result<Vec<Enqueued>, StoreError> {
         self.slots

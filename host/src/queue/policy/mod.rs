@@ -17,6 +17,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
+use super::deps::{self, Released};
 use super::driver::{Driver, Inserted, KeyRow};
 use super::handoff::Handoff;
 use super::{
@@ -119,6 +120,13 @@ impl<D: Driver> Queue<D> {
         if !ids.is_empty() {
             self.send(StoreEvent::JobsFinished { ids });
         }
+    }
+
+    /// Wakes this process's workers of dependents that became available and long-polls of
+    /// those cancelled down a chain (other nodes were told by the driver).
+    fn wake_dependents(&self, released: Released) {
+        self.wake_queues(released.available.iter().map(String::as_str));
+        self.wake_finished(released.cancelled);
     }
 
     /// One page of a listing from `rows`, read with one more than the page (which tells
@@ -225,6 +233,7 @@ impl<D: Driver> Store for Queue<D> {
         }
         check_attempts(&jobs)?;
         coalesce::check(&jobs)?;
+        deps::check(&jobs)?;
         // A paused queue's job is never handed over (nor is one whose queue's pauses
         // cannot be read): it waits for a claim like any other.
         if let Some(slot) = self.inner.handoff.reserve_for(&jobs)
@@ -251,6 +260,9 @@ impl<D: Driver> Store for Queue<D> {
         );
         // A coalescing key's items of the batch go to the driver as one job.
         let (mut jobs, fold) = coalesce::fold(jobs);
+        if let Some(fold) = &fold {
+            fold.remap(&mut jobs);
+        }
         for _ in 0..ENQUEUE_TRIES {
             match self.inner.driver.insert_batch(jobs).await {
                 Ok(Inserted::Done(enqueued)) => {
@@ -337,7 +349,8 @@ impl<D: Driver> Store for Queue<D> {
             &self.inner.events,
             vec![StoreEvent::JobsFinished { ids: ids.clone() }],
         );
-        let applied = self.inner.driver.finish(unique).await?;
+        let done = self.inner.driver.finish(unique).await?;
+        let applied = done.applied;
         let mut finished = Vec::new();
         let mut released = Vec::new();
         for (id, applied) in ids.iter().zip(&applied) {
@@ -349,6 +362,7 @@ impl<D: Driver> Store for Queue<D> {
         }
         self.wake_finished(finished);
         self.wake_queues(released);
+        self.wake_dependents(done.released);
         unsure.disarm();
         let mut answers = applied.iter().map(Option::is_some);
         Ok(first
@@ -368,7 +382,7 @@ impl<D: Driver> Store for Queue<D> {
     }
 
     async fn rescue(&self) -> Result<RescueReport, StoreError> {
-        let Some(rescued) = self.inner.driver.rescue().await? else {
+        let Some((rescued, dependents)) = self.inner.driver.rescue().await? else {
             return Ok(RescueReport {
                 skipped: true,
                 ..RescueReport::default()
@@ -409,6 +423,7 @@ impl<D: Driver> Store for Queue<D> {
                 .filter(|job| job.state == JobState::Retryable)
                 .map(|job| job.queue.as_str()),
         );
+        self.wake_dependents(dependents);
         Ok(report)
     }
 
@@ -425,11 +440,13 @@ impl<D: Driver> Store for Queue<D> {
     }
 
     async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {
-        let Some((job, cancelled)) = self.inner.driver.cancel(tenant, id).await? else {
+        let Some(cancelled) = self.inner.driver.cancel(tenant, id).await? else {
             return Ok(None);
         };
-        if cancelled {
+        let job = cancelled.job;
+        if cancelled.now {
             self.wake_finished(vec![id]);
+            self.wake_dependents(cancelled.released);
         } else if job.state == JobState::Running {
             self.send(StoreEvent::CancelRequested { id });
         }

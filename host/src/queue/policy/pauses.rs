@@ -130,6 +130,7 @@ impl<D: Driver> Queue<D> {
         for count in driver.count_unfinished(tenant).await? {
             let q = entry(&mut queues, &count.queue);
             match count.state {
+                JobState::Waiting => q.waiting = count.count,
                 JobState::Scheduled => q.scheduled = count.count,
                 JobState::Available => q.available = count.count,
                 JobState::Retryable => q.retryable = count.count,

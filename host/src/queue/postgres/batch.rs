@@ -2,40 +2,63 @@
 //! A batch without idempotency keys is one join-free `INSERT … SELECT FROM UNNEST` that
 //! sends what its jobs share once per distinct kind; one with keys runs [`ENQUEUE`] (and
 //! its coalescing jobs `coalesce.rs`) in a transaction that is rolled back (and tried
-//! again by the core) if a key raced.
+//! again by the core) if a key raced. A batch with dependencies runs in a transaction
+//! with their attachment (`deps.rs`), the statements above in savepoints.
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
 
 use super::PgDriver;
 use super::coalesce;
 use super::rows::{clamp_i32, db_err, get, job_from_row, json};
 use super::sql::{ENQUEUE, ENQUEUE_PINNED, LATEST_DIGESTS, MISSING_MODULES};
 use crate::queue::driver::{Inserted, decode_err};
-use crate::queue::{Enqueued, Job, JobState, Limits, NewJob, StoreError};
+use crate::queue::{Enqueued, Job, JobState, Limits, NewJob, StoreError, deps};
 
 impl PgDriver {
     /// [`crate::queue::Driver::insert_batch`].
     pub(super) async fn insert_batch(&self, jobs: Vec<NewJob>) -> Result<Inserted, StoreError> {
-        Ok(match self.try_enqueue(&jobs).await? {
-            Some(answers) => Inserted::Done(
-                answers
-                    .into_iter()
-                    .zip(jobs)
-                    .map(|(answer, job)| answer.into_enqueued(job))
-                    .collect(),
-            ),
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        if deps::any(&jobs) {
+            // The batch and its dependencies commit together (see `deps.rs`).
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            let Some(answers) = self.try_enqueue(&mut tx, &jobs).await? else {
+                tx.rollback().await.map_err(db_err)?;
+                conn.keep();
+                return Ok(Inserted::Raced(jobs));
+            };
+            let requests: Vec<NewJob> = jobs
+                .iter()
+                .map(|job| NewJob {
+                    input: Vec::new(),
+                    ..job.clone()
+                })
+                .collect();
+            let mut enqueued = answered(answers, jobs);
+            super::deps::attach(&mut tx, &requests, &mut enqueued).await?;
+            tx.commit().await.map_err(db_err)?;
+            conn.keep();
+            return Ok(Inserted::Done(enqueued));
+        }
+        let answers = self.try_enqueue(&mut conn, &jobs).await?;
+        conn.keep();
+        Ok(match answers {
+            Some(answers) => Inserted::Done(answered(answers, jobs)),
             None => Inserted::Raced(jobs),
         })
     }
 
-    async fn try_enqueue(&self, jobs: &[NewJob]) -> Result<Option<Vec<Answer>>, StoreError> {
+    async fn try_enqueue(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[NewJob],
+    ) -> Result<Option<Vec<Answer>>, StoreError> {
         if jobs
             .iter()
             .all(|job| job.idempotency_key.is_none() && job.coalesce.is_none())
         {
-            return self.enqueue_keyless(jobs).await.map(Some);
+            return self.enqueue_keyless(conn, jobs).await.map(Some);
         }
         let n = jobs.len();
         // Coalescing jobs take their own statement, the rest ENQUEUE; same transaction.
@@ -44,7 +67,6 @@ impl PgDriver {
         // A row can lose a race with a concurrent insert of its key while the rest go
         // in, so a batch with keys runs in a transaction that is rolled back and retried,
         // planned for its actual size (a generic plan expects ten rows and nests loops).
-        let mut conn = self.pool.get().await.map_err(db_err)?;
         let mut tx = conn.begin().await.map_err(db_err)?;
         sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
             .execute(&mut *tx)
@@ -78,7 +100,6 @@ impl PgDriver {
         }
         if out.iter().all(Option::is_some) {
             tx.commit().await.map_err(db_err)?;
-            conn.keep();
             return Ok(Some(
                 out.into_iter()
                     .flatten()
@@ -90,7 +111,6 @@ impl PgDriver {
         let unanswered = jobs.iter().zip(&out).filter(|(_, slot)| slot.is_none());
         let missing = missing_module(unanswered.map(|(job, _)| job), &mut *tx).await;
         tx.rollback().await.map_err(db_err)?;
-        conn.keep();
         missing?;
         Ok(None)
     }
@@ -99,14 +119,15 @@ impl PgDriver {
     /// latest version (one query for the batch's modules), then [`ENQUEUE_PINNED`]. It
     /// reads back only what the store chose (id, state, times); the caller builds each
     /// job from its request.
-    async fn enqueue_keyless(&self, jobs: &[NewJob]) -> Result<Vec<Answer>, StoreError> {
+    async fn enqueue_keyless(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Answer>, StoreError> {
         let latest = self.latest_digests(jobs).await?;
         let (first, n) = Pinned::new(jobs, &latest, &self.node)?;
-        let mut conn = self.pool.get().await.map_err(db_err)?;
         if n == jobs.len() {
-            let answers = first.insert(&mut *conn).await?;
-            conn.keep();
-            return Ok(answers);
+            return first.insert(&mut *conn).await;
         }
         // More kinds than one statement takes: one statement per run of jobs, in one
         // transaction (all or nothing, one durable commit).
@@ -119,7 +140,6 @@ impl PgDriver {
             done += n;
         }
         tx.commit().await.map_err(db_err)?;
-        conn.keep();
         Ok(answers)
     }
 
@@ -161,6 +181,15 @@ impl PgDriver {
             })
             .collect())
     }
+}
+
+/// The batch's answers as stored jobs, in batch order.
+fn answered(answers: Vec<Answer>, jobs: Vec<NewJob>) -> Vec<Enqueued> {
+    answers
+        .into_iter()
+        .zip(jobs)
+        .map(|(answer, job)| answer.into_enqueued(job))
+        .collect()
 }
 
 /// The store's answer to one job of an enqueue, in batch order.

@@ -10,6 +10,7 @@
 mod batch;
 mod coalesce;
 mod control;
+mod deps;
 mod listen;
 mod rows;
 mod schedules;
@@ -25,8 +26,10 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
 
+use crate::queue::deps::Released;
 use crate::queue::driver::{
-    Applied, Driver, Inserted, KeyRow, Rescued, decode_state, outcome_columns, outcome_values,
+    Applied, Cancelled, Driver, Finished, Inserted, KeyRow, Rescued, decode_state, outcome_columns,
+    outcome_values,
 };
 use crate::queue::rows::Listed;
 use crate::queue::{
@@ -247,7 +250,7 @@ impl Driver for PgDriver {
             .collect()
     }
 
-    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<Option<Applied>>, StoreError> {
+    async fn finish(&self, items: Vec<Finish>) -> Result<Finished, StoreError> {
         let n = items.len();
         let mut ids = Vec::with_capacity(n);
         let mut attempts = Vec::with_capacity(n);
@@ -291,8 +294,11 @@ impl Driver for PgDriver {
             .await
             .map_err(db_err)?;
         conn.keep();
+        let (dependents, rows): (Vec<_>, Vec<_>) = rows
+            .iter()
+            .partition(|row| get::<bool>(row, "dependent").unwrap_or(false));
         let mut applied = std::collections::HashMap::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             let state: String = get(row, "state")?;
             let applied_row = Applied {
                 state: state.parse()?,
@@ -300,7 +306,10 @@ impl Driver for PgDriver {
             };
             applied.insert(get::<i64>(row, "id")?, applied_row);
         }
-        Ok(ids.iter().map(|id| applied.remove(id)).collect())
+        Ok(Finished {
+            applied: ids.iter().map(|id| applied.remove(id)).collect(),
+            released: deps::released(dependents)?,
+        })
     }
 
     async fn set_progress(
@@ -321,7 +330,7 @@ impl Driver for PgDriver {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn rescue(&self) -> Result<Option<Vec<Rescued>>, StoreError> {
+    async fn rescue(&self) -> Result<Option<(Vec<Rescued>, Released)>, StoreError> {
         let mut conn = self.pool.get().await.map_err(db_err)?;
         let mut tx = conn.begin().await.map_err(db_err)?;
         // One node at a time; a concurrent call is told so.
@@ -343,9 +352,8 @@ impl Driver for PgDriver {
             .fetch_all(&mut *tx)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        conn.keep();
-        rows.iter()
+        let rescued = rows
+            .iter()
             .map(|row| {
                 Ok(Rescued {
                     id: get(row, "id")?,
@@ -354,8 +362,28 @@ impl Driver for PgDriver {
                     worker: get(row, "worker_id")?,
                 })
             })
-            .collect::<Result<_, StoreError>>()
-            .map(Some)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Jobs that ended failed or cancelled take their dependents with them.
+        let (ended, states): (Vec<i64>, Vec<&str>) = rescued
+            .iter()
+            .filter(|job| job.state != JobState::Retryable)
+            .map(|job| (job.id, job.state.as_str()))
+            .unzip();
+        let released = if ended.is_empty() {
+            Released::default()
+        } else {
+            let rows = sqlx::query(RESCUE_DEPENDENTS)
+                .bind(&ended)
+                .bind(&states)
+                .bind(&*self.node)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            deps::released(&rows)?
+        };
+        tx.commit().await.map_err(db_err)?;
+        conn.keep();
+        Ok(Some((rescued, released)))
     }
 
     async fn promote(&self, limit: u32) -> Result<Vec<String>, StoreError> {
@@ -370,7 +398,7 @@ impl Driver for PgDriver {
         Ok(queues)
     }
 
-    async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<(Job, bool)>, StoreError> {
+    async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<Cancelled>, StoreError> {
         let mut conn = self.pool.get().await.map_err(db_err)?;
         let row = sqlx::query(CANCEL)
             .bind(tenant)
@@ -380,8 +408,17 @@ impl Driver for PgDriver {
             .await
             .map_err(db_err)?;
         conn.keep();
-        row.map(|row| Ok((job_from_row(&row)?, get(&row, "cancelled_now")?)))
-            .transpose()
+        row.map(|row| {
+            Ok(Cancelled {
+                job: job_from_row(&row)?,
+                now: get(&row, "cancelled_now")?,
+                released: Released {
+                    available: Vec::new(),
+                    cancelled: get(&row, "cascaded")?,
+                },
+            })
+        })
+        .transpose()
     }
 
     async fn get(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {

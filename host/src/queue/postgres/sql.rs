@@ -248,10 +248,34 @@ WHERE id = ANY($2::bigint[]) AND state = 'running' AND worker_id = $1
 RETURNING id, cancel_requested
 "#;
 
+/// The CTE `dependents` over `$rows` (a CTE of updated jobs with `id`, `state` and
+/// `dependents`): the dependents of those that finished for good, released or cancelled
+/// (`wasmq_release_dependents`, migration 0011) by node `$node`. The `dependents` count
+/// read after the row lock tells a job that has some, even one whose enqueue committed
+/// after this statement began; for the others the function is not called.
+macro_rules! dependents {
+    ($rows:literal, $node:literal) => {
+        concat!(
+            "dependents AS (
+    SELECT r.* FROM (
+        SELECT array_agg(id ORDER BY id) AS ids, array_agg(state ORDER BY id) AS states
+        FROM ",
+            $rows,
+            " WHERE dependents > 0 AND state IN ('completed', 'failed', 'cancelled')
+    ) a, wasmq_release_dependents(a.ids, a.states, ",
+            $node,
+            ") r
+)"
+        )
+    };
+}
+
 /// Applies reports only to jobs still running at the reported attempt, appends failed
 /// attempts to the history, and wakes long-polls of jobs that finished for good (ids in
-/// chunks that fit a notification payload).
-pub(super) const FINISH: &str = r#"
+/// chunks that fit a notification payload). Rows with `dependent` are the dependents
+/// those jobs released or cancelled.
+pub(super) const FINISH: &str = concat!(
+    r#"
 WITH f AS (
     SELECT * FROM UNNEST(
         $1::bigint[], $2::int[], $3::text[], $4::bytea[], $5::jsonb[], $6::timestamptz[],
@@ -283,7 +307,7 @@ upd AS (
         lease_expires_at = NULL
     FROM f
     WHERE j.id = f.id AND j.state = 'running' AND j.attempt = f.attempt
-    RETURNING j.id, j.state, j.queue
+    RETURNING j.id, j.state, j.queue, j.dependents
 ),
 notified AS (
     SELECT pg_notify('wasmq_finished', $11 || ' ' || string_agg(id::text, ','))
@@ -294,10 +318,16 @@ notified AS (
 released AS (
     SELECT pg_notify('wasmq_jobs', $11 || ' ' || queue)
     FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
-)
-SELECT id, state, queue FROM upd
+),
+"#,
+    dependents!("upd", "$11"),
+    r#"
+SELECT id, state, queue, false AS dependent FROM upd
 WHERE (SELECT count(*) FROM notified) + (SELECT count(*) FROM released) >= 0
-"#;
+UNION ALL
+SELECT job, job_state, job_queue, true FROM dependents
+"#
+);
 
 pub(super) const SET_PROGRESS: &str = r#"
 UPDATE wasmq_jobs SET progress = $3
@@ -354,6 +384,11 @@ SELECT id, state, queue, worker_id FROM upd
 WHERE (SELECT count(*) FROM available) + (SELECT count(*) FROM finished) >= 0
 "#;
 
+/// The dependents of jobs a rescue failed or cancelled (`$1` ids, `$2` states, `$3` the
+/// node's id), in the rescue's transaction.
+pub(super) const RESCUE_DEPENDENTS: &str = "SELECT job AS id, job_state AS state, job_queue AS queue \
+     FROM wasmq_release_dependents($1, $2, $3)";
+
 /// `$2`: the node's id. One row (its queue) per promoted job. The ids are an array for
 /// the claim's reason (above).
 pub(super) const PROMOTE: &str = r#"
@@ -372,18 +407,20 @@ notified AS (
 SELECT queue FROM p WHERE (SELECT count(*) FROM notified) >= 0
 "#;
 
-/// Waiting → cancelled; running → cancel requested (its worker is told); finished →
+/// Not started → cancelled; running → cancel requested (its worker is told); finished →
 /// rewritten unchanged (so the answer is the current row, even under a concurrent finish).
 /// `cancelled_now` says whether this statement cancelled it; `$3`: the node's id.
-pub(super) const CANCEL: &str = r#"
+/// `cascaded`: the dependents cancelled with it, down the chain.
+pub(super) const CANCEL: &str = concat!(
+    r#"
 WITH upd AS (
     UPDATE wasmq_jobs j
-    SET state = CASE WHEN j.state IN ('scheduled', 'available', 'retryable')
+    SET state = CASE WHEN j.state IN ('waiting', 'scheduled', 'available', 'retryable')
                      THEN 'cancelled' ELSE j.state END,
         cancel_requested = j.cancel_requested OR j.state = 'running',
-        finished_at = CASE WHEN j.state IN ('scheduled', 'available', 'retryable')
+        finished_at = CASE WHEN j.state IN ('waiting', 'scheduled', 'available', 'retryable')
                            THEN now() ELSE j.finished_at END,
-        error = CASE WHEN j.state IN ('scheduled', 'available', 'retryable')
+        error = CASE WHEN j.state IN ('waiting', 'scheduled', 'available', 'retryable')
                      THEN jsonb_build_object('kind', 'cancelled',
                                              'message', 'cancelled before it ran')
                      ELSE j.error END
@@ -395,9 +432,15 @@ notified AS (
                           ELSE 'wasmq_finished' END, $3 || ' ' || id::text)
     FROM upd
     WHERE state = 'running' OR cancelled_now
-)
-SELECT * FROM upd WHERE (SELECT count(*) FROM notified) >= 0
-"#;
+),
+now_cancelled AS (SELECT id, state, dependents FROM upd WHERE cancelled_now),
+"#,
+    dependents!("now_cancelled", "$3"),
+    r#"
+SELECT upd.*, ARRAY(SELECT job FROM dependents) AS cascaded
+FROM upd WHERE (SELECT count(*) FROM notified) >= 0
+"#
+);
 
 pub(super) const GET: &str = "SELECT * FROM wasmq_jobs WHERE tenant = $1 AND id = $2";
 
@@ -405,8 +448,8 @@ pub(super) const JOB_STATE: &str = "SELECT state FROM wasmq_jobs WHERE tenant = 
 
 /// The listing: only the filters given are in the text (one prepared statement per
 /// combination), so the generic plan of each picks its index. The state is a literal (one
-/// of seven fixed words), so each state's range of `wasmq_jobs_list` (tenant, state, id)
-/// is read backwards, newest first (migration 0005). Without a state filter the seven
+/// of eight fixed words), so each state's range of `wasmq_jobs_list` (tenant, state, id)
+/// is read backwards, newest first (migration 0005). Without a state filter the eight
 /// states' ranges are each read up to `limit` rows and merged by id (a `Merge Append`):
 /// an index in (tenant, id) order would cost every job an index entry at every change of
 /// state, which is what the enqueue and the worker spend most of their time on. The
@@ -468,8 +511,8 @@ SELECT count(*) AS deleted FROM d
 
 /// Blobs no module version and no unfinished job refers to (optionally only some digests).
 /// The job checks only run for blobs no module refers to, and read the waiting jobs
-/// through the claim index and the running ones through the lease index (their
-/// predicates, written out here): jobs have no digest index (migration 0004).
+/// through the claim index, the running ones through the lease index and those waiting
+/// for dependencies through theirs (their predicates, written out here): jobs have no digest index (migration 0004).
 pub(super) const SWEEP_BLOBS: &str = r#"
 DELETE FROM wasmq_module_blobs b
 WHERE ($1::text[] IS NULL OR b.digest = ANY($1))
@@ -477,6 +520,7 @@ WHERE ($1::text[] IS NULL OR b.digest = ANY($1))
   AND NOT EXISTS (SELECT 1 FROM wasmq_jobs j
                   WHERE j.digest = b.digest AND j.state IN ('available', 'scheduled', 'retryable'))
   AND NOT EXISTS (SELECT 1 FROM wasmq_jobs j WHERE j.digest = b.digest AND j.state = 'running')
+  AND NOT EXISTS (SELECT 1 FROM wasmq_jobs j WHERE j.digest = b.digest AND j.state = 'waiting')
 "#;
 
 // ---------------------------------------------------------------------------------------
@@ -523,7 +567,7 @@ pub(super) const COUNT_JOBS: &str =
 /// One tenant's unfinished jobs by queue and state: the listing index's unfinished
 /// ranges of the tenant, never its finished jobs.
 pub(super) const COUNT_UNFINISHED: &str = "SELECT queue, state, count(*) AS n FROM wasmq_jobs \
-     WHERE tenant = $1 AND state IN ('scheduled', 'available', 'retryable', 'running') \
+     WHERE tenant = $1 AND state IN ('waiting', 'scheduled', 'available', 'retryable', 'running') \
      GROUP BY queue, state ORDER BY 1, 2";
 
 // ---------------------------------------------------------------------------------------

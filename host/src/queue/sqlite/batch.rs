@@ -1,6 +1,7 @@
 //! Enqueue batches on SQLite: one transaction of multi-row `INSERT … RETURNING id`
 //! statements (256, 128, …, 1 rows) for keyless jobs, a look-up then an insert for each
-//! job with an idempotency key, and an update or an insert for each coalescing one.
+//! job with an idempotency key, and an update or an insert for each coalescing one; then
+//! the batch's dependencies (`deps.rs`).
 
 use std::collections::HashMap;
 
@@ -11,7 +12,7 @@ use super::SqliteDriver;
 use super::coalesce;
 use super::rows::{db_err, from_micros, job_from_row, json_text, micros};
 use super::sql::{BY_IDEMPOTENCY_KEY, INSERT_JOB, LATEST_DIGEST};
-use crate::queue::{Enqueued, Job, JobState, NewJob, StoreError};
+use crate::queue::{Enqueued, Job, JobState, NewJob, StoreError, deps};
 
 /// Most rows one multi-row `INSERT` takes (12 parameters each, far below SQLite's
 /// 32,766). A run of keyless jobs is written in statements of 256, 128, …, 1 rows, so at
@@ -219,10 +220,13 @@ impl SqliteDriver {
             }));
         }
         insert_plain(&mut tx, &mut plain, now, &mut out).await?;
-        let out = out
+        let mut out = out
             .into_iter()
             .collect::<Option<Vec<Enqueued>>>()
             .ok_or_else(|| StoreError::Database("a job of the batch was not answered".into()))?;
+        if deps::any(&jobs) {
+            super::deps::attach(&mut tx, &jobs, &mut out, now).await?;
+        }
         tx.commit().await.map_err(db_err)?;
         Ok(out)
     }

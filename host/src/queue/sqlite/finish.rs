@@ -10,11 +10,11 @@ use tokio::sync::oneshot;
 use super::SqliteDriver;
 use super::rows::{clamp_i64, db_err, get, history_entry, json_text, micros, progress_text};
 use super::sql::FINISH;
-use crate::queue::driver::{Applied, outcome_columns, outcome_values};
+use crate::queue::driver::{Applied, Finished, outcome_columns, outcome_values};
 use crate::queue::{Finish, MAX_HISTORY, StoreError};
 
 /// The answer to one caller's reports.
-type Answer = Result<Vec<Option<Applied>>, StoreError>;
+type Answer = Result<Finished, StoreError>;
 
 /// One caller's reports, waiting for the next group commit.
 pub(super) struct PendingFinish {
@@ -69,16 +69,15 @@ impl SqliteDriver {
     }
 
     /// Applies the finish reports of several callers in one transaction; answers in order.
-    async fn finish_group(
-        &self,
-        groups: &[Vec<Finish>],
-    ) -> Result<Vec<Vec<Option<Applied>>>, StoreError> {
+    async fn finish_group(&self, groups: &[Vec<Finish>]) -> Result<Vec<Finished>, StoreError> {
         let now = Utc::now();
         let now_us = micros(now);
         let mut tx = self.begin_write_with(false).await?;
         let mut answers = Vec::with_capacity(groups.len());
         for items in groups {
             let mut applied = Vec::with_capacity(items.len());
+            // Jobs finished for good that have dependents, with their state.
+            let mut ended = Vec::new();
             for item in items {
                 let (state, error) = outcome_columns(&item.outcome);
                 let (result, retry_at) = outcome_values(&item.outcome);
@@ -100,14 +99,20 @@ impl SqliteDriver {
                     .await
                     .map_err(db_err)?;
                 applied.push(match &row {
-                    Some(row) => Some(Applied {
-                        state,
-                        queue: get(row, "queue")?,
-                    }),
+                    Some(row) => {
+                        if state.is_finished() && get::<i64>(row, "dependents")? > 0 {
+                            ended.push((item.id, state));
+                        }
+                        Some(Applied {
+                            state,
+                            queue: get(row, "queue")?,
+                        })
+                    }
                     None => None,
                 });
             }
-            answers.push(applied);
+            let released = super::deps::release(&mut tx, ended, now_us).await?;
+            answers.push(Finished { applied, released });
         }
         tx.commit().await.map_err(db_err)?;
         Ok(answers)

@@ -31,6 +31,7 @@
 mod batch;
 mod coalesce;
 mod control;
+mod deps;
 mod finish;
 mod rows;
 mod schedules;
@@ -51,9 +52,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Sqlite, Transaction};
 
+use crate::queue::deps::Released;
 use crate::queue::driver::{
-    Applied, Driver, Inserted, KeyRow, Rescued, cancelled_before_it_ran, decode_err, decode_state,
-    outcome_columns, outcome_values,
+    Cancelled, Driver, Finished, Inserted, KeyRow, Rescued, cancelled_before_it_ran, decode_err,
+    decode_state, outcome_columns, outcome_values,
 };
 use crate::queue::rows::Listed;
 use crate::queue::{
@@ -313,7 +315,7 @@ impl Driver for SqliteDriver {
             .collect()
     }
 
-    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<Option<Applied>>, StoreError> {
+    async fn finish(&self, items: Vec<Finish>) -> Result<Finished, StoreError> {
         self.finish_grouped(items).await
     }
 
@@ -333,7 +335,7 @@ impl Driver for SqliteDriver {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn rescue(&self) -> Result<Option<Vec<Rescued>>, StoreError> {
+    async fn rescue(&self) -> Result<Option<(Vec<Rescued>, Released)>, StoreError> {
         // The writer serializes rescuers: a second finds nothing left, so none is skipped.
         let now = Utc::now();
         let now_us = micros(now);
@@ -344,6 +346,8 @@ impl Driver for SqliteDriver {
             .await
             .map_err(db_err)?;
         let mut rescued = Vec::with_capacity(rows.len());
+        // Jobs that ended failed or cancelled and have dependents, with their state.
+        let mut ended = Vec::new();
         for row in &rows {
             let id: i64 = get(row, "id")?;
             let attempt = get_u32(row, "attempt")?;
@@ -373,6 +377,9 @@ impl Driver for SqliteDriver {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
+            if state != JobState::Retryable && get::<i64>(row, "dependents")? > 0 {
+                ended.push((id, state));
+            }
             rescued.push(Rescued {
                 id,
                 state,
@@ -380,8 +387,9 @@ impl Driver for SqliteDriver {
                 worker: get(row, "worker_id")?,
             });
         }
+        let released = deps::release(&mut tx, ended, now_us).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(Some(rescued))
+        Ok(Some((rescued, released)))
     }
 
     async fn promote(&self, limit: u32) -> Result<Vec<String>, StoreError> {
@@ -393,7 +401,7 @@ impl Driver for SqliteDriver {
             .map_err(db_err)
     }
 
-    async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<(Job, bool)>, StoreError> {
+    async fn cancel(&self, tenant: &str, id: i64) -> Result<Option<Cancelled>, StoreError> {
         let now = micros(Utc::now());
         let mut tx = self.begin_write().await?;
         let state: Option<String> = sqlx::query_scalar(JOB_STATE)
@@ -406,7 +414,8 @@ impl Driver for SqliteDriver {
             return Ok(None);
         };
         let state: JobState = state.parse().map_err(|e| decode_err("state", e))?;
-        let row = if state.is_waiting() {
+        let now_cancelled = state.is_waiting() || state == JobState::Waiting;
+        let row = if now_cancelled {
             sqlx::query(CANCEL_WAITING)
                 .bind(id)
                 .bind(now)
@@ -427,8 +436,17 @@ impl Driver for SqliteDriver {
         }
         .map_err(db_err)?;
         let job = job_from_row(&row)?;
+        let released = if now_cancelled && job.dependents > 0 {
+            deps::release(&mut tx, vec![(id, JobState::Cancelled)], now).await?
+        } else {
+            Released::default()
+        };
         tx.commit().await.map_err(db_err)?;
-        Ok(Some((job, state.is_waiting())))
+        Ok(Some(Cancelled {
+            job,
+            now: now_cancelled,
+            released,
+        }))
     }
 
     async fn get(&self, tenant: &str, id: i64) -> Result<Option<Job>, StoreError> {

@@ -170,7 +170,7 @@ SET state = $3,
     worker_id = NULL,
     lease_expires_at = NULL
 WHERE id = $1 AND state = 'running' AND attempt = $2
-RETURNING id, state, queue
+RETURNING id, state, queue, dependents
 "#;
 
 pub(super) const SET_PROGRESS: &str = r#"
@@ -180,7 +180,7 @@ WHERE id = $1 AND attempt = $2 AND state = 'running'
 
 /// Running jobs whose lease expired.
 pub(super) const EXPIRED: &str = r#"
-SELECT id, attempt, max_attempts, cancel_requested, worker_id, queue FROM wasmq_jobs
+SELECT id, attempt, max_attempts, cancel_requested, worker_id, queue, dependents FROM wasmq_jobs
 WHERE state = 'running' AND lease_expires_at <= $1
 "#;
 
@@ -262,7 +262,7 @@ WHERE ($1 IS NULL OR digest IN (SELECT value FROM json_each($1)))
   AND NOT EXISTS (SELECT 1 FROM wasmq_modules m WHERE m.digest = wasmq_module_blobs.digest)
   AND NOT EXISTS (SELECT 1 FROM wasmq_jobs j
                   WHERE j.digest = wasmq_module_blobs.digest
-                    AND j.state IN ('scheduled', 'available', 'running', 'retryable'))
+                    AND j.state IN ('waiting', 'scheduled', 'available', 'running', 'retryable'))
 "#;
 
 // ---------------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ pub(super) const COUNT_JOBS: &str =
 /// One tenant's unfinished jobs by queue and state (the listing index's unfinished
 /// ranges of the tenant, never its finished jobs).
 pub(super) const COUNT_UNFINISHED: &str = "SELECT queue, state, count(*) AS n FROM wasmq_jobs \
-     WHERE tenant = $1 AND state IN ('scheduled', 'available', 'retryable', 'running') \
+     WHERE tenant = $1 AND state IN ('waiting', 'scheduled', 'available', 'retryable', 'running') \
      GROUP BY queue, state ORDER BY 1, 2";
 
 // ---------------------------------------------------------------------------------------
