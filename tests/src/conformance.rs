@@ -46,6 +46,7 @@ mod listing;
 mod modules;
 mod pauses;
 mod schedules;
+mod tenants;
 pub use bounds::*;
 pub use claims::*;
 pub use coalesce::*;
@@ -57,6 +58,7 @@ pub use listing::*;
 pub use modules::*;
 pub use pauses::*;
 pub use schedules::*;
+pub use tenants::*;
 
 /// Expands to one `#[tokio::test]` per conformance case; `$make` is an expression (it may
 /// `.await`) giving a fresh `Arc<dyn Store>`-compatible store, evaluated once per case.
@@ -115,6 +117,8 @@ macro_rules! store_conformance_tests {
             coalesce_keys_within_and_across_batches,
             a_coalesce_key_refuses_what_has_no_meaning_beside_it,
             concurrent_enqueues_of_a_key_make_one_job,
+            tenant_quotas_change_field_by_field,
+            tenant_usage_is_counted_per_tenant,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

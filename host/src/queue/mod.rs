@@ -44,10 +44,11 @@ pub mod rows;
 pub mod schedules;
 pub mod sqlite;
 mod store;
+pub mod tenants;
 mod types;
 
 pub use coalesce::Coalesce;
-pub use driver::{ControlRows, Driver, ScheduleRows, SettingsRows};
+pub use driver::{ControlRows, Driver, ScheduleRows, SettingsRows, TenantRows};
 pub use job::*;
 pub use keys::{NewKey, Principal, Scope};
 pub use limits::Limits;
@@ -55,4 +56,5 @@ pub use policy::{Queue, event_channel};
 pub use report::*;
 pub use schedules::{CatchUp, NewSchedule, Schedule, ScheduleAdvance};
 pub use store::Store;
+pub use tenants::{Quota, QuotaChange, Quotas, TenantRow, TenantStore, TenantUsage};
 pub use types::*;

@@ -14,6 +14,7 @@ mod listen;
 mod rows;
 mod schedules;
 mod settings;
+mod tenants;
 mod sql;
 mod warm;
 

@@ -35,6 +35,7 @@ mod finish;
 mod rows;
 mod schedules;
 mod settings;
+mod tenants;
 mod sql;
 #[cfg(test)]
 mod tests;
