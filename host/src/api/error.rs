@@ -31,10 +31,10 @@ pub struct Problem {
     /// With `quota-exceeded`: the tenant quota that refused the call
     /// (`max_unfinished_jobs`, `max_module_bytes`, `enqueue_rate`, `enqueue_burst`,
     /// `max_schedules`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub quota: Option<String>,
     /// With `quota-exceeded`: that quota's value for the tenant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<f64>)]
     pub limit: Option<serde_json::Number>,
 }
@@ -61,8 +61,7 @@ pub enum ApiError {
     )]
     Unauthorized,
     /// The key lacks the scope the call needs.
-    #[error("this key lacks the `{0}` scope; use a key that has it{}",
-        if *.0 == Scope::Operator { " (made with `wasmq key create --scope operator`)" } else { " (or `admin`)" })]
+    #[error("this key lacks the `{0}` scope; use a key that has it{}", holder(.0))]
     Forbidden(Scope),
     /// No such job in this tenant.
     #[error("job {0} does not exist (or belongs to another tenant)")]
@@ -142,6 +141,15 @@ pub enum ApiError {
     /// Anything else; the detail is logged, not sent.
     #[error("an internal error occurred; it has been logged")]
     Internal,
+}
+
+/// Who else holds `scope`: `admin` holds every scope but `operator`.
+fn holder(scope: &Scope) -> &'static str {
+    if *scope == Scope::Operator {
+        " (made with `wasmq key create --scope operator`)"
+    } else {
+        " (or `admin`)"
+    }
 }
 
 impl ApiError {
