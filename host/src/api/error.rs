@@ -61,7 +61,7 @@ pub enum ApiError {
     )]
     Unauthorized,
     /// The key lacks the scope the call needs.
-    #[error("this key lacks the `{0}` scope; use a key that has it{}", holder(.0))]
+    #[error("this key lacks the `{0}` scope; use a key that has it{hint}", hint = holder(.0))]
     Forbidden(Scope),
     /// No such job in this tenant.
     #[error("job {0} does not exist (or belongs to another tenant)")]

@@ -275,7 +275,7 @@ impl QuotaState {
         };
         let existing = store.schedules(tenant, None).await?;
         let has = existing.len() as u64;
-        if !existing.iter().any(|s| s.name == name) && has >= max {
+        if !existing.iter().any(|s| s.spec.name == name) && has >= max {
             return Err(over(
                 Quota::MaxSchedules,
                 max.into(),

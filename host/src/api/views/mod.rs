@@ -17,7 +17,7 @@ use crate::queue;
 pub use job::{JobPage, JobView};
 pub use module::{ModuleList, ModuleView};
 pub use schedule::{ScheduleList, ScheduleView};
-pub use tenant::{QuotasView, TenantView, UsageView};
+pub use tenant::TenantView;
 
 /// Limits of an attempt; a field left out is not set here (a job takes its module's
 /// default, then the server's maximum).
