@@ -119,6 +119,7 @@ macro_rules! store_conformance_tests {
             concurrent_enqueues_of_a_key_make_one_job,
             tenant_quotas_change_field_by_field,
             tenant_usage_is_counted_per_tenant,
+            keys_with_jobs_are_those_that_make_no_job,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -112,7 +112,8 @@ async fn only_an_operator_sets_quotas(s: Server) {
     s.stop().await;
 }
 
-/// At `max_unfinished_jobs` an enqueue is refused (a batch stores none of its jobs);
+/// At `max_unfinished_jobs` an enqueue is refused (a batch stores none of its jobs)
+/// unless it makes no job (a stored idempotency key, a coalesce key with a waiting job);
 /// once jobs finish, enqueues pass again.
 async fn unfinished_jobs_are_bounded(s: Server) {
     s.push(&s.admin, "echo", guests::ECHO).await;
@@ -120,7 +121,14 @@ async fn unfinished_jobs_are_bounded(s: Server) {
     // Held waiting, so they stay unfinished until the queue resumes.
     assert_eq!(post(&s, "/v1/queues/default/pause", &s.admin).await, StatusCode::OK);
 
-    assert_eq!(batch(&s, &s.admin, 2).await.status(), StatusCode::ACCEPTED);
+    let r = s
+        .req(Method::POST, "/v1/jobs/batch", &s.admin)
+        .json(&json!({"jobs": [{"module": "echo", "idempotency_key": "once"}, {"module": "echo"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let once = r.json::<Value>().await.unwrap()["jobs"][0]["id"].clone();
     let p = over_quota(
         batch(&s, &s.admin, 2).await,
         StatusCode::TOO_MANY_REQUESTS,
@@ -132,7 +140,8 @@ async fn unfinished_jobs_are_bounded(s: Server) {
     let listed = s.call(Method::GET, "/v1/jobs", &s.admin).await;
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 2, "nothing half-stored");
 
-    let (status, third) = s.enqueue(&s.admin, json!({"module": "echo"})).await;
+    let debounced = json!({"module": "echo", "coalesce_key": "k", "coalesce_ms": 1});
+    let (status, third) = s.enqueue(&s.admin, debounced.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "the last place: {third}");
     let r = s
         .req(Method::POST, "/v1/jobs", &s.admin)
@@ -142,6 +151,14 @@ async fn unfinished_jobs_are_bounded(s: Server) {
         .unwrap();
     assert!(r.headers().contains_key("retry-after"));
     over_quota(r, StatusCode::TOO_MANY_REQUESTS, "max_unfinished_jobs", json!(3)).await;
+    // At the quota, an enqueue that makes no job passes.
+    let (status, again) = s
+        .enqueue(&s.admin, json!({"module": "echo", "idempotency_key": "once"}))
+        .await;
+    assert_eq!((status, &again["id"]), (StatusCode::OK, &once), "{again}");
+    let (status, again) = s.enqueue(&s.admin, debounced).await;
+    assert_eq!((status, &again["coalesced"]), (StatusCode::OK, &json!(true)), "{again}");
+    assert_eq!(again["id"], third["id"]);
     let own = s.call(Method::GET, "/v1/tenant", &s.admin).await;
     assert_eq!(own["usage"]["unfinished_jobs"], 3, "{own}");
 

@@ -286,10 +286,7 @@ async fn store_jobs(
     tenant: &str,
     jobs: Vec<NewJob>,
 ) -> Result<Vec<queue::Enqueued>, ApiError> {
-    let admission = state
-        .quotas
-        .admit(&*state.store, tenant, jobs.len() as u64)
-        .await?;
+    let admission = state.quotas.admit(&*state.store, tenant, &jobs).await?;
     let enqueued = state.store.enqueue(jobs).await?;
     admission.stored(&enqueued);
     count_enqueued(&enqueued);

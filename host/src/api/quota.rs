@@ -8,7 +8,7 @@
 //! quota, a refusal may lag finishes by up to [`FRESH`], and N nodes may together
 //! overshoot by what the others admitted within one [`FRESH`]. Rates are per node.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::ApiError;
 use super::error::OverQuota;
-use crate::queue::{Enqueued, Quota, Quotas, Store};
+use crate::queue::{Enqueued, NewJob, Quota, Quotas, Store};
 
 /// How long a reading of a tenant's quotas or unfinished jobs is used before it is read
 /// again.
@@ -63,6 +63,27 @@ fn over(quota: Quota, limit: serde_json::Number, detail: String, retry: Option<u
         detail,
         retry_after: retry,
     }))
+}
+
+/// The jobs of a batch without a key, and its distinct idempotency and coalesce keys: at
+/// most the new jobs it makes.
+fn keys_of(jobs: &[NewJob]) -> (u64, Vec<String>, Vec<String>) {
+    let (mut unkeyed, mut idempotency, mut coalesce) = (0, BTreeSet::new(), BTreeSet::new());
+    for job in jobs {
+        match (&job.coalesce, &job.idempotency_key) {
+            (Some(c), _) => coalesce.insert(c.key.clone()),
+            (None, Some(key)) => idempotency.insert(key.clone()),
+            (None, None) => {
+                unkeyed += 1;
+                true
+            }
+        };
+    }
+    (
+        unkeyed,
+        idempotency.into_iter().collect(),
+        coalesce.into_iter().collect(),
+    )
 }
 
 /// Clears `reading` however the reading ends (also when its caller hangs up).
@@ -114,14 +135,14 @@ impl QuotaState {
         lock(&self.quotas).remove(tenant);
     }
 
-    /// Admits an enqueue of `jobs` jobs by `tenant`: its rate first, then its unfinished
-    /// jobs. Report the outcome to the answer ([`Admission::stored`]); dropped without,
-    /// the tokens go back and the count is read again.
+    /// Admits an enqueue of `jobs` by `tenant`: its rate first, then its unfinished jobs.
+    /// Report the outcome to the answer ([`Admission::stored`]); dropped without, the
+    /// tokens go back and the count is read again.
     pub async fn admit(
         self: &Arc<Self>,
         store: &dyn Store,
         tenant: &str,
-        jobs: u64,
+        jobs: &[NewJob],
     ) -> Result<Admission, ApiError> {
         let quotas = self.quotas(store, tenant).await?;
         let mut admission = Admission {
@@ -132,13 +153,31 @@ impl QuotaState {
             done: false,
         };
         if let Some((rate, burst)) = quotas.bucket() {
-            self.take(tenant, rate, burst, jobs)?;
-            admission.tokens = Some((jobs as f64, burst));
+            self.take(tenant, rate, burst, jobs.len() as u64)?;
+            admission.tokens = Some((jobs.len() as f64, burst));
         }
-        if let Some(max) = quotas.max_unfinished_jobs {
-            self.reserve(store, tenant, max, jobs).await?;
-            admission.reserved = jobs;
-        }
+        let Some(max) = quotas.max_unfinished_jobs else {
+            return Ok(admission);
+        };
+        let (unkeyed, idempotency, coalesce) = keys_of(jobs);
+        let most = unkeyed + (idempotency.len() + coalesce.len()) as u64;
+        admission.reserved = match self.reserve(store, tenant, max, most).await {
+            Ok(()) => most,
+            // At the quota, keys whose enqueue makes no job (a stored idempotency key, a
+            // coalesce key with a waiting job) are looked up: such an enqueue passes.
+            Err(refused) if unkeyed < most => {
+                let found = store
+                    .keys_with_jobs(tenant, &idempotency, &coalesce)
+                    .await?;
+                if found == 0 {
+                    return Err(refused);
+                }
+                let fewer = most.saturating_sub(found);
+                self.reserve(store, tenant, max, fewer).await?;
+                fewer
+            }
+            Err(refused) => return Err(refused),
+        };
         Ok(admission)
     }
 

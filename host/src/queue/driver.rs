@@ -248,6 +248,14 @@ pub trait TenantRows: Send + Sync {
     /// ranges of the unfinished states, stopped after `up_to` entries).
     async fn count_unfinished_up_to(&self, tenant: &str, up_to: u64) -> Result<u64, StoreError>;
 
+    /// See [`super::TenantStore::keys_with_jobs`].
+    async fn count_keys_with_jobs(
+        &self,
+        tenant: &str,
+        idempotency_keys: &[String],
+        coalesce_keys: &[String],
+    ) -> Result<u64, StoreError>;
+
     /// See [`super::TenantStore::module_bytes_used`].
     async fn sum_module_bytes(&self, tenant: &str, digest: &str)
     -> Result<(u64, bool), StoreError>;

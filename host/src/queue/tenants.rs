@@ -214,6 +214,16 @@ pub trait TenantStore: Send + Sync {
     /// How many jobs of `tenant` are not finished, counting at most `up_to` of them.
     async fn unfinished_jobs(&self, tenant: &str, up_to: u64) -> Result<u64, StoreError>;
 
+    /// How many of `idempotency_keys` name a stored job of `tenant`, plus how many of
+    /// `coalesce_keys` name a job of it that has not started: keys whose enqueue makes no
+    /// new job (each list without repeats).
+    async fn keys_with_jobs(
+        &self,
+        tenant: &str,
+        idempotency_keys: &[String],
+        coalesce_keys: &[String],
+    ) -> Result<u64, StoreError>;
+
     /// The bytes of `tenant`'s stored module versions (each digest once), and whether
     /// one of them has `digest` (then storing those bytes again costs nothing).
     async fn module_bytes_used(

@@ -1,10 +1,11 @@
 //! Conformance cases for tenant rows and the counts their quotas are checked against.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use wasmq_host::queue::{
-    Finish, Outcome, QuotaChange, Quotas, Store, StoreError, TenantUsage,
+    Coalesce, Finish, NewJob, Outcome, QuotaChange, Quotas, Store, StoreError, TenantUsage,
 };
 
 use super::{LEASE, claim_one, enqueue_one, job, put, sha256_hex, tenant};
@@ -149,4 +150,45 @@ pub async fn tenant_usage_is_counted_per_tenant(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(new, (usage.module_bytes, false), "another tenant's bytes are not its");
+}
+
+/// The keys whose enqueue makes no job: an idempotency key of a stored job, a coalesce
+/// key of a job not started; per tenant.
+pub async fn keys_with_jobs_are_those_that_make_no_job(store: Arc<dyn Store>) {
+    let (t, other) = (tenant(), tenant());
+    put(&store, &t, "m", b"m").await;
+    let keyed = |key: &str| NewJob {
+        idempotency_key: Some(key.to_owned()),
+        ..job(&t, "m", b"")
+    };
+    let debounced = |key: &str, priority: i16| NewJob {
+        coalesce: Some(Coalesce {
+            key: key.to_owned(),
+            window: Duration::from_millis(1),
+            max: None,
+        }),
+        priority,
+        ..job(&t, "m", b"")
+    };
+    enqueue_one(&store, keyed("a")).await;
+    enqueue_one(&store, debounced("c", 0)).await;
+    let started = enqueue_one(&store, debounced("d", 10)).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(claim_one(&store, "default", "w", LEASE).await.id, started.id);
+
+    let idempotency = ["a".to_owned(), "b".to_owned()];
+    let coalesce = ["c".to_owned(), "d".to_owned(), "e".to_owned()];
+    assert_eq!(
+        store.keys_with_jobs(&t, &idempotency, &coalesce).await.unwrap(),
+        2,
+        "`a` is stored and `c` waits; `d` started"
+    );
+    assert_eq!(store.keys_with_jobs(&t, &[], &[]).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .keys_with_jobs(&other, &idempotency, &coalesce)
+            .await
+            .unwrap(),
+        0
+    );
 }

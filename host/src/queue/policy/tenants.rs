@@ -32,6 +32,21 @@ impl<D: Driver> TenantStore for Queue<D> {
         self.inner.driver.count_unfinished_up_to(tenant, up_to).await
     }
 
+    async fn keys_with_jobs(
+        &self,
+        tenant: &str,
+        idempotency_keys: &[String],
+        coalesce_keys: &[String],
+    ) -> Result<u64, StoreError> {
+        if idempotency_keys.is_empty() && coalesce_keys.is_empty() {
+            return Ok(0);
+        }
+        self.inner
+            .driver
+            .count_keys_with_jobs(tenant, idempotency_keys, coalesce_keys)
+            .await
+    }
+
     async fn module_bytes_used(
         &self,
         tenant: &str,

@@ -56,6 +56,13 @@ const UNFINISHED_UP_TO: &str = "
     SELECT count(*) FROM (SELECT 1 FROM wasmq_jobs WHERE tenant = $1
         AND state IN ('scheduled', 'available', 'retryable', 'running') LIMIT $2) j";
 
+/// Each key once: idempotency keys are unique per tenant, and so are the coalesce keys
+/// of jobs not started (`wasmq_jobs_coalesce`, whose predicate this repeats).
+const KEYS_WITH_JOBS: &str = "
+    SELECT (SELECT count(*) FROM wasmq_jobs WHERE tenant = $1 AND idempotency_key = ANY($2))
+         + (SELECT count(*) FROM wasmq_jobs WHERE tenant = $1 AND coalesce_key = ANY($3)
+                AND started_at IS NULL AND state IN ('scheduled', 'available'))";
+
 const MODULE_BYTES: &str = "
     SELECT coalesce(sum(size), 0)::bigint, coalesce(bool_or(digest = $2), false)
     FROM (SELECT DISTINCT digest, size FROM wasmq_modules WHERE tenant = $1) m";
@@ -103,6 +110,24 @@ impl TenantRows for PgDriver {
         let n: i64 = sqlx::query_scalar(UNFINISHED_UP_TO)
             .bind(tenant)
             .bind(i64::try_from(up_to).unwrap_or(i64::MAX))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        Ok(n.max(0) as u64)
+    }
+
+    async fn count_keys_with_jobs(
+        &self,
+        tenant: &str,
+        idempotency_keys: &[String],
+        coalesce_keys: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let n: i64 = sqlx::query_scalar(KEYS_WITH_JOBS)
+            .bind(tenant)
+            .bind(idempotency_keys)
+            .bind(coalesce_keys)
             .fetch_one(&mut *conn)
             .await
             .map_err(db_err)?;

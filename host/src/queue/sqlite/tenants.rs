@@ -2,7 +2,7 @@
 //! are checked against; the upsert on the writer, durable.
 
 use super::SqliteDriver;
-use super::rows::db_err;
+use super::rows::{db_err, json_text};
 use crate::queue::driver::TenantRows;
 use crate::queue::rows::{
     bind_tenant_change, tenant_columns, tenant_from_row, usage_from_row,
@@ -54,6 +54,15 @@ const UNFINISHED_UP_TO: &str = "
     SELECT count(*) FROM (SELECT 1 FROM wasmq_jobs WHERE tenant = ?1
         AND state IN ('scheduled', 'available', 'retryable', 'running') LIMIT ?2)";
 
+/// Each key once: idempotency keys are unique per tenant, and so are the coalesce keys
+/// of jobs not started (`wasmq_jobs_coalesce`, whose predicate this repeats).
+const KEYS_WITH_JOBS: &str = "
+    SELECT (SELECT count(*) FROM wasmq_jobs WHERE tenant = ?1
+                AND idempotency_key IN (SELECT value FROM json_each(?2)))
+         + (SELECT count(*) FROM wasmq_jobs WHERE tenant = ?1
+                AND coalesce_key IN (SELECT value FROM json_each(?3))
+                AND started_at IS NULL AND state IN ('scheduled', 'available'))";
+
 const MODULE_BYTES: &str = "
     SELECT coalesce(sum(size), 0), coalesce(max(digest = ?2), 0)
     FROM (SELECT DISTINCT digest, size FROM wasmq_modules WHERE tenant = ?1)";
@@ -96,6 +105,22 @@ impl TenantRows for SqliteDriver {
         let n: i64 = sqlx::query_scalar(UNFINISHED_UP_TO)
             .bind(tenant)
             .bind(i64::try_from(up_to).unwrap_or(i64::MAX))
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_err)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn count_keys_with_jobs(
+        &self,
+        tenant: &str,
+        idempotency_keys: &[String],
+        coalesce_keys: &[String],
+    ) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(KEYS_WITH_JOBS)
+            .bind(tenant)
+            .bind(json_text(&idempotency_keys))
+            .bind(json_text(&coalesce_keys))
             .fetch_one(&self.read)
             .await
             .map_err(db_err)?;
