@@ -38,9 +38,8 @@ async fn tenant_commands_set_and_show_quotas() {
     let mut server = Proc::spawn(serve);
     let base = format!("http://{listen}");
     readyz_is(&base, 200, Duration::from_secs(60)).await;
-    let as_key = |key: &str, args: &[&str]| {
-        run(args, &[("WASMQ_URL", base.as_str()), ("WASMQ_KEY", key)])
-    };
+    let as_key =
+        |key: &str, args: &[&str]| run(args, &[("WASMQ_URL", base.as_str()), ("WASMQ_KEY", key)]);
     let ok = |key: &str, args: &[&str]| -> Value {
         let out = as_key(key, args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
@@ -66,14 +65,27 @@ async fn tenant_commands_set_and_show_quotas() {
     );
     let refused = as_key(&acme, &set);
     assert!(!refused.status.success());
-    assert!(text(&refused.stderr).contains("403"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("403"),
+        "{}",
+        text(&refused.stderr)
+    );
 
-    let view = ok(&operator, &["tenant", "set", "acme", "--enqueue-rate", "default"]);
+    let view = ok(
+        &operator,
+        &["tenant", "set", "acme", "--enqueue-rate", "default"],
+    );
     assert_eq!(view["quotas"]["enqueue_rate"], Value::Null);
     assert_eq!(view["quotas"]["max_unfinished_jobs"], 100);
-    assert_eq!(ok(&operator, &["tenant", "show", "acme"])["quotas"], view["quotas"]);
+    assert_eq!(
+        ok(&operator, &["tenant", "show", "acme"])["quotas"],
+        view["quotas"]
+    );
     let own = ok(&acme, &["tenant", "show"]);
-    assert_eq!((&own["tenant"], &own["quotas"]), (&json!("acme"), &view["quotas"]));
+    assert_eq!(
+        (&own["tenant"], &own["quotas"]),
+        (&json!("acme"), &view["quotas"])
+    );
     assert_eq!(own["usage"]["unfinished_jobs"], 0);
 
     server.terminate();

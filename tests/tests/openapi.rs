@@ -115,7 +115,10 @@ async fn every_field_of_an_answer_has_a_typed_schema() {
     let problem = &doc["components"]["schemas"]["Problem"]["properties"];
     assert!(is_type(&problem["quota"], "string"), "{problem}");
     for path in ["/v1/tenant", "/v1/tenants/{name}"] {
-        assert!(doc["paths"].get(path).is_some(), "{path} is not in the OpenAPI");
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} is not in the OpenAPI"
+        );
     }
 
     let usage = resolve(&doc, &job["usage"]);

@@ -51,7 +51,11 @@ async fn batch(s: &Server, key: &str, n: usize) -> reqwest::Response {
 }
 
 async fn post(s: &Server, path: &str, key: &str) -> StatusCode {
-    s.req(Method::POST, path, key).send().await.unwrap().status()
+    s.req(Method::POST, path, key)
+        .send()
+        .await
+        .unwrap()
+        .status()
 }
 
 /// An operator key sets a tenant's quotas field by field (`null`: back to the server's
@@ -70,7 +74,13 @@ async fn only_an_operator_sets_quotas(s: Server) {
         .unwrap();
     problem(r, StatusCode::FORBIDDEN, "forbidden").await;
 
-    let r = set(&s, &operator, "acme", json!({"max_unfinished_jobs": 5, "enqueue_rate": 2.5})).await;
+    let r = set(
+        &s,
+        &operator,
+        "acme",
+        json!({"max_unfinished_jobs": 5, "enqueue_rate": 2.5}),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let view: Value = r.json().await.unwrap();
     assert_eq!(view["tenant"], "acme");
@@ -81,7 +91,12 @@ async fn only_an_operator_sets_quotas(s: Server) {
     assert_eq!(view["overrides"]["max_schedules"], Value::Null);
 
     // Left out: kept; null: the default again.
-    let view = operator_sets(&s, "acme", json!({"enqueue_rate": null, "max_schedules": 2})).await;
+    let view = operator_sets(
+        &s,
+        "acme",
+        json!({"enqueue_rate": null, "max_schedules": 2}),
+    )
+    .await;
     assert_eq!(view["quotas"]["max_unfinished_jobs"], 5);
     assert_eq!(view["quotas"]["enqueue_rate"], Value::Null);
     assert_eq!(view["quotas"]["max_schedules"], 2);
@@ -108,7 +123,10 @@ async fn only_an_operator_sets_quotas(s: Server) {
     let r = set(&s, &operator, "Not%20A%20Tenant", json!({})).await;
     problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid-request").await;
     let after = s.call(Method::GET, "/v1/tenants/acme", &operator).await;
-    assert_eq!(after["quotas"], view["quotas"], "refused changes store nothing");
+    assert_eq!(
+        after["quotas"], view["quotas"],
+        "refused changes store nothing"
+    );
     s.stop().await;
 }
 
@@ -119,7 +137,10 @@ async fn unfinished_jobs_are_bounded(s: Server) {
     s.push(&s.admin, "echo", guests::ECHO).await;
     operator_sets(&s, "default", json!({"max_unfinished_jobs": 3})).await;
     // Held waiting, so they stay unfinished until the queue resumes.
-    assert_eq!(post(&s, "/v1/queues/default/pause", &s.admin).await, StatusCode::OK);
+    assert_eq!(
+        post(&s, "/v1/queues/default/pause", &s.admin).await,
+        StatusCode::OK
+    );
 
     let r = s
         .req(Method::POST, "/v1/jobs/batch", &s.admin)
@@ -136,9 +157,16 @@ async fn unfinished_jobs_are_bounded(s: Server) {
         json!(3),
     )
     .await;
-    assert!(p["detail"].as_str().unwrap().contains("2 unfinished"), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("2 unfinished"),
+        "{p}"
+    );
     let listed = s.call(Method::GET, "/v1/jobs", &s.admin).await;
-    assert_eq!(listed["jobs"].as_array().unwrap().len(), 2, "nothing half-stored");
+    assert_eq!(
+        listed["jobs"].as_array().unwrap().len(),
+        2,
+        "nothing half-stored"
+    );
 
     let debounced = json!({"module": "echo", "coalesce_key": "k", "coalesce_ms": 1});
     let (status, third) = s.enqueue(&s.admin, debounced.clone()).await;
@@ -150,19 +178,35 @@ async fn unfinished_jobs_are_bounded(s: Server) {
         .await
         .unwrap();
     assert!(r.headers().contains_key("retry-after"));
-    over_quota(r, StatusCode::TOO_MANY_REQUESTS, "max_unfinished_jobs", json!(3)).await;
+    over_quota(
+        r,
+        StatusCode::TOO_MANY_REQUESTS,
+        "max_unfinished_jobs",
+        json!(3),
+    )
+    .await;
     // At the quota, an enqueue that makes no job passes.
     let (status, again) = s
-        .enqueue(&s.admin, json!({"module": "echo", "idempotency_key": "once"}))
+        .enqueue(
+            &s.admin,
+            json!({"module": "echo", "idempotency_key": "once"}),
+        )
         .await;
     assert_eq!((status, &again["id"]), (StatusCode::OK, &once), "{again}");
     let (status, again) = s.enqueue(&s.admin, debounced).await;
-    assert_eq!((status, &again["coalesced"]), (StatusCode::OK, &json!(true)), "{again}");
+    assert_eq!(
+        (status, &again["coalesced"]),
+        (StatusCode::OK, &json!(true)),
+        "{again}"
+    );
     assert_eq!(again["id"], third["id"]);
     let own = s.call(Method::GET, "/v1/tenant", &s.admin).await;
     assert_eq!(own["usage"]["unfinished_jobs"], 3, "{own}");
 
-    assert_eq!(post(&s, "/v1/queues/default/resume", &s.admin).await, StatusCode::OK);
+    assert_eq!(
+        post(&s, "/v1/queues/default/resume", &s.admin).await,
+        StatusCode::OK
+    );
     s.wait(&s.admin, third["id"].as_i64().unwrap()).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -171,7 +215,10 @@ async fn unfinished_jobs_are_bounded(s: Server) {
             break;
         }
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
-        assert!(Instant::now() < deadline, "still refused after the jobs finished: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "still refused after the jobs finished: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     s.stop().await;
@@ -181,7 +228,12 @@ async fn unfinished_jobs_are_bounded(s: Server) {
 /// passes. A batch larger than the burst can never pass: 413.
 async fn enqueue_rate_is_a_token_bucket(s: Server) {
     s.push(&s.admin, "echo", guests::ECHO).await;
-    operator_sets(&s, "default", json!({"enqueue_rate": 1, "enqueue_burst": 2})).await;
+    operator_sets(
+        &s,
+        "default",
+        json!({"enqueue_rate": 1, "enqueue_burst": 2}),
+    )
+    .await;
     assert_eq!(batch(&s, &s.admin, 2).await.status(), StatusCode::ACCEPTED);
     let r = s
         .req(Method::POST, "/v1/jobs", &s.admin)
@@ -189,7 +241,11 @@ async fn enqueue_rate_is_a_token_bucket(s: Server) {
         .send()
         .await
         .unwrap();
-    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&wait), "{wait}");
     over_quota(r, StatusCode::TOO_MANY_REQUESTS, "enqueue_rate", json!(1.0)).await;
     over_quota(
@@ -216,8 +272,14 @@ async fn module_bytes_and_schedules_are_bounded(s: Server) {
         json!({"max_module_bytes": echo + 100, "max_schedules": 1}),
     )
     .await;
-    assert_eq!(s.push(&s.admin, "echo", guests::ECHO).await.0, StatusCode::CREATED);
-    assert_eq!(s.push(&s.admin, "echo-2", guests::ECHO).await.0, StatusCode::CREATED);
+    assert_eq!(
+        s.push(&s.admin, "echo", guests::ECHO).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.push(&s.admin, "echo-2", guests::ECHO).await.0,
+        StatusCode::CREATED
+    );
     let r = s
         .req(Method::PUT, "/v1/modules/wordcount", &s.admin)
         .body(wasmq_tests::guest_bytes(guests::WORDCOUNT))
@@ -242,7 +304,10 @@ async fn module_bytes_and_schedules_are_bounded(s: Server) {
         s.req(Method::PUT, &format!("/v1/schedules/{name}"), &s.admin)
             .json(&json!({"cron": "@hourly", "module": "echo"}))
     };
-    assert_eq!(schedule("a").send().await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(
+        schedule("a").send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
     assert_eq!(schedule("a").send().await.unwrap().status(), StatusCode::OK);
     over_quota(
         schedule("b").send().await.unwrap(),

@@ -262,9 +262,10 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let (status, slug, title) = self.parts();
         let (quota, limit) = match self {
-            ApiError::QuotaExceeded(over) => {
-                (Some(over.quota.as_str().to_owned()), Some(over.limit.clone()))
-            }
+            ApiError::QuotaExceeded(over) => (
+                Some(over.quota.as_str().to_owned()),
+                Some(over.limit.clone()),
+            ),
             _ => (None, None),
         };
         Problem {

@@ -125,7 +125,10 @@ impl QuotaState {
             return Ok(*quotas);
         }
         let row = store.tenant(tenant).await?;
-        let quotas = row.map(|r| r.quotas).unwrap_or_default().over(&self.defaults);
+        let quotas = row
+            .map(|r| r.quotas)
+            .unwrap_or_default()
+            .over(&self.defaults);
         lock(&self.quotas).insert(tenant.to_owned(), (Instant::now(), quotas));
         Ok(quotas)
     }
@@ -245,9 +248,7 @@ impl QuotaState {
                 state: self,
                 tenant,
             };
-            let count = store
-                .unfinished_jobs(tenant, max.saturating_add(1))
-                .await?;
+            let count = store.unfinished_jobs(tenant, max.saturating_add(1)).await?;
             let mut all = lock(&self.unfinished);
             let e = all.entry(tenant.to_owned()).or_default();
             // Jobs stored while the count ran may be in it or not: counted again, to err

@@ -68,16 +68,9 @@ impl From<TenantRequest> for QuotaChange {
 
 /// `tenant` as the API shows it, its use counted now.
 async fn view(state: &AppState, tenant: &str) -> Result<TenantView, ApiError> {
-    let (row, usage) = tokio::try_join!(
-        state.store.tenant(tenant),
-        state.store.tenant_usage(tenant)
-    )?;
-    Ok(TenantView::new(
-        tenant,
-        row,
-        state.quotas.defaults(),
-        usage,
-    ))
+    let (row, usage) =
+        tokio::try_join!(state.store.tenant(tenant), state.store.tenant_usage(tenant))?;
+    Ok(TenantView::new(tenant, row, state.quotas.defaults(), usage))
 }
 
 fn check_tenant(name: &str) -> Result<(), ApiError> {

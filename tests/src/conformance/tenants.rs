@@ -14,7 +14,11 @@ use super::{LEASE, claim_one, enqueue_one, job, put, sha256_hex, tenant};
 /// per tenant; impossible values and names are refused and store nothing.
 pub async fn tenant_quotas_change_field_by_field(store: Arc<dyn Store>) {
     let (t, other) = (tenant(), tenant());
-    assert_eq!(store.tenant(&t).await.unwrap(), None, "no row until a quota is set");
+    assert_eq!(
+        store.tenant(&t).await.unwrap(),
+        None,
+        "no row until a quota is set"
+    );
     let before = Utc::now() - chrono::Duration::seconds(1);
     let row = store
         .set_tenant_quotas(
@@ -98,7 +102,10 @@ pub async fn tenant_quotas_change_field_by_field(store: Arc<dyn Store>) {
 /// bound.
 pub async fn tenant_usage_is_counted_per_tenant(store: Arc<dyn Store>) {
     let (t, other) = (tenant(), tenant());
-    assert_eq!(store.tenant_usage(&t).await.unwrap(), TenantUsage::default());
+    assert_eq!(
+        store.tenant_usage(&t).await.unwrap(),
+        TenantUsage::default()
+    );
     put(&store, &t, "a", b"module a").await;
     put(&store, &t, "b", b"module a").await; // the same bytes: counted once
     put(&store, &t, "c", b"module c!").await;
@@ -110,7 +117,10 @@ pub async fn tenant_usage_is_counted_per_tenant(store: Arc<dyn Store>) {
     // The other tenant's job is the last enqueued: claimed in id order, it stays waiting.
     let first = claim_one(&store, "default", "w", LEASE).await;
     let second = claim_one(&store, "default", "w", LEASE).await;
-    assert_eq!((first.tenant.as_str(), second.tenant.as_str()), (t.as_str(), t.as_str()));
+    assert_eq!(
+        (first.tenant.as_str(), second.tenant.as_str()),
+        (t.as_str(), t.as_str())
+    );
     let done = store
         .finish(vec![Finish::new(
             first.id,
@@ -149,7 +159,11 @@ pub async fn tenant_usage_is_counted_per_tenant(store: Arc<dyn Store>) {
         .module_bytes_used(&t, &sha256_hex(b"another tenant's module"))
         .await
         .unwrap();
-    assert_eq!(new, (usage.module_bytes, false), "another tenant's bytes are not its");
+    assert_eq!(
+        new,
+        (usage.module_bytes, false),
+        "another tenant's bytes are not its"
+    );
 }
 
 /// The keys whose enqueue makes no job: an idempotency key of a stored job, a coalesce
@@ -174,12 +188,18 @@ pub async fn keys_with_jobs_are_those_that_make_no_job(store: Arc<dyn Store>) {
     enqueue_one(&store, debounced("c", 0)).await;
     let started = enqueue_one(&store, debounced("d", 10)).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(claim_one(&store, "default", "w", LEASE).await.id, started.id);
+    assert_eq!(
+        claim_one(&store, "default", "w", LEASE).await.id,
+        started.id
+    );
 
     let idempotency = ["a".to_owned(), "b".to_owned()];
     let coalesce = ["c".to_owned(), "d".to_owned(), "e".to_owned()];
     assert_eq!(
-        store.keys_with_jobs(&t, &idempotency, &coalesce).await.unwrap(),
+        store
+            .keys_with_jobs(&t, &idempotency, &coalesce)
+            .await
+            .unwrap(),
         2,
         "`a` is stored and `c` waits; `d` started"
     );

@@ -29,7 +29,10 @@ impl<D: Driver> TenantStore for Queue<D> {
         if up_to == 0 {
             return Ok(0);
         }
-        self.inner.driver.count_unfinished_up_to(tenant, up_to).await
+        self.inner
+            .driver
+            .count_unfinished_up_to(tenant, up_to)
+            .await
     }
 
     async fn keys_with_jobs(

@@ -14,8 +14,8 @@ mod listen;
 mod rows;
 mod schedules;
 mod settings;
-mod tenants;
 mod sql;
+mod tenants;
 mod warm;
 
 use std::str::FromStr;

@@ -4,9 +4,7 @@
 use super::PgDriver;
 use super::rows::db_err;
 use crate::queue::driver::TenantRows;
-use crate::queue::rows::{
-    bind_tenant_change, tenant_columns, tenant_from_row, usage_from_row,
-};
+use crate::queue::rows::{bind_tenant_change, tenant_columns, tenant_from_row, usage_from_row};
 use crate::queue::{QuotaChange, StoreError, TenantRow, TenantUsage};
 
 /// One statement: a quota the change does not touch keeps its stored value.
@@ -72,10 +70,10 @@ impl TenantRows for PgDriver {
     async fn tenant_row(&self, tenant: &str) -> Result<Option<TenantRow>, StoreError> {
         let mut conn = self.pool.get().await.map_err(db_err)?;
         let row = sqlx::query(ROW)
-        .bind(tenant)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?;
+            .bind(tenant)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
         conn.keep();
         row.as_ref().map(tenant_from_row).transpose()
     }

@@ -35,8 +35,8 @@ mod finish;
 mod rows;
 mod schedules;
 mod settings;
-mod tenants;
 mod sql;
+mod tenants;
 #[cfg(test)]
 mod tests;
 

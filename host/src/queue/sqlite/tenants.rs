@@ -4,9 +4,7 @@
 use super::SqliteDriver;
 use super::rows::{db_err, json_text};
 use crate::queue::driver::TenantRows;
-use crate::queue::rows::{
-    bind_tenant_change, tenant_columns, tenant_from_row, usage_from_row,
-};
+use crate::queue::rows::{bind_tenant_change, tenant_columns, tenant_from_row, usage_from_row};
 use crate::queue::{QuotaChange, StoreError, TenantRow, TenantUsage};
 
 /// One statement: a quota the change does not touch keeps its stored value.
