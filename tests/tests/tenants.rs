@@ -50,6 +50,15 @@ async fn batch(s: &Server, key: &str, n: usize) -> reqwest::Response {
         .unwrap()
 }
 
+/// `POST /v1/jobs` of an echo job by the server's admin key: the raw answer.
+async fn enqueue_echo(s: &Server) -> reqwest::Response {
+    s.req(Method::POST, "/v1/jobs", &s.admin)
+        .json(&json!({"module": "echo"}))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn post(s: &Server, path: &str, key: &str) -> StatusCode {
     s.req(Method::POST, path, key)
         .send()
@@ -171,12 +180,7 @@ async fn unfinished_jobs_are_bounded(s: Server) {
     let debounced = json!({"module": "echo", "coalesce_key": "k", "coalesce_ms": 1});
     let (status, third) = s.enqueue(&s.admin, debounced.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "the last place: {third}");
-    let r = s
-        .req(Method::POST, "/v1/jobs", &s.admin)
-        .json(&json!({"module": "echo"}))
-        .send()
-        .await
-        .unwrap();
+    let r = enqueue_echo(&s).await;
     assert!(r.headers().contains_key("retry-after"));
     over_quota(
         r,
@@ -235,12 +239,7 @@ async fn enqueue_rate_is_a_token_bucket(s: Server) {
     )
     .await;
     assert_eq!(batch(&s, &s.admin, 2).await.status(), StatusCode::ACCEPTED);
-    let r = s
-        .req(Method::POST, "/v1/jobs", &s.admin)
-        .json(&json!({"module": "echo"}))
-        .send()
-        .await
-        .unwrap();
+    let r = enqueue_echo(&s).await;
     let wait: u64 = r.headers()["retry-after"]
         .to_str()
         .unwrap()

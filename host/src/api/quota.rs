@@ -381,3 +381,55 @@ impl Drop for Admission {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_refuses_past_its_burst_and_says_when_to_retry() {
+        let state = QuotaState::new(Quotas::default());
+        state.take("t", 1.0, 2.0, 2).unwrap();
+        let Err(ApiError::QuotaExceeded(over)) = state.take("t", 1.0, 2.0, 1) else {
+            panic!("the bucket is empty");
+        };
+        assert_eq!(
+            (over.quota, over.retry_after),
+            (Quota::EnqueueRate, Some(1))
+        );
+        let Err(ApiError::QuotaExceeded(over)) = state.take("t", 1.0, 2.0, 3) else {
+            panic!("more than the burst never fits");
+        };
+        assert_eq!((over.quota, over.retry_after), (Quota::EnqueueBurst, None));
+        state.take("other", 1.0, 2.0, 1).unwrap();
+    }
+
+    #[test]
+    fn a_batch_makes_at_most_its_unkeyed_jobs_and_distinct_keys() {
+        let keyed = |key: &str| NewJob {
+            idempotency_key: Some(key.to_owned()),
+            ..NewJob::new("m", b"")
+        };
+        let debounced = |key: &str| NewJob {
+            coalesce: Some(crate::queue::Coalesce {
+                key: key.to_owned(),
+                window: Duration::from_secs(1),
+                max: None,
+            }),
+            ..NewJob::new("m", b"")
+        };
+        let jobs = [
+            NewJob::new("m", b""),
+            keyed("a"),
+            keyed("a"),
+            debounced("c"),
+            debounced("c"),
+            NewJob::new("m", b""),
+        ];
+        let (unkeyed, idempotency, coalesce) = keys_of(&jobs);
+        assert_eq!(
+            (unkeyed, idempotency, coalesce),
+            (2, vec!["a".into()], vec!["c".into()])
+        );
+    }
+}
