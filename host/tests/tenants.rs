@@ -1,6 +1,6 @@
 //! Tenant quotas from the binary: `wasmq key create --scope operator` mints the only key
 //! that may set them, `wasmq tenant set|show` over a real server, and `wasmq serve`'s
-//! default quotas from a flag and from the environment.
+//! default quotas from a flag, the environment and `wasmq.toml`.
 
 mod common;
 
@@ -35,6 +35,9 @@ async fn tenant_commands_set_and_show_quotas() {
         "4",
     ]);
     serve.env("WASMQ_TENANT_MAX_RUNNING", "9");
+    let file = std::env::temp_dir().join(format!("wasmq-tenants-{}.toml", std::process::id()));
+    std::fs::write(&file, "tenant_max_unfinished_jobs = 50\n").unwrap();
+    serve.env("WASMQ_CONFIG", &file);
     let mut server = Proc::spawn(serve);
     let base = format!("http://{listen}");
     readyz_is(&base, 200, Duration::from_secs(60)).await;
@@ -88,6 +91,18 @@ async fn tenant_commands_set_and_show_quotas() {
     );
     assert_eq!(own["usage"]["unfinished_jobs"], 0);
 
+    // The operator's own tenant sets nothing: the defaults from flag, environment, file.
+    let defaults = ok(&operator, &["tenant", "show"])["quotas"].clone();
+    assert_eq!(
+        (
+            &defaults["max_schedules"],
+            &defaults["max_running"],
+            &defaults["max_unfinished_jobs"]
+        ),
+        (&json!(4), &json!(9), &json!(50))
+    );
+
     server.terminate();
     assert!(server.exited(Duration::from_secs(30)).await.success());
+    let _ = std::fs::remove_file(file);
 }
