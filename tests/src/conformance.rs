@@ -48,6 +48,7 @@ mod listing;
 mod modules;
 mod pauses;
 mod schedules;
+mod tenants;
 pub use bounds::*;
 pub use claims::*;
 pub use coalesce::*;
@@ -61,6 +62,7 @@ pub use listing::*;
 pub use modules::*;
 pub use pauses::*;
 pub use schedules::*;
+pub use tenants::*;
 
 /// Expands to one `#[tokio::test]` per conformance case; `$make` is an expression (it may
 /// `.await`) giving a fresh `Arc<dyn Store>`-compatible store, evaluated once per case.
@@ -130,6 +132,9 @@ macro_rules! store_conformance_tests {
             dependencies_on_unknown_jobs_are_refused,
             a_batch_names_earlier_jobs_by_index,
             a_dependent_enqueued_during_the_finish_is_never_stranded,
+            tenant_quotas_change_field_by_field,
+            tenant_usage_is_counted_per_tenant,
+            keys_with_jobs_are_those_that_make_no_job,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -1,4 +1,4 @@
-//! The OpenAPI document over real HTTP: every field of a job, module and schedule answer
+//! The OpenAPI document over real HTTP: every field of a job, module, schedule and tenant answer
 //! has a typed schema (a client generated from it can read the answers), and the answers
 //! a real job gives name only fields the document declares.
 
@@ -106,6 +106,20 @@ async fn every_field_of_an_answer_has_a_typed_schema() {
     let job = assert_typed(&doc, "JobView", &["input", "result"]);
     assert_typed(&doc, "ModuleView", &[]);
     assert_typed(&doc, "ScheduleView", &["input"]);
+    let tenant = assert_typed(&doc, "TenantView", &[]);
+    let quotas = resolve(&doc, &tenant["quotas"]);
+    assert!(
+        is_type(&quotas["properties"]["enqueue_rate"], "number"),
+        "{quotas}"
+    );
+    let problem = &doc["components"]["schemas"]["Problem"]["properties"];
+    assert!(is_type(&problem["quota"], "string"), "{problem}");
+    for path in ["/v1/tenant", "/v1/tenants/{name}"] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} is not in the OpenAPI"
+        );
+    }
 
     let usage = resolve(&doc, &job["usage"]);
     for field in ["fuel", "memory_peak_bytes", "duration_ms"] {

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::queue::{Scope, StoreError};
+use crate::queue::{Quota, Scope, StoreError};
 use crate::runtime::{RunError, ValidateError};
 
 /// The base of every problem `type`.
@@ -28,6 +28,28 @@ pub struct Problem {
     pub status: u16,
     /// What happened and what to do.
     pub detail: String,
+    /// With `quota-exceeded`: the tenant quota that refused the call
+    /// (`max_unfinished_jobs`, `max_module_bytes`, `enqueue_rate`, `enqueue_burst`,
+    /// `max_schedules`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
+    /// With `quota-exceeded`: that quota's value for the tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    pub limit: Option<serde_json::Number>,
+}
+
+/// A call a tenant quota refused.
+#[derive(Debug)]
+pub struct OverQuota {
+    /// The quota.
+    pub quota: Quota,
+    /// Its value for the tenant.
+    pub limit: serde_json::Number,
+    /// What happened and what to do.
+    pub detail: String,
+    /// Seconds after which the same call can pass (`Retry-After`), if that is known.
+    pub retry_after: Option<u64>,
 }
 
 /// Errors of the HTTP API.
@@ -39,7 +61,7 @@ pub enum ApiError {
     )]
     Unauthorized,
     /// The key lacks the scope the call needs.
-    #[error("this key lacks the `{0}` scope; use a key that has it (or `admin`)")]
+    #[error("this key lacks the `{0}` scope; use a key that has it{hint}", hint = holder(.0))]
     Forbidden(Scope),
     /// No such job in this tenant.
     #[error("job {0} does not exist (or belongs to another tenant)")]
@@ -110,12 +132,24 @@ pub enum ApiError {
         "this key already has {0} long-polls waiting, the most one key may; retry after one of them answers, or poll without `wait`"
     )]
     TooManyLongPolls(usize),
+    /// Over a tenant quota.
+    #[error("{}", .0.detail)]
+    QuotaExceeded(Box<OverQuota>),
     /// The store is unavailable (e.g. the database is restarting).
     #[error("the job store is unavailable; retry shortly")]
     Unavailable,
     /// Anything else; the detail is logged, not sent.
     #[error("an internal error occurred; it has been logged")]
     Internal,
+}
+
+/// Who else holds `scope`: `admin` holds every scope but `operator`.
+fn holder(scope: &Scope) -> &'static str {
+    if *scope == Scope::Operator {
+        " (made with `wasmq key create --scope operator`)"
+    } else {
+        " (or `admin`)"
+    }
 }
 
 impl ApiError {
@@ -198,6 +232,19 @@ impl ApiError {
                 "too-many-long-polls",
                 "Too many long-polls",
             ),
+            // Time lets a rate or a count of unfinished jobs pass (429); a module or a
+            // batch that does not fit never will (413), nor a schedule too many (409).
+            QuotaExceeded(over) => (
+                match over.quota {
+                    Quota::EnqueueRate | Quota::MaxUnfinishedJobs | Quota::MaxRunning => {
+                        StatusCode::TOO_MANY_REQUESTS
+                    }
+                    Quota::MaxModuleBytes | Quota::EnqueueBurst => StatusCode::PAYLOAD_TOO_LARGE,
+                    Quota::MaxSchedules => StatusCode::CONFLICT,
+                },
+                "quota-exceeded",
+                "Quota exceeded",
+            ),
             Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -214,11 +261,31 @@ impl ApiError {
     /// The problem document sent for this error.
     pub fn problem(&self) -> Problem {
         let (status, slug, title) = self.parts();
+        let (quota, limit) = match self {
+            ApiError::QuotaExceeded(over) => (
+                Some(over.quota.as_str().to_owned()),
+                Some(over.limit.clone()),
+            ),
+            _ => (None, None),
+        };
         Problem {
             kind: format!("{PROBLEM_BASE}{slug}"),
             title: title.to_owned(),
             status: status.as_u16(),
             detail: self.to_string(),
+            quota,
+            limit,
+        }
+    }
+
+    /// The `Retry-After` of the answer, in seconds.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            // A place frees when one of the key's polls answers; asking every few seconds
+            // finds it without hammering the server.
+            ApiError::TooManyLongPolls(_) => Some(5),
+            ApiError::QuotaExceeded(over) => over.retry_after,
+            _ => None,
         }
     }
 }
@@ -226,6 +293,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.problem();
+        let retry_after = self.retry_after();
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
@@ -238,10 +306,8 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        // A place frees when one of the key's polls answers; asking every few seconds
-        // finds it without hammering the server.
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -318,6 +318,20 @@ fn count_enqueued(enqueued: &[queue::Enqueued]) {
     }
 }
 
+/// Enqueues `jobs` of `tenant` within its quotas (rate, unfinished jobs): all of them, or
+/// none and a problem naming the quota.
+async fn store_jobs(
+    state: &AppState,
+    tenant: &str,
+    jobs: Vec<NewJob>,
+) -> Result<Vec<queue::Enqueued>, ApiError> {
+    let admission = state.quotas.admit(&*state.store, tenant, &jobs).await?;
+    let enqueued = state.store.enqueue(jobs).await?;
+    admission.stored(&enqueued);
+    count_enqueued(&enqueued);
+    Ok(enqueued)
+}
+
 /// The JSON body of a write call, read only once the key is known to hold `scope`: a key
 /// without it gets its 403 before the server reads (up to 64 MiB of) a body it refuses.
 pub(super) async fn body_if_allowed<T: serde::de::DeserializeOwned>(
@@ -344,6 +358,7 @@ pub(super) async fn body_if_allowed<T: serde::de::DeserializeOwned>(
         (status = 404, description = "unknown module", body = super::Problem, content_type = "application/problem+json"),
         (status = 413, description = "input too large", body = super::Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid request", body = super::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the tenant's `enqueue_rate` (with `Retry-After`) or `max_unfinished_jobs` (`quota-exceeded`)", body = super::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn enqueue(
     State(state): State<AppState>,
@@ -361,8 +376,7 @@ pub async fn enqueue(
     let jobs = prepare(&state, auth.tenant(), vec![req]).await?;
     // Subscribed before the enqueue, so even a finish during the call is seen.
     let events = params.wait.is_some().then(|| state.store.subscribe());
-    let enqueued = state.store.enqueue(jobs).await?;
-    count_enqueued(&enqueued);
+    let enqueued = store_jobs(&state, auth.tenant(), jobs).await?;
     let first = enqueued.into_iter().next().ok_or(ApiError::Internal)?;
     let (status, job) = match events {
         Some(events) => {
@@ -393,7 +407,8 @@ pub async fn enqueue(
     responses(
         (status = 202, description = "enqueued", body = BatchResponse),
         (status = 404, description = "a job names an unknown module", body = super::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "too many jobs, or an input too large", body = super::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "too many jobs (also more than the tenant's `enqueue_burst`), or an input too large", body = super::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the tenant's `enqueue_rate` (with `Retry-After`) or `max_unfinished_jobs`: no job of the batch is stored", body = super::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn enqueue_batch(
     State(state): State<AppState>,
@@ -408,8 +423,7 @@ pub async fn enqueue_batch(
         return Err(ApiError::InvalidRequest("the batch has no jobs".into()));
     }
     let jobs = prepare(&state, auth.tenant(), req.jobs).await?;
-    let enqueued = state.store.enqueue(jobs).await?;
-    count_enqueued(&enqueued);
+    let enqueued = store_jobs(&state, auth.tenant(), jobs).await?;
     let jobs = enqueued
         .into_iter()
         .map(|e| BatchItem {

@@ -2,7 +2,8 @@
 //!
 //! [`router`] builds the app (tests serve it on a loopback socket); [`serve`] runs it until
 //! a shutdown future resolves. One file per resource: [`modules`], [`jobs`], [`queues`],
-//! [`schedules`], [`health`] (liveness, readiness, metrics, OpenAPI). [`error::ApiError`]
+//! [`schedules`], [`tenants`], [`health`] (liveness, readiness, metrics, OpenAPI);
+//! [`quota`] enforces the tenants' quotas. [`error::ApiError`]
 //! is the only way a handler fails, and always answers `application/problem+json`. This
 //! is the only module that knows HTTP and JSON.
 //!
@@ -25,9 +26,11 @@ mod jobs;
 mod limits;
 mod modules;
 mod queues;
+mod quota;
 mod schedules;
 mod server;
 mod settings;
+mod tenants;
 mod views;
 
 use std::sync::Arc;
@@ -74,6 +77,8 @@ pub struct ApiConfig {
     /// Seals module secrets (`PUT /v1/modules/{name}/config`); without one, a config with
     /// secrets is refused. Default none.
     pub secret_key: Option<crate::secrets::SecretKey>,
+    /// The quotas of a tenant that sets none of its own. Default: none (not limited).
+    pub tenant_defaults: crate::queue::Quotas,
 }
 
 impl Default for ApiConfig {
@@ -88,6 +93,7 @@ impl Default for ApiConfig {
             body_timeout: Duration::from_secs(60),
             depth_refresh: Duration::from_secs(10),
             secret_key: None,
+            tenant_defaults: crate::queue::Quotas::default(),
         }
     }
 }
@@ -108,6 +114,8 @@ pub struct AppState {
     long_polls: Arc<limits::LongPolls>,
     /// The queue depths `/metrics` shows, read at most every `depth_refresh`.
     depth: Arc<health::DepthCache>,
+    /// The tenants' quotas as this node enforces them.
+    quotas: Arc<quota::QuotaState>,
 }
 
 impl AppState {
@@ -119,6 +127,7 @@ impl AppState {
             runtime,
             long_polls: Arc::new(limits::LongPolls::new(config.max_long_polls_per_key)),
             depth: Arc::new(health::DepthCache::new(config.depth_refresh)),
+            quotas: Arc::new(quota::QuotaState::new(config.tenant_defaults)),
             config: Arc::new(config),
             closing: rx,
             closing_tx: Arc::new(tx),
@@ -161,6 +170,9 @@ impl AppState {
         schedules::list_schedules,
         schedules::get_schedule,
         schedules::delete_schedule,
+        tenants::own_tenant,
+        tenants::get_tenant,
+        tenants::put_tenant,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -226,6 +238,11 @@ pub fn router(state: AppState) -> Router {
                 .delete(schedules::delete_schedule),
         )
         .route("/v1/schedules", get(schedules::list_schedules))
+        .route("/v1/tenant", get(tenants::own_tenant))
+        .route(
+            "/v1/tenants/{name}",
+            put(tenants::put_tenant).get(tenants::get_tenant),
+        )
         .route("/v1/queues", get(queues::list_queues))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))

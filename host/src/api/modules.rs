@@ -103,7 +103,7 @@ fn upload_params(raw: Option<&str>) -> Result<(LimitParams, Option<Vec<String>>)
     responses(
         (status = 201, description = "a new version was stored", body = ModuleView),
         (status = 200, description = "the same bytes and limits again: nothing changed", body = ModuleView),
-        (status = 413, description = "module too large", body = super::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "module too large, or over the tenant's `max_module_bytes` (`quota-exceeded`)", body = super::Problem, content_type = "application/problem+json"),
         (status = 422, description = "not a valid module (the compiler's message), or a limit above the maximum", body = super::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put_module(
@@ -148,6 +148,11 @@ pub async fn put_module(
             "the body is empty; send the module's .wasm bytes".into(),
         ));
     }
+    // Before the compile: an upload over the quota costs the server no compile.
+    state
+        .quotas
+        .check_module(&*state.store, auth.tenant(), &bytes)
+        .await?;
     let bytes = Arc::new(bytes.to_vec());
     let (kind, digest) = state.runtime.validate(bytes.clone()).await?;
     let kind = match kind {

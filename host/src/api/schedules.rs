@@ -64,6 +64,7 @@ pub struct ScheduleRequest {
         (status = 201, description = "created", body = ScheduleView),
         (status = 200, description = "replaced", body = ScheduleView),
         (status = 404, description = "unknown module", body = super::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a new schedule over the tenant's `max_schedules` (`quota-exceeded`)", body = super::Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid request (the field is named)", body = super::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put_schedule(
@@ -122,6 +123,10 @@ pub async fn put_schedule(
         },
         false,
     )?;
+    state
+        .quotas
+        .check_schedule(&*state.store, tenant, &name)
+        .await?;
     let created = state
         .store
         .put_schedule(NewSchedule {

@@ -32,8 +32,8 @@ enum KeyCommand {
         /// The tenant the key acts for.
         #[arg(long, default_value = DEFAULT_TENANT)]
         tenant: String,
-        /// A scope to grant: admin, modules:write, jobs:write, jobs:read, metrics. Repeat for more;
-        /// none grants all.
+        /// A scope to grant: admin, modules:write, jobs:write, jobs:read, metrics, operator
+        /// (every tenant's quotas). Repeat for more; none grants all but operator.
         #[arg(long = "scope", value_parser = parse_scope)]
         scopes: Vec<Scope>,
         /// A note saying what the key is for.
@@ -66,7 +66,7 @@ pub(super) async fn run(args: KeyArgs) -> anyhow::Result<ExitCode> {
             name,
         } => {
             let scopes = if scopes.is_empty() {
-                Scope::ALL.to_vec()
+                Scope::DEFAULT.to_vec()
             } else {
                 scopes
             };

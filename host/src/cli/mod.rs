@@ -11,6 +11,7 @@ mod schedule;
 mod serve;
 mod signals;
 mod store;
+mod tenant;
 mod worker;
 
 pub use store::StoreChoice;
@@ -49,6 +50,8 @@ pub enum Command {
     Schedule(schedule::ScheduleArgs),
     /// List queues, pause and resume them on a server.
     Queue(queue::QueueArgs),
+    /// Show a tenant's quotas and use, and set them (an operator's key) on a server.
+    Tenant(tenant::TenantArgs),
     /// Create and revoke API keys (talks to the store directly).
     Key(key::KeyArgs),
 }
@@ -92,6 +95,7 @@ pub fn main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Job(args) => tokio_main(client::job(args)),
         Command::Schedule(args) => tokio_main(schedule::schedule(args)),
         Command::Queue(args) => tokio_main(queue::queue(args)),
+        Command::Tenant(args) => tokio_main(tenant::tenant(args)),
         Command::Key(args) => tokio_main(key::run(args)),
     }
 }

@@ -43,12 +43,15 @@ pub struct ServeArgs {
     /// Long-polls one key may have waiting at once (more get 429).
     #[arg(long, env = "WASMQ_MAX_LONG_POLLS", default_value_t = 32)]
     pub max_long_polls: usize,
+    #[command(flatten)]
+    pub tenant_defaults: super::tenant::TenantDefaultArgs,
 }
 
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.pool.burst && args.no_workers {
         anyhow::bail!("--burst runs jobs until none is left: it needs workers (drop --no-workers)");
     }
+    let tenant_defaults = args.tenant_defaults.quotas()?;
     let choice = super::StoreChoice::from_args(args.database_url.as_deref(), &args.data_dir);
     match &choice {
         super::StoreChoice::Sqlite(path) => tracing::info!(
@@ -85,6 +88,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         body_timeout: args.body_timeout,
         max_long_polls_per_key: args.max_long_polls,
         secret_key: args.pool.secret_key.clone(),
+        tenant_defaults,
         ..ApiConfig::default()
     };
     let state = AppState::new(store, runtime, api_config);

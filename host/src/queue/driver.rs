@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::deps::Released;
 use super::rows::Listed;
+use super::tenants::{QuotaChange, TenantRow, TenantUsage};
 use super::{
     Enqueued, ErrorKind, Finish, Job, JobError, JobFilter, JobState, Module, ModuleSettings,
     NewJob, NewModule, NewSchedule, Outcome, Progress, PutModule, Schedule, ScheduleAdvance,
@@ -23,7 +24,9 @@ use super::{
 
 /// The row storage of one backend. Each method is one transaction.
 #[async_trait::async_trait]
-pub trait Driver: SettingsRows + ScheduleRows + ControlRows + Send + Sync + 'static {
+pub trait Driver:
+    SettingsRows + ScheduleRows + ControlRows + TenantRows + Send + Sync + 'static
+{
     /// Inserts `jobs` (at least one; `max_attempts` checked) in one transaction, in batch
     /// order, pinning a job without a digest to its module's latest version
     /// ([`StoreError::ModuleNotFound`] if it has none). A job whose key is stored for its
@@ -226,6 +229,40 @@ pub trait ScheduleRows: Send + Sync {
 
     /// The compare-and-set advance of a row (see [`crate::queue::Store::advance_schedule`]).
     async fn advance_schedule(&self, advance: ScheduleAdvance) -> Result<bool, StoreError>;
+}
+
+/// Tenant rows and the counts their quotas are checked against: implemented in each
+/// driver's `tenants.rs`; the core checks the values, the API enforces.
+#[async_trait::async_trait]
+pub trait TenantRows: Send + Sync {
+    /// The row of `tenant`.
+    async fn tenant_row(&self, tenant: &str) -> Result<Option<TenantRow>, StoreError>;
+
+    /// Upserts the row of `tenant` with the quotas `change` touches, in one statement.
+    async fn put_tenant_row(
+        &self,
+        tenant: &str,
+        change: &QuotaChange,
+    ) -> Result<TenantRow, StoreError>;
+
+    /// Exact counts of what `tenant` uses.
+    async fn count_tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError>;
+
+    /// The unfinished jobs of `tenant`, counting at most `up_to` (the list index's
+    /// ranges of the unfinished states, stopped after `up_to` entries).
+    async fn count_unfinished_up_to(&self, tenant: &str, up_to: u64) -> Result<u64, StoreError>;
+
+    /// See [`super::TenantStore::keys_with_jobs`].
+    async fn count_keys_with_jobs(
+        &self,
+        tenant: &str,
+        idempotency_keys: &[String],
+        coalesce_keys: &[String],
+    ) -> Result<u64, StoreError>;
+
+    /// See [`super::TenantStore::module_bytes_used`].
+    async fn sum_module_bytes(&self, tenant: &str, digest: &str)
+    -> Result<(u64, bool), StoreError>;
 }
 
 /// The answer to [`Driver::insert_batch`].

@@ -16,7 +16,8 @@ use subtle::ConstantTimeEq;
 
 use super::StoreError;
 
-/// What a key may do. `admin` may do everything within its tenant, and holds `metrics`.
+/// What a key may do. `admin` may do everything within its tenant, and holds `metrics`;
+/// only `operator` crosses tenants (their quotas), and nothing else implies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Scope {
     /// Everything below.
@@ -35,11 +36,26 @@ pub enum Scope {
     /// (every tenant's counts), not one tenant's.
     #[serde(rename = "metrics")]
     Metrics,
+    /// Set and read any tenant's quotas: the platform operator's scope. A tenant's own
+    /// `admin` does not hold it, so no tenant can raise its own quotas.
+    #[serde(rename = "operator")]
+    Operator,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
+        Scope::Admin,
+        Scope::ModulesWrite,
+        Scope::JobsWrite,
+        Scope::JobsRead,
+        Scope::Metrics,
+        Scope::Operator,
+    ];
+
+    /// What `wasmq key create` grants when no scope is named: all but `operator`, which
+    /// is only ever granted by name.
+    pub const DEFAULT: [Scope; 5] = [
         Scope::Admin,
         Scope::ModulesWrite,
         Scope::JobsWrite,
@@ -47,7 +63,8 @@ impl Scope {
         Scope::Metrics,
     ];
 
-    /// The stored name: `admin`, `modules:write`, `jobs:write`, `jobs:read`, `metrics`.
+    /// The stored name: `admin`, `modules:write`, `jobs:write`, `jobs:read`, `metrics`,
+    /// `operator`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Admin => "admin",
@@ -55,6 +72,7 @@ impl Scope {
             Scope::JobsWrite => "jobs:write",
             Scope::JobsRead => "jobs:read",
             Scope::Metrics => "metrics",
+            Scope::Operator => "operator",
         }
     }
 }
@@ -74,7 +92,7 @@ impl FromStr for Scope {
             .find(|scope| scope.as_str() == s)
             .ok_or_else(|| {
                 StoreError::Invalid(format!(
-                    "`{s}` is not a scope (use admin, modules:write, jobs:write, jobs:read or metrics)"
+                    "`{s}` is not a scope (use admin, modules:write, jobs:write, jobs:read, metrics or operator)"
                 ))
             })
     }
@@ -92,9 +110,10 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Whether the key holds `scope` (or `admin`).
+    /// Whether the key holds `scope` (or `admin`, which holds every scope but `operator`).
     pub fn allows(&self, scope: Scope) -> bool {
-        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+        self.scopes.contains(&scope)
+            || (scope != Scope::Operator && self.scopes.contains(&Scope::Admin))
     }
 }
 
@@ -234,5 +253,18 @@ mod tests {
         assert!(!key(vec![Scope::Metrics]).allows(Scope::JobsRead));
         let tenant = key(vec![Scope::JobsRead, Scope::JobsWrite, Scope::ModulesWrite]);
         assert!(!tenant.allows(Scope::Metrics));
+    }
+
+    #[test]
+    fn only_an_operator_key_is_an_operator() {
+        let key = |scopes: Vec<Scope>| Principal {
+            tenant: "t".into(),
+            scopes,
+            key_id: "0".into(),
+        };
+        assert!(!key(Scope::DEFAULT.to_vec()).allows(Scope::Operator));
+        assert!(key(vec![Scope::Operator]).allows(Scope::Operator));
+        assert!(!key(vec![Scope::Operator]).allows(Scope::JobsWrite));
+        assert_eq!("operator".parse::<Scope>().unwrap(), Scope::Operator);
     }
 }

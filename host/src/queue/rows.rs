@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::driver::{SUMMARY_COLUMNS, decode_err};
+use super::tenants::{QuotaChange, Quotas, TenantRow, TenantUsage};
 use super::{
     CatchUp, Job, JobBody, JobSummary, Module, NewSchedule, Schedule, ScheduleAdvance, StoreError,
 };
@@ -28,6 +29,8 @@ pub trait Columns {
     fn opt_big(&self, column: &str) -> Result<Option<i64>, StoreError>;
     /// A boolean column.
     fn flag(&self, column: &str) -> Result<bool, StoreError>;
+    /// A nullable double-precision column.
+    fn opt_real(&self, column: &str) -> Result<Option<f64>, StoreError>;
     /// A 16-bit integer column (`smallint` on PostgreSQL).
     fn small(&self, column: &str) -> Result<i16, StoreError>;
     /// A 32-bit integer column (`integer` on PostgreSQL).
@@ -67,6 +70,9 @@ macro_rules! native_columns {
         fn flag(&self, column: &str) -> Result<bool, $crate::queue::StoreError> {
             get(self, column)
         }
+        fn opt_real(&self, column: &str) -> Result<Option<f64>, $crate::queue::StoreError> {
+            get(self, column)
+        }
     };
 }
 pub(crate) use native_columns;
@@ -85,6 +91,8 @@ pub trait Binds<'q>: Sized {
     fn opt_big(self, value: Option<i64>) -> Self;
     /// A boolean.
     fn flag(self, value: bool) -> Self;
+    /// A nullable double-precision number.
+    fn opt_real(self, value: Option<f64>) -> Self;
     /// A 16-bit integer.
     fn small(self, value: i16) -> Self;
     /// A count stored as a 32-bit integer (`integer` on PostgreSQL), saturating.
@@ -116,6 +124,9 @@ macro_rules! native_binds {
             self.bind(value)
         }
         fn flag(self, value: bool) -> Self {
+            self.bind(value)
+        }
+        fn opt_real(self, value: Option<f64>) -> Self {
             self.bind(value)
         }
         fn small(self, value: i16) -> Self {
@@ -288,5 +299,69 @@ pub(crate) fn schedule_from_row(row: &impl Columns) -> Result<Schedule, StoreErr
         last_error: row.opt_text("last_error")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
+    })
+}
+
+/// The columns of `wasmq_tenants` every statement returns, as a literal for `concat!`.
+macro_rules! tenant_columns {
+    () => {
+        "name, max_unfinished_jobs, max_module_bytes, enqueue_rate, enqueue_burst, \
+         max_running, max_schedules, updated_at"
+    };
+}
+pub(crate) use tenant_columns;
+
+/// `query` with `$1` the tenant, `$2..$7` the values `change` writes, `$8..$13` whether
+/// it writes each, `$14` now: the binds of both drivers' tenant upsert.
+pub(crate) fn bind_tenant_change<'q, B: Binds<'q>>(
+    query: B,
+    tenant: &'q str,
+    change: &QuotaChange,
+) -> B {
+    let v = change.values();
+    let count = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let mut query = query
+        .text(tenant)
+        .opt_big(count(v.max_unfinished_jobs))
+        .opt_big(count(v.max_module_bytes))
+        .opt_real(v.enqueue_rate)
+        .opt_big(count(v.enqueue_burst))
+        .opt_big(count(v.max_running))
+        .opt_big(count(v.max_schedules));
+    for touched in change.touched() {
+        query = query.flag(touched);
+    }
+    query.time(Utc::now())
+}
+
+/// A `wasmq_tenants` row.
+pub(crate) fn tenant_from_row(row: &impl Columns) -> Result<TenantRow, StoreError> {
+    let count = |column: &str| {
+        row.opt_big(column)?
+            .map(|n| u64::try_from(n).map_err(|e| decode_err(column, e)))
+            .transpose()
+    };
+    Ok(TenantRow {
+        name: row.text("name")?,
+        quotas: Quotas {
+            max_unfinished_jobs: count("max_unfinished_jobs")?,
+            max_module_bytes: count("max_module_bytes")?,
+            enqueue_rate: row.opt_real("enqueue_rate")?,
+            enqueue_burst: count("enqueue_burst")?,
+            max_running: count("max_running")?,
+            max_schedules: count("max_schedules")?,
+        },
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+/// The row of a usage count: `unfinished`, `running`, `module_bytes`, `schedules`.
+pub(crate) fn usage_from_row(row: &impl Columns) -> Result<TenantUsage, StoreError> {
+    let count = |column: &str| u64::try_from(row.big(column)?).map_err(|e| decode_err(column, e));
+    Ok(TenantUsage {
+        unfinished_jobs: count("unfinished")?,
+        running_jobs: count("running")?,
+        module_bytes: count("module_bytes")?,
+        schedules: count("schedules")?,
     })
 }

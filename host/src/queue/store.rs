@@ -11,7 +11,7 @@ use super::*;
 /// Used as `Arc<dyn Store>`. Every method is one transaction; batch methods take thousands
 /// of items in one round trip.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: TenantStore + Send + Sync + 'static {
     /// Stores `jobs` in one transaction and returns them in input order. A job with a future
     /// `run_at` is `scheduled`, any other `available`, except that a store with a
     /// [`handoff`](Store::handoff) may give a lone due job without a key straight to an

@@ -14,7 +14,12 @@ use wasmq_host::schedule::{Scheduler, schedule_of};
 
 use super::{enqueue_one, expect_event, job, put, tenant};
 
-fn spec(tenant: &str, name: &str, cron: &str, next: Option<DateTime<Utc>>) -> NewSchedule {
+pub(super) fn spec(
+    tenant: &str,
+    name: &str,
+    cron: &str,
+    next: Option<DateTime<Utc>>,
+) -> NewSchedule {
     NewSchedule {
         tenant: tenant.to_owned(),
         name: name.to_owned(),

@@ -5,6 +5,7 @@
 mod job;
 mod module;
 mod schedule;
+mod tenant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -16,6 +17,7 @@ use crate::queue;
 pub use job::{JobPage, JobView};
 pub use module::{ModuleList, ModuleView};
 pub use schedule::{ScheduleList, ScheduleView};
+pub use tenant::TenantView;
 
 /// Limits of an attempt; a field left out is not set here (a job takes its module's
 /// default, then the server's maximum).

@@ -9,6 +9,7 @@ mod events;
 mod handed;
 mod pauses;
 mod storable;
+mod tenants;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -16,6 +16,7 @@ mod rows;
 mod schedules;
 mod settings;
 mod sql;
+mod tenants;
 mod warm;
 
 use std::str::FromStr;

@@ -37,6 +37,7 @@ mod rows;
 mod schedules;
 mod settings;
 mod sql;
+mod tenants;
 #[cfg(test)]
 mod tests;
 
