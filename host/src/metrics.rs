@@ -46,9 +46,16 @@ pub const RECENT_MINUTES: usize = 60;
 
 /// Jobs completed and failed in each of the last [`RECENT_MINUTES`] minutes: slot
 /// `minute % 60` holds the minute it was last written for, so a stale slot reads zero.
-#[derive(Default)]
 struct Recent {
     slots: [(i64, u64, u64); RECENT_MINUTES],
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent {
+            slots: [(i64::MIN, 0, 0); RECENT_MINUTES],
+        }
+    }
 }
 
 impl Recent {

@@ -108,7 +108,8 @@ impl ListQuery {
 #[template(path = "ui/jobs.html")]
 struct ListPage {
     nav: Nav,
-    states: [&'static str; 7],
+    /// Every state, and whether the filter names it.
+    states: Vec<(&'static str, bool)>,
     state: String,
     module: String,
     queue: String,
@@ -141,7 +142,10 @@ pub async fn list(
     });
     Ok(html(&ListPage {
         nav: viewer.nav("jobs"),
-        states: JobState::ALL.map(JobState::as_str),
+        states: JobState::ALL
+            .iter()
+            .map(|s| (s.as_str(), Some(*s) == filter.state))
+            .collect(),
         state: query.state.trim().to_owned(),
         module: query.module.trim().to_owned(),
         queue: query.queue.trim().to_owned(),

@@ -113,10 +113,11 @@ async fn gather(state: &AppState, viewer: &Viewer) -> Result<OverviewLive, UiErr
     };
     // The per-queue counts of unfinished jobs and two short keyset pages: nothing here
     // reads every job.
+    let (running, failed) = (newest(JobState::Running), newest(JobState::Failed));
     let (queues, running, failed) = tokio::try_join!(
         state.store.queues(tenant),
-        state.store.list_summaries(tenant, &newest(JobState::Running)),
-        state.store.list_summaries(tenant, &newest(JobState::Failed)),
+        state.store.list_summaries(tenant, &running),
+        state.store.list_summaries(tenant, &failed),
     )?;
     Ok(OverviewLive {
         queues: queues.into_iter().map(QueueRow::from).collect(),
