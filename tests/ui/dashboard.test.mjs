@@ -141,7 +141,7 @@ test("the jobs list filters and pages by cursor", async () => {
 
 test("cancel a running job, after a confirmation", async () => {
   const job = await server.enqueue(server.keys.admin, "hostile", { op: "announce_spin" }, {
-    limits: { timeout_ms: 60_000, fuel: 1e15 },
+    limits: { timeout_ms: 30_000, fuel: 1e15 },
     max_attempts: 1,
   });
   await admin.goto(`${server.base}/ui`);
@@ -160,7 +160,7 @@ test("cancel a running job, after a confirmation", async () => {
 
 test("a read-only key sees a job but cannot cancel it", async () => {
   const job = await server.enqueue(server.keys.admin, "hostile", { op: "announce_spin" }, {
-    limits: { timeout_ms: 60_000, fuel: 1e15 },
+    limits: { timeout_ms: 30_000, fuel: 1e15 },
     max_attempts: 1,
   });
   const reader = await signIn(server.keys.reader);
@@ -201,7 +201,7 @@ test("another tenant's job is not reachable by URL", async () => {
 
 test("a cross-site post is refused", async () => {
   const job = await server.enqueue(server.keys.admin, "hostile", { op: "announce_spin" }, {
-    limits: { timeout_ms: 60_000, fuel: 1e15 },
+    limits: { timeout_ms: 30_000, fuel: 1e15 },
     max_attempts: 1,
   });
   await eventually(async () => (await jobState(job.id)) === "running", 20_000, "running");
@@ -285,8 +285,15 @@ test("modules: versions, digests, and an upload from the page", async () => {
 test("readable on a phone", async () => {
   const phone = await signIn(server.keys.admin, { width: 390, height: 844 });
   await phone.goto(`${server.base}/ui`);
-  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
-  assert.equal(overflow, false, "no sideways scrolling of the page");
   await shot(phone, "overview-phone");
+  // The widest element that is not inside a scrolling box, if it is wider than the screen.
+  const wide = await phone.evaluate(() => {
+    const inScroller = (e) => e.closest(".scroll, pre");
+    return [...document.querySelectorAll("body *")]
+      .filter((e) => !inScroller(e) && e.getBoundingClientRect().right > window.innerWidth + 1)
+      .map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)
+      .slice(0, 5);
+  });
+  assert.deepEqual(wide, [], "no sideways scrolling of the page");
   await phone.context().close();
 });

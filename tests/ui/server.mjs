@@ -55,7 +55,7 @@ export async function startServer() {
   const child = spawn(
     BIN,
     ["serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${port}`,
-      "--artifact-dir", join(dir, "artifacts"), "--grace", "1s"],
+      "--artifact-dir", join(dir, "artifacts"), "--grace", "1s", "--max-fuel", "1000000000000000"],
     { env: env(), stdio: ["ignore", "pipe", "pipe"] },
   );
   let log = "";
