@@ -72,7 +72,11 @@ impl Recent {
         (now_minute - RECENT_MINUTES as i64 + 1..=now_minute)
             .map(|m| {
                 let slot = self.slots[m.rem_euclid(RECENT_MINUTES as i64) as usize];
-                if slot.0 == m { (slot.1, slot.2) } else { (0, 0) }
+                if slot.0 == m {
+                    (slot.1, slot.2)
+                } else {
+                    (0, 0)
+                }
             })
             .collect()
     }

@@ -147,7 +147,6 @@ test("cancel a running job, after a confirmation", async () => {
   await admin.goto(`${server.base}/ui`);
   await admin.locator("#running-h").waitFor();
   await admin.getByRole("link", { name: String(job.id), exact: true }).waitFor({ timeout: 20_000 });
-  await shot(admin, "overview");
   await admin.goto(`${server.base}/ui/jobs/${job.id}`);
   await admin.locator("#job-state", { hasText: "running" }).waitFor({ timeout: 20_000 });
   await admin.getByRole("link", { name: "Cancel…" }).click();
@@ -280,6 +279,34 @@ test("modules: versions, digests, and an upload from the page", async () => {
   await shot(admin, "modules");
   const modules = await server.api("GET", "/v1/modules/echo", server.keys.admin);
   assert.equal(modules.modules[0].limits.fuel, 5_000_000);
+});
+
+test("the overview: queue counts, live progress of running jobs, failures", async () => {
+  const { admin: key } = server.keys;
+  await server.enqueue(key, "hostile", { op: "fatal" }, { max_attempts: 1 });
+  for (let i = 0; i < 3; i++) {
+    await server.enqueue(key, "wordcount", { text: "later" }, { queue: "mail" });
+  }
+  await server.enqueue(key, "wordcount", { text: "tomorrow" }, { queue: "mail", delay_ms: 86_400_000 });
+  await admin.goto(`${server.base}/ui`);
+  await admin.evaluate(() => (window.__sameDocument = true));
+  // Enqueued after the page loaded: the page shows them by itself.
+  const running = [];
+  for (let n of [40, 60]) running.push(await server.enqueue(key, "hostile", { op: "steps", n }));
+  const bar = admin.locator(`progress[aria-label="job ${running[0].id} progress"]`);
+  await bar.waitFor({ timeout: 20_000 });
+  await eventually(async () => Number(await bar.getAttribute("value").catch(() => 0)) >= 10,
+    20_000, "progress of a running job in the overview");
+  assert.equal(await admin.evaluate(() => window.__sameDocument), true, "no reload");
+  const mail = admin.locator("tr", { has: admin.getByRole("link", { name: "mail", exact: true }) });
+  assert.deepEqual(
+    (await mail.locator("td.num").allTextContents()).map((t) => t.trim()),
+    ["1", "3", "0", "0"],
+  );
+  await admin.getByRole("heading", { name: "Latest failures" }).waitFor();
+  await admin.locator("code.kind", { hasText: "task_error" }).first().waitFor();
+  await shot(admin, "overview");
+  for (const job of running) await server.api("POST", `/v1/jobs/${job.id}/cancel`, key);
 });
 
 test("readable on a phone", async () => {

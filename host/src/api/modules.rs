@@ -115,7 +115,15 @@ pub async fn put_module(
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::ModulesWrite)?;
-    let (put, hosts) = upload(&state, auth.tenant(), name, query.as_deref(), &headers, body).await?;
+    let (put, hosts) = upload(
+        &state,
+        auth.tenant(),
+        name,
+        query.as_deref(),
+        &headers,
+        body,
+    )
+    .await?;
     let status = if put.created {
         StatusCode::CREATED
     } else {

@@ -173,10 +173,7 @@ pub async fn pause(
 }
 
 /// Asks before resuming queue `name`.
-pub async fn confirm_resume(
-    viewer: Viewer,
-    Path(name): Path<String>,
-) -> Result<Response, UiError> {
+pub async fn confirm_resume(viewer: Viewer, Path(name): Path<String>) -> Result<Response, UiError> {
     confirm_queue(&viewer, &name, false)
 }
 

@@ -163,7 +163,11 @@ pub async fn login(
     let mut response = see_other("/ui");
     response.headers_mut().insert(
         header::SET_COOKIE,
-        session::set_cookie(&value, state.sessions.ttl_secs(), session::over_tls(&headers)),
+        session::set_cookie(
+            &value,
+            state.sessions.ttl_secs(),
+            session::over_tls(&headers),
+        ),
     );
     Ok(response)
 }

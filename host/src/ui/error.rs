@@ -88,7 +88,10 @@ pub fn html<T: Template>(template: &T) -> Response {
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "rendering a dashboard page failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred; it has been logged")
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "an internal error occurred; it has been logged",
+            )
                 .into_response()
         }
     }

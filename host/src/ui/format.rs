@@ -17,7 +17,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -141,7 +141,10 @@ mod tests {
         );
         assert_eq!(Payload::of(b"hello"), Payload::Text("hello".into()));
         assert_eq!(Payload::of(&[0xff, 0x00]), Payload::Binary(2));
-        assert_eq!(Payload::of(&vec![b'x'; PREVIEW_BYTES + 1]), Payload::Large(65_537));
+        assert_eq!(
+            Payload::of(&vec![b'x'; PREVIEW_BYTES + 1]),
+            Payload::Large(65_537)
+        );
         assert_eq!(Payload::of(&[0xff]).text(), None);
     }
 }

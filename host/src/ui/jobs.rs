@@ -130,10 +130,7 @@ pub async fn list(
 ) -> Result<Response, UiError> {
     viewer.require(Scope::JobsRead)?;
     let filter = query.filter()?;
-    let page = state
-        .store
-        .list_summaries(viewer.tenant(), &filter)
-        .await?;
+    let page = state.store.list_summaries(viewer.tenant(), &filter).await?;
     let filters = query.filters();
     let first = format!("/ui/jobs?{filters}");
     let next = page.next_cursor.map(|c| {
@@ -212,8 +209,7 @@ impl JobLive {
             row: JobRow::from(&summary),
             finished,
             can_cancel: writer && !finished && !summary.cancel_requested,
-            can_retry: writer
-                && matches!(summary.state, JobState::Failed | JobState::Cancelled),
+            can_retry: writer && matches!(summary.state, JobState::Failed | JobState::Cancelled),
             priority: summary.priority,
             digest: summary.digest.clone(),
             run_at: format::time(summary.run_at),

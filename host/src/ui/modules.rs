@@ -132,7 +132,14 @@ pub async fn upload(
     let (status, what) = if put.created {
         (StatusCode::CREATED, "stored as version")
     } else {
-        (StatusCode::OK, "unchanged: the same bytes and limits as version")
+        (
+            StatusCode::OK,
+            "unchanged: the same bytes and limits as version",
+        )
     };
-    Ok((status, format!("{} {what} {}", put.module.name, put.module.version)).into_response())
+    Ok((
+        status,
+        format!("{} {what} {}", put.module.name, put.module.version),
+    )
+        .into_response())
 }

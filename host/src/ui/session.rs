@@ -132,7 +132,8 @@ impl Sessions {
 impl Session {
     /// Whether `submitted` is this session's CSRF token (constant time).
     pub fn csrf_matches(&self, submitted: &str) -> bool {
-        self.csrf.len() == submitted.len() && bool::from(self.csrf.as_bytes().ct_eq(submitted.as_bytes()))
+        self.csrf.len() == submitted.len()
+            && bool::from(self.csrf.as_bytes().ct_eq(submitted.as_bytes()))
     }
 }
 
@@ -201,7 +202,8 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
 mod tests {
     use super::*;
 
-    const KEY: &str = "wq_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000";
+    const KEY: &str =
+        "wq_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000";
 
     fn sessions(byte: u8) -> Sessions {
         Sessions::new([byte; 32], std::time::Duration::from_secs(3600))
@@ -211,7 +213,10 @@ mod tests {
     fn a_sealed_session_opens_until_it_expires() {
         let s = sessions(1);
         let (value, session) = s.seal(KEY, 1_000);
-        assert!(!value.contains("0123456789abcdef"), "the key is not readable");
+        assert!(
+            !value.contains("0123456789abcdef"),
+            "the key is not readable"
+        );
         assert_eq!(session.expires, 4_600);
         assert_eq!(s.open(&value, 1_000), Some(session.clone()));
         assert_eq!(s.open(&value, 4_599), Some(session));
@@ -225,7 +230,11 @@ mod tests {
         let mut raw = B64.decode(&value).unwrap();
         let last = raw.len() - 1;
         raw[last] ^= 1;
-        assert_eq!(sessions(1).open(&B64.encode(&raw), 0), None, "one bit flipped");
+        assert_eq!(
+            sessions(1).open(&B64.encode(&raw), 0),
+            None,
+            "one bit flipped"
+        );
         assert_eq!(sessions(1).open("", 0), None);
         assert_eq!(sessions(1).open("not base64!", 0), None);
         assert_eq!(sessions(1).open(&B64.encode([0u8; 30]), 0), None);
@@ -255,15 +264,39 @@ mod tests {
     #[test]
     fn only_same_origin_posts_pass() {
         let host = ("host", "127.0.0.1:8080");
-        assert!(same_origin(&headers(&[host])), "no Origin: the token decides");
-        assert!(same_origin(&headers(&[host, ("origin", "http://127.0.0.1:8080")])));
-        assert!(same_origin(&headers(&[host, ("origin", "https://127.0.0.1:8080")])));
-        assert!(!same_origin(&headers(&[host, ("origin", "http://evil.example")])));
-        assert!(!same_origin(&headers(&[host, ("origin", "http://127.0.0.1:8081")])));
+        assert!(
+            same_origin(&headers(&[host])),
+            "no Origin: the token decides"
+        );
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:8080")
+        ])));
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "https://127.0.0.1:8080")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("origin", "http://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:8081")
+        ])));
         assert!(!same_origin(&headers(&[host, ("origin", "null")])));
-        assert!(!same_origin(&headers(&[("origin", "http://127.0.0.1:8080")])));
-        assert!(!same_origin(&headers(&[host, ("sec-fetch-site", "cross-site")])));
-        assert!(!same_origin(&headers(&[host, ("sec-fetch-site", "same-site")])));
+        assert!(!same_origin(&headers(&[(
+            "origin",
+            "http://127.0.0.1:8080"
+        )])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "same-site")
+        ])));
         assert!(same_origin(&headers(&[
             host,
             ("sec-fetch-site", "same-origin"),
@@ -278,10 +311,21 @@ mod tests {
         assert_eq!(cookie(&headers(&[("cookie", "a=1")])), None);
         let set = set_cookie("v", 60, false);
         let set = set.to_str().unwrap();
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
-        assert!(set.contains("Path=/ui") && set.contains("Max-Age=60"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        assert!(
+            set.contains("Path=/ui") && set.contains("Max-Age=60"),
+            "{set}"
+        );
         assert!(!set.contains("Secure"));
-        assert!(set_cookie("v", 60, true).to_str().unwrap().ends_with("; Secure"));
+        assert!(
+            set_cookie("v", 60, true)
+                .to_str()
+                .unwrap()
+                .ends_with("; Secure")
+        );
         assert!(clear_cookie(false).to_str().unwrap().contains("Max-Age=0"));
         assert!(over_tls(&headers(&[("x-forwarded-proto", "https")])));
         assert!(!over_tls(&headers(&[("x-forwarded-proto", "http")])));
