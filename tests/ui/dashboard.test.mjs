@@ -97,6 +97,18 @@ test("sign in gives a strict, HTTP-only, expiring cookie; sign out ends it", asy
   await other.context().close();
 });
 
+test("a revoked key ends its session at the next request", async () => {
+  const key = server.newKey("acme");
+  const page = await signIn(key);
+  await page.goto(`${server.base}/ui/jobs`);
+  assert.equal(new URL(page.url()).pathname, "/ui/jobs");
+  server.revoke(key, "acme");
+  await page.goto(`${server.base}/ui/jobs`);
+  assert.equal(new URL(page.url()).pathname, "/ui/login");
+  assert.deepEqual(await page.context().cookies(), [], "the cookie is cleared");
+  await page.context().close();
+});
+
 test("a job's progress shows live, then it finishes; its log opens", async () => {
   const job = await server.enqueue(server.keys.admin, "hostile", { op: "steps", n: 10 });
   await admin.goto(`${server.base}/ui/jobs/${job.id}`);
@@ -313,14 +325,8 @@ test("readable on a phone", async () => {
   const phone = await signIn(server.keys.admin, { width: 390, height: 844 });
   await phone.goto(`${server.base}/ui`);
   await shot(phone, "overview-phone");
-  // The widest element that is not inside a scrolling box, if it is wider than the screen.
-  const wide = await phone.evaluate(() => {
-    const inScroller = (e) => e.closest(".scroll, pre");
-    return [...document.querySelectorAll("body *")]
-      .filter((e) => !inScroller(e) && e.getBoundingClientRect().right > window.innerWidth + 1)
-      .map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)
-      .slice(0, 5);
-  });
-  assert.deepEqual(wide, [], "no sideways scrolling of the page");
+  // Wide tables scroll inside their own box; the page itself never scrolls sideways.
+  const [page, screen] = await phone.evaluate(() => [document.documentElement.scrollWidth, innerWidth]);
+  assert.ok(page <= screen, `the page is ${page} px wide on a ${screen} px screen`);
   await phone.context().close();
 });

@@ -83,6 +83,12 @@ export async function startServer() {
   return {
     base,
     keys,
+    /** A new key of `tenant` with every scope, made while the server runs. */
+    newKey: (tenant) => key("--tenant", tenant),
+    /** Revokes `whole` (`wq_<id>_<secret>`) through the store, as an operator would. */
+    revoke: (whole, tenant) =>
+      execFileSync(BIN, ["key", "revoke", whole.split("_")[1], "--tenant", tenant,
+        "--data-dir", dataDir], { env: env() }),
     api,
     log: () => log,
     async enqueue(key, module, input, extra = {}) {
