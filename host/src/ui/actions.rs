@@ -23,11 +23,28 @@ struct Confirm {
     back: String,
 }
 
-async fn job_exists(state: &AppState, viewer: &Viewer, id: i64) -> Result<(), UiError> {
-    match state.store.job_state(viewer.tenant(), id).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::JobNotFound(id).into()),
+/// The confirmation page of action `verb` (`cancel`, `retry`) on job `id`.
+async fn confirm_job(
+    state: &AppState,
+    viewer: &Viewer,
+    id: i64,
+    verb: &str,
+    detail: &str,
+) -> Result<Response, UiError> {
+    viewer.require(Scope::JobsWrite)?;
+    if state.store.job_state(viewer.tenant(), id).await?.is_none() {
+        return Err(ApiError::JobNotFound(id).into());
     }
+    let mut title = verb.to_owned();
+    title[..1].make_ascii_uppercase();
+    Ok(html(&Confirm {
+        nav: viewer.nav("jobs"),
+        title: format!("{title} job {id}?"),
+        detail: detail.into(),
+        action: format!("/ui/jobs/{id}/{verb}"),
+        button: format!("{title} job {id}"),
+        back: format!("/ui/jobs/{id}"),
+    }))
 }
 
 /// Asks before cancelling job `id`.
@@ -36,18 +53,9 @@ pub async fn confirm_cancel(
     viewer: Viewer,
     Path(id): Path<i64>,
 ) -> Result<Response, UiError> {
-    viewer.require(Scope::JobsWrite)?;
-    job_exists(&state, &viewer, id).await?;
-    Ok(html(&Confirm {
-        nav: viewer.nav("jobs"),
-        title: format!("Cancel job {id}?"),
-        detail: "A waiting job is cancelled at once; a running one is interrupted within \
-                 a second. This cannot be undone (a cancelled job can be retried)."
-            .into(),
-        action: format!("/ui/jobs/{id}/cancel"),
-        button: format!("Cancel job {id}"),
-        back: format!("/ui/jobs/{id}"),
-    }))
+    let detail = "A waiting job is cancelled at once; a running one is interrupted within a \
+                  second. A cancelled job can be retried.";
+    confirm_job(&state, &viewer, id, "cancel", detail).await
 }
 
 /// Cancels job `id`.
@@ -73,18 +81,9 @@ pub async fn confirm_retry(
     viewer: Viewer,
     Path(id): Path<i64>,
 ) -> Result<Response, UiError> {
-    viewer.require(Scope::JobsWrite)?;
-    job_exists(&state, &viewer, id).await?;
-    Ok(html(&Confirm {
-        nav: viewer.nav("jobs"),
-        title: format!("Retry job {id}?"),
-        detail: "The job becomes available at once with a fresh count of attempts; its \
-                 history is kept."
-            .into(),
-        action: format!("/ui/jobs/{id}/retry"),
-        button: format!("Retry job {id}"),
-        back: format!("/ui/jobs/{id}"),
-    }))
+    let detail = "The job becomes available at once with a fresh count of attempts; its \
+                  history is kept.";
+    confirm_job(&state, &viewer, id, "retry", detail).await
 }
 
 /// Runs failed or cancelled job `id` again.

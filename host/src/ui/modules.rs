@@ -40,6 +40,19 @@ impl From<Module> for ModuleRow {
 }
 
 impl ModuleRow {
+    /// The default limits set, as `fuel 5,000,000, timeout 2.0 s`, or a dash.
+    pub fn limits_text(&self) -> String {
+        if self.limits.is_empty() {
+            return "—".into();
+        }
+        let parts: Vec<String> = self
+            .limits
+            .iter()
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect();
+        parts.join(", ")
+    }
+
     /// The digest's first 12 digits, enough to tell versions apart at a glance.
     pub fn short_digest(&self) -> &str {
         &self.digest[..self.digest.len().min(12)]
