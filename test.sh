@@ -7,8 +7,9 @@
 # cluster, or installs the server), then runs `cargo test`, then `cargo test --benches`:
 # each criterion benchmark runs once in test mode and the end-to-end benches take their
 # quick path, so a broken bench fails here rather than on someone's `cargo bench`; then
-# the Python and JavaScript SDKs' own tests, the Python client and Django backend against
-# a real server, and API fuzzing from the OpenAPI document (schemathesis, both stores).
+# the Python and JavaScript SDKs' own tests, the dashboard's in a real browser, the Python
+# client and Django backend against a real server, and API fuzzing from the OpenAPI
+# document (schemathesis, both stores).
 set -euo pipefail
 cd "$(dirname "$0")"
 if command -v rustup >/dev/null 2>&1; then
@@ -27,6 +28,8 @@ echo "== the Python and JavaScript guest SDKs (pytest, node --test)"
 tests/interpreted-guests.sh target/guests >/dev/null
 target/py-venv/bin/python -m pytest -q -p no:cacheprovider guest-sdk/python/tests
 (cd guest-sdk/js && node --test test/)
+echo "== the dashboard in a browser (tests/ui/run-tests.sh: chromium, playwright-core)"
+tests/ui/run-tests.sh
 echo "== the Python client and the Django backend (clients/python/run-tests.sh)"
 WASMQ_BIN=$PWD/target/debug/wasmq clients/python/run-tests.sh
 echo "== API fuzzing from the OpenAPI document (tests/fuzz/run.sh)"

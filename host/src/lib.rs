@@ -5,6 +5,7 @@
 //!   the [`queue::Store`] trait.
 //! - [`worker`]: the pool that claims jobs, runs them in the sandbox and reports back.
 //! - [`api`]: the HTTP API (axum), the only module that knows HTTP and JSON.
+//! - [`ui`]: the operator's dashboard at `/ui`, HTML over the same store calls as the API.
 //! - [`schedule`]: periodic jobs: cron expressions and the scheduler every node runs.
 //! - [`metrics`]: process counters and histograms for `/metrics`.
 //! - [`cli`]: the `wasmq` command line.
@@ -22,5 +23,6 @@ pub mod runtime;
 pub mod schedule;
 pub mod secrets;
 pub mod text;
+pub mod ui;
 pub mod units;
 pub mod worker;

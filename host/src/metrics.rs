@@ -36,6 +36,64 @@ struct Registry {
     histograms: BTreeMap<(&'static str, Labels), Histogram>,
     /// Label sets each metric holds (the overflow series not counted).
     series: HashMap<&'static str, usize>,
+    /// Jobs finished per minute of the last hour, per tenant (at most [`MAX_SERIES`]
+    /// tenants): the dashboard's charts.
+    recent: HashMap<String, Recent>,
+}
+
+/// Minutes a [`Recent`] keeps.
+pub const RECENT_MINUTES: usize = 60;
+
+/// Jobs completed and failed in each of the last [`RECENT_MINUTES`] minutes: slot
+/// `minute % 60` holds the minute it was last written for, so a stale slot reads zero.
+struct Recent {
+    slots: [(i64, u64, u64); RECENT_MINUTES],
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent {
+            slots: [(i64::MIN, 0, 0); RECENT_MINUTES],
+        }
+    }
+}
+
+impl Recent {
+    fn add(&mut self, minute: i64, completed: u64, failed: u64) {
+        let slot = &mut self.slots[minute.rem_euclid(RECENT_MINUTES as i64) as usize];
+        if slot.0 != minute {
+            *slot = (minute, 0, 0);
+        }
+        slot.1 += completed;
+        slot.2 += failed;
+    }
+
+    fn last_hour(&self, now_minute: i64) -> Vec<(u64, u64)> {
+        (now_minute - RECENT_MINUTES as i64 + 1..=now_minute)
+            .map(|m| {
+                let slot = self.slots[m.rem_euclid(RECENT_MINUTES as i64) as usize];
+                if slot.0 == m {
+                    (slot.1, slot.2)
+                } else {
+                    (0, 0)
+                }
+            })
+            .collect()
+    }
+}
+
+fn minute_now() -> i64 {
+    chrono::Utc::now().timestamp().div_euclid(60)
+}
+
+/// Jobs of `tenant` that this process's workers completed and failed (for good) in each
+/// minute of the last hour, oldest first.
+pub fn last_hour(tenant: &str) -> Vec<(u64, u64)> {
+    let registry = lock();
+    match registry.recent.get(tenant) {
+        Some(recent) => recent.last_hour(minute_now()),
+        None => vec![(0, 0); RECENT_MINUTES],
+    }
 }
 
 struct Histogram {
@@ -176,6 +234,20 @@ pub fn attempt_finished(
 ) {
     let who = [("tenant", tenant), ("module", module)];
     let mut registry = lock();
+    let finished = match outcome {
+        "completed" => Some((1, 0)),
+        "failed" => Some((0, 1)),
+        _ => None,
+    };
+    if let Some((completed, failed)) = finished
+        && (registry.recent.len() < MAX_SERIES || registry.recent.contains_key(tenant))
+    {
+        registry
+            .recent
+            .entry(tenant.to_owned())
+            .or_default()
+            .add(minute_now(), completed, failed);
+    }
     match (outcome, kind) {
         ("completed", _) => registry.inc("wasmq_jobs_completed_total", &who, 1),
         ("failed", Some(kind)) => registry.inc(
@@ -281,6 +353,23 @@ pub fn render(depth: &[(String, String, u64)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_minutes_roll_over_and_forget_the_old() {
+        let mut recent = Recent::default();
+        recent.add(1_000, 2, 0);
+        recent.add(1_000, 1, 1);
+        recent.add(1_059, 0, 3);
+        let hour = recent.last_hour(1_059);
+        assert_eq!(hour.len(), RECENT_MINUTES);
+        assert_eq!(hour[0], (3, 1), "minute 1000, oldest");
+        assert_eq!(hour[59], (0, 3));
+        // An hour later minute 1000's slot is reused, and minute 1059 is out of range.
+        recent.add(1_060, 5, 0);
+        let hour = recent.last_hour(1_120);
+        assert!(hour[..59].iter().all(|m| *m == (0, 0)), "{hour:?}");
+        assert_eq!(recent.last_hour(1_060)[59], (5, 0));
+    }
 
     #[test]
     fn renders_counters_histograms_and_gauges() {

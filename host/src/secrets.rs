@@ -15,7 +15,7 @@ const NONCE_BYTES: usize = 24;
 
 /// The server's key for module secrets.
 #[derive(Clone)]
-pub struct SecretKey(XChaCha20Poly1305);
+pub struct SecretKey(XChaCha20Poly1305, [u8; 32]);
 
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,7 +39,10 @@ impl std::str::FromStr for SecretKey {
             BASE64.decode(s).ok()
         };
         match bytes {
-            Some(b) if b.len() == 32 => Ok(Self(XChaCha20Poly1305::new(b.as_slice().into()))),
+            Some(b) if b.len() == 32 => {
+                let raw: [u8; 32] = b.as_slice().try_into().expect("32 bytes");
+                Ok(Self(XChaCha20Poly1305::new(&raw.into()), raw))
+            }
             _ => Err(
                 "the secret key must be 32 bytes as 64 hex digits or base64 (e.g. `openssl rand -hex 32`)"
                     .into(),
@@ -53,6 +56,19 @@ fn aad(tenant: &str, module: &str, name: &str) -> Vec<u8> {
 }
 
 impl SecretKey {
+    /// A key for another `purpose` (the dashboard's sessions), independent of this one:
+    /// SHA-256 of the purpose and the key, so knowing one derived key tells nothing of
+    /// the key or of the keys of other purposes.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"wasmq derived key\0");
+        h.update(purpose.as_bytes());
+        h.update(b"\0");
+        h.update(self.1);
+        h.finalize().into()
+    }
+
     /// Seals `value` for secret `name` of module `module` of `tenant`.
     pub fn seal(&self, tenant: &str, module: &str, name: &str, value: &str) -> String {
         let nonce: [u8; NONCE_BYTES] = rand::random();
@@ -120,6 +136,14 @@ mod tests {
         assert!(key(8).open("t", "mail", "token", &sealed).is_err());
         // Two seals of one value differ (a fresh nonce each).
         assert_ne!(sealed, k.seal("t", "mail", "token", "hunter22"));
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_key() {
+        assert_eq!(key(1).derive("ui"), key(1).derive("ui"));
+        assert_ne!(key(1).derive("ui"), key(1).derive("other"));
+        assert_ne!(key(1).derive("ui"), key(2).derive("ui"));
+        assert_ne!(key(1).derive("ui"), [1u8; 32]);
     }
 
     #[test]

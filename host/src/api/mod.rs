@@ -24,7 +24,7 @@ mod extract;
 mod health;
 mod jobs;
 mod limits;
-mod modules;
+pub(crate) mod modules;
 mod queues;
 mod quota;
 mod schedules;
@@ -75,10 +75,14 @@ pub struct ApiConfig {
     /// between share the last reading. Default 10 s.
     pub depth_refresh: Duration,
     /// Seals module secrets (`PUT /v1/modules/{name}/config`); without one, a config with
-    /// secrets is refused. Default none.
+    /// secrets is refused. Default none. The dashboard's sessions are sealed under a key
+    /// derived from it; without one, under a key drawn at start (sessions then end when
+    /// the server restarts, and several API nodes need the same `secret_key`).
     pub secret_key: Option<crate::secrets::SecretKey>,
     /// The quotas of a tenant that sets none of its own. Default: none (not limited).
     pub tenant_defaults: crate::queue::Quotas,
+    /// How long a dashboard session lasts after sign-in. Default 12 h.
+    pub session_ttl: Duration,
 }
 
 impl Default for ApiConfig {
@@ -94,6 +98,7 @@ impl Default for ApiConfig {
             depth_refresh: Duration::from_secs(10),
             secret_key: None,
             tenant_defaults: crate::queue::Quotas::default(),
+            session_ttl: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -116,13 +121,20 @@ pub struct AppState {
     depth: Arc<health::DepthCache>,
     /// The tenants' quotas as this node enforces them.
     quotas: Arc<quota::QuotaState>,
+    /// Seals and opens the dashboard's session cookies.
+    pub(crate) sessions: Arc<crate::ui::Sessions>,
 }
 
 impl AppState {
     /// State over `store` and `runtime` with `config`.
     pub fn new(store: Arc<dyn Store>, runtime: Runtime, config: ApiConfig) -> Self {
         let (tx, rx) = watch::channel(false);
+        let session_key = match &config.secret_key {
+            Some(key) => key.derive("dashboard sessions"),
+            None => rand::random(),
+        };
         Self {
+            sessions: Arc::new(crate::ui::Sessions::new(session_key, config.session_ttl)),
             store,
             runtime,
             long_polls: Arc::new(limits::LongPolls::new(config.max_long_polls_per_key)),
@@ -250,6 +262,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi))
+        .merge(crate::ui::routes())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))

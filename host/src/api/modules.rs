@@ -115,8 +115,40 @@ pub async fn put_module(
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::ModulesWrite)?;
+    let (put, hosts) = upload(
+        &state,
+        auth.tenant(),
+        name,
+        query.as_deref(),
+        &headers,
+        body,
+    )
+    .await?;
+    let status = if put.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(ModuleView::with_hosts(put.module, &hosts)),
+    ))
+}
+
+/// Reads, validates (by compiling) and stores an upload of module `name` for `tenant`,
+/// its default limits and allow-list from `query` as `PUT /v1/modules/{name}` takes
+/// them: the version stored and the module's allow-list. The caller checked the scope.
+/// The dashboard's upload goes through here too.
+pub(crate) async fn upload(
+    state: &AppState,
+    tenant: &str,
+    name: String,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(queue::PutModule, Vec<String>), ApiError> {
     check_name(&name)?;
-    let (params, hosts) = upload_params(query.as_deref())?;
+    let (params, hosts) = upload_params(query)?;
     let hosts = hosts
         .map(|h| super::settings::check_allowed_hosts(&h))
         .transpose()?;
@@ -151,7 +183,7 @@ pub async fn put_module(
     // Before the compile: an upload over the quota costs the server no compile.
     state
         .quotas
-        .check_module(&*state.store, auth.tenant(), &bytes)
+        .check_module(&*state.store, tenant, &bytes)
         .await?;
     let bytes = Arc::new(bytes.to_vec());
     let (kind, digest) = state.runtime.validate(bytes.clone()).await?;
@@ -162,7 +194,7 @@ pub async fn put_module(
     let put = state
         .store
         .put_module(NewModule {
-            tenant: auth.tenant().to_owned(),
+            tenant: tenant.to_owned(),
             name,
             kind,
             digest,
@@ -170,7 +202,6 @@ pub async fn put_module(
             limits,
         })
         .await?;
-    let tenant = auth.tenant();
     // The policy goes in after the version: should it fail, the module has less access
     // than asked for, never more.
     let hosts = match hosts {
@@ -189,15 +220,7 @@ pub async fn put_module(
             settings.allowed_hosts
         }
     };
-    let status = if put.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        axum::Json(ModuleView::with_hosts(put.module, &hosts)),
-    ))
+    Ok((put, hosts))
 }
 
 /// The latest version of every module of the caller's tenant.
