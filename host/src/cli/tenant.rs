@@ -24,7 +24,8 @@ pub struct TenantDefaultArgs {
     /// Default `enqueue_burst`: jobs enqueued at once after a quiet spell.
     #[arg(long, env = "WASMQ_TENANT_ENQUEUE_BURST")]
     pub tenant_enqueue_burst: Option<u64>,
-    /// Default `max_running`: jobs of a tenant running at once.
+    /// Default `max_running`: jobs of a tenant running at once (stored and shown, not
+    /// enforced yet).
     #[arg(long, env = "WASMQ_TENANT_MAX_RUNNING")]
     pub tenant_max_running: Option<u64>,
     /// Default `max_schedules`: schedules of a tenant.

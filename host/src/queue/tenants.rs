@@ -24,7 +24,7 @@ pub struct Quotas {
     pub enqueue_rate: Option<f64>,
     /// The bucket's size: jobs enqueued at once after a quiet spell.
     pub enqueue_burst: Option<u64>,
-    /// Jobs running at once (enforced by the claim).
+    /// Jobs running at once (stored and shown; not enforced yet).
     pub max_running: Option<u64>,
     /// Schedules.
     pub max_schedules: Option<u64>,
