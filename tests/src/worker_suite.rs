@@ -40,7 +40,7 @@ macro_rules! worker_tests {
             retries_with_backoff_until_attempts_run_out_then_fails,
             fatal_fails_at_once_and_limit_violations_are_recorded_with_their_kind,
             results_usage_log_and_progress_are_written_back,
-            cancelling_a_running_job_interrupts_it_within_a_second,
+            cancelling_a_running_job_interrupts_it_long_before_its_timeout,
             cancelling_a_waiting_job_means_it_never_runs,
             delayed_jobs_run_after_their_time_and_priority_goes_first,
             graceful_shutdown_gives_unfinished_jobs_back_at_once,
@@ -299,7 +299,7 @@ pub async fn results_usage_log_and_progress_are_written_back(store: Arc<dyn Stor
     assert_eq!(l.log.lines().count(), 3, "log: {}", l.log);
 }
 
-pub async fn cancelling_a_running_job_interrupts_it_within_a_second(store: Arc<dyn Store>) {
+pub async fn cancelling_a_running_job_interrupts_it_long_before_its_timeout(store: Arc<dyn Store>) {
     put_module(&store, "hostile", guests::HOSTILE).await;
     let mut spin = job("hostile", json!({"op": "spin"}));
     spin.limits = Limits {
@@ -312,12 +312,15 @@ pub async fn cancelling_a_running_job_interrupts_it_within_a_second(store: Arc<d
     in_state(&store, id, JobState::Running, Duration::from_secs(10)).await;
     let asked = Instant::now();
     store.cancel("default", id).await.unwrap();
-    let j = finished(&store, id, Duration::from_secs(5)).await;
+    let j = finished(&store, id, Duration::from_secs(10)).await;
     let took = asked.elapsed();
     w.stop().await;
     assert_eq!(j.state, JobState::Cancelled);
     assert_eq!(j.error.unwrap().kind, ErrorKind::Cancelled);
-    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // The heartbeat (every 500 ms) carries the cancel; a cancel that did not reach the
+    // guest would leave it spinning until its 30 s timeout. Not a speed check: a loaded
+    // machine stretches the heartbeat.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
 pub async fn cancelling_a_waiting_job_means_it_never_runs(store: Arc<dyn Store>) {
