@@ -32,6 +32,16 @@ pub async fn store_at(url: &str) -> Arc<dyn Store> {
 
 /// Uploads a guest under `name` (tenant `default`) and returns its digest.
 pub async fn put_module(store: &Arc<dyn Store>, name: &str, path: &str) -> String {
+    put_module_for(store, "default", name, path).await
+}
+
+/// [`put_module`] for `tenant`.
+pub async fn put_module_for(
+    store: &Arc<dyn Store>,
+    tenant: &str,
+    name: &str,
+    path: &str,
+) -> String {
     let bytes = crate::guest_bytes(path);
     let digest = wasmq_host::runtime::digest(&bytes);
     let kind = if path.ends_with("wasi-command.wasm") {
@@ -41,7 +51,7 @@ pub async fn put_module(store: &Arc<dyn Store>, name: &str, path: &str) -> Strin
     };
     store
         .put_module(NewModule {
-            tenant: "default".into(),
+            tenant: tenant.into(),
             name: name.into(),
             kind,
             digest: digest.clone(),

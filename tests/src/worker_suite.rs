@@ -13,7 +13,8 @@ use wasmq_host::worker::WorkerConfig;
 
 use crate::guests;
 use crate::harness::{
-    assert_completed_with, eventually, finished, in_state, job, list_all, put_module, start_worker,
+    assert_completed_with, eventually, finished, in_state, job, list_all, put_module,
+    put_module_for, start_worker,
 };
 
 mod handoff;
@@ -42,6 +43,7 @@ macro_rules! worker_tests {
             results_usage_log_and_progress_are_written_back,
             cancelling_a_running_job_interrupts_it_long_before_its_timeout,
             cancelling_a_waiting_job_means_it_never_runs,
+            a_backlog_drains_while_another_tenant_enqueues_one_at_a_time,
             delayed_jobs_run_after_their_time_and_priority_goes_first,
             graceful_shutdown_gives_unfinished_jobs_back_at_once,
             handoff_a_long_job_is_stored_running_for_the_worker_and_completes_once,
@@ -407,4 +409,56 @@ pub async fn graceful_shutdown_gives_unfinished_jobs_back_at_once(store: Arc<dyn
     );
     assert_eq!(j.attempt, 0, "the interrupted attempt does not count");
     assert!(j.history.is_empty());
+}
+
+/// One tenant's backlog drains while another tenant enqueues one job at a time: the
+/// second tenant's jobs do not wait behind the backlog, and their stream of enqueues
+/// (short, fair claims; a wake-up each) never leaves the pool idle with jobs waiting.
+pub async fn a_backlog_drains_while_another_tenant_enqueues_one_at_a_time(store: Arc<dyn Store>) {
+    put_module(&store, "echo", guests::ECHO).await;
+    put_module_for(&store, "other", "echo", guests::ECHO).await;
+    let backlog: Vec<NewJob> = (0..1_000).map(|i| job("echo", json!({ "n": i }))).collect();
+    store.enqueue(backlog).await.unwrap();
+    let w = start_worker(store.clone(), config(2), 2);
+    // Seconds when the pool keeps claiming; minutes when it idles between wake-ups.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut theirs = Vec::new();
+    loop {
+        let one = NewJob {
+            tenant: "other".into(),
+            ..job("echo", json!({ "other": theirs.len() }))
+        };
+        theirs.push(store.enqueue(vec![one]).await.unwrap()[0].job.id);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let left: u64 = store
+            .queues("default")
+            .await
+            .unwrap()
+            .iter()
+            .map(|q| q.available + q.running + q.retryable)
+            .sum();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} of the backlog still unfinished"
+        );
+    }
+    for id in theirs {
+        let j = eventually(Duration::from_secs(10), "the other tenant's job", || {
+            let store = store.clone();
+            async move {
+                store
+                    .get("other", id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|j| j.state.is_finished())
+            }
+        })
+        .await;
+        assert_eq!(j.state, JobState::Completed, "job {id}");
+    }
+    w.stop().await;
 }

@@ -69,15 +69,18 @@ impl QueueLoop {
         let mut jobs: JoinSet<()> = JoinSet::new();
         let mut ready: VecDeque<(Job, CancelHandle)> = VecDeque::new();
         let mut backoff = Duration::from_millis(50);
-        // Whether the last claim may have left jobs behind (it filled its batch).
+        // Whether the last claim may have left jobs behind (it took any).
         let mut more = true;
-        // The claim in flight, and how many jobs it asked for.
-        let mut claiming: Option<(ClaimFuture, usize)> = None;
+        // The claim in flight.
+        let mut claiming: Option<ClaimFuture> = None;
         // Whether a wake-up came while a claim was in flight: the claim may have missed
         // the job it announced, so its being short does not mean the queue is empty.
         let mut woke = false;
         // After a failed claim, no new one before this.
         let mut retry_at = tokio::time::Instant::now();
+        // The next look without a wake-up. A deadline, not a sleep made anew on each
+        // turn: a stream of other events must not postpone it forever.
+        let mut poll_at = tokio::time::Instant::now() + self.config.poll;
         // Jobs enqueued in this process while this loop is idle come straight here.
         // A pool serving one tenant takes none: the hand-off knows queues, not tenants.
         let handoff = self
@@ -122,8 +125,9 @@ impl QueueLoop {
                         .claim_for(tenant.as_deref(), &queue, &id, room, lease)
                         .await
                 });
-                claiming = Some((claim, room));
+                claiming = Some(claim);
                 woke = false;
+                poll_at = tokio::time::Instant::now() + self.config.poll;
             }
             if let Some(taker) = &taker {
                 // Idle: nothing claimed waits, no claim is out, the queue looked empty.
@@ -135,12 +139,14 @@ impl QueueLoop {
                 });
             }
             tokio::select! {
-                claimed = async { (&mut claiming.as_mut().expect("a claim in flight").0).await }, if claiming.is_some() => {
-                    let (_, limit) = claiming.take().expect("a claim in flight");
+                claimed = async { claiming.as_mut().expect("a claim in flight").await }, if claiming.is_some() => {
+                    claiming = None;
                     match claimed {
                         Ok(claimed) => {
                             backoff = Duration::from_millis(50);
-                            more = claimed.len() == limit || woke;
+                            // A fair claim gives each tenant its share, so a short one
+                            // may leave jobs behind: only an empty claim means empty.
+                            more = !claimed.is_empty() || woke;
                             self.hold(claimed, &mut ready);
                         }
                         Err(e) => {
@@ -183,7 +189,10 @@ impl QueueLoop {
                     }
                 },
                 _ = tokio::time::sleep_until(retry_at), if claiming.is_none() && more && retry_at > tokio::time::Instant::now() => {}
-                _ = tokio::time::sleep(self.config.poll) => more = true,
+                _ = tokio::time::sleep_until(poll_at) => {
+                    more = true;
+                    poll_at = tokio::time::Instant::now() + self.config.poll;
+                }
                 _ = triggered(&mut shutdown) => break,
             }
         }
@@ -202,7 +211,7 @@ impl QueueLoop {
         }
         // A claim in flight may already hold jobs: take them, to give them back. One
         // that does not answer in time leaves its jobs to the rescuer (lease expiry).
-        if let Some((claim, _)) = claiming
+        if let Some(claim) = claiming
             && let Ok(Ok(claimed)) = tokio::time::timeout(SHUTDOWN_CLAIM_WAIT, claim).await
         {
             self.hold(claimed, &mut ready);
