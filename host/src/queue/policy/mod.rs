@@ -11,7 +11,7 @@ mod pauses;
 mod storable;
 mod tenants;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -338,12 +338,16 @@ impl<D: Driver> Store for Queue<D> {
         // One report per job: a second report of the same job in the call is refused.
         let mut seen = HashSet::with_capacity(items.len());
         let first: Vec<bool> = items.iter().map(|item| seen.insert(item.id)).collect();
-        let unique: Vec<Finish> = items
+        let asked: Vec<i64> = items.iter().map(|item| item.id).collect();
+        let mut unique: Vec<Finish> = items
             .into_iter()
             .zip(&first)
             .filter(|(_, first)| **first)
             .map(|(item, _)| storable::finish(item))
             .collect();
+        // In id order, the order an enqueue locks the jobs it depends on: a finish and
+        // such an enqueue then take their common rows in one order, and never deadlock.
+        unique.sort_by_key(|item| item.id);
         let ids: Vec<i64> = unique.iter().map(|item| item.id).collect();
         // If the outcome is unknown, this process's long-polls of these jobs look again.
         let unsure = EventsOnDrop::new(
@@ -365,10 +369,15 @@ impl<D: Driver> Store for Queue<D> {
         self.wake_queues(released);
         self.wake_dependents(done.released);
         unsure.disarm();
-        let mut answers = applied.iter().map(Option::is_some);
-        Ok(first
-            .into_iter()
-            .map(|first| first && answers.next().unwrap_or(false))
+        let answers: HashMap<i64, bool> = ids
+            .iter()
+            .zip(&applied)
+            .map(|(id, applied)| (*id, applied.is_some()))
+            .collect();
+        Ok(asked
+            .iter()
+            .zip(first)
+            .map(|(id, first)| first && answers.get(id).copied().unwrap_or(false))
             .collect())
     }
 
