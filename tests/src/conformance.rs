@@ -124,6 +124,7 @@ macro_rules! store_conformance_tests {
             dependencies_on_unknown_jobs_are_refused,
             a_batch_names_earlier_jobs_by_index,
             a_dependent_enqueued_during_the_finish_is_never_stranded,
+            a_rescued_failure_cancels_its_dependents,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
