@@ -135,6 +135,7 @@ macro_rules! store_conformance_tests {
             tenant_quotas_change_field_by_field,
             tenant_usage_is_counted_per_tenant,
             keys_with_jobs_are_those_that_make_no_job,
+            a_rescued_failure_cancels_its_dependents,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

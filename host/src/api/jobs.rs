@@ -14,12 +14,13 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
 use super::coalesce::{check_key, coalesce_of};
+use super::deps::dependencies_of;
 use super::extract::{Auth, Json, Path, Query};
 use super::modules::{LimitParams, check_limits, check_name};
 use super::views::{JobPage, JobView};
 use super::{ApiError, AppState};
 use crate::queue::{
-    self, Dependency, Job, JobFilter, JobState, Module, NewJob, Scope, StoreEvent, keys::is_slug,
+    self, Job, JobFilter, JobState, Module, NewJob, Scope, StoreEvent, keys::is_slug,
 };
 
 /// The earliest and latest `run_at` accepted: every store orders and stores these exactly
@@ -139,33 +140,6 @@ pub struct EnqueueResponse {
 pub struct BatchResponse {
     /// In request order.
     pub jobs: Vec<BatchItem>,
-}
-
-/// The dependencies of a request (`depends_on_index` only in a batch, `batch`).
-fn dependencies_of(req: &EnqueueRequest, batch: bool) -> Result<Vec<Dependency>, ApiError> {
-    let ids = req.depends_on.iter().flatten();
-    let indexes = req.depends_on_index.iter().flatten();
-    if !batch && indexes.clone().next().is_some() {
-        return Err(ApiError::InvalidRequest(
-            "`depends_on_index` names jobs of a batch: use `depends_on` outside one".into(),
-        ));
-    }
-    if let Some(id) = ids.clone().find(|id| **id <= 0) {
-        return Err(ApiError::InvalidRequest(format!(
-            "`depends_on`: {id} is not a job id"
-        )));
-    }
-    let all: Vec<Dependency> = ids
-        .map(|id| Dependency::Job(*id))
-        .chain(indexes.map(|at| Dependency::Earlier(*at)))
-        .collect();
-    if all.len() > queue::deps::MAX_DEPENDENCIES {
-        return Err(ApiError::InvalidRequest(format!(
-            "a job may depend on at most {} jobs",
-            queue::deps::MAX_DEPENDENCIES
-        )));
-    }
-    Ok(all)
 }
 
 /// Turns one request into a [`NewJob`], merging the module's default limits.

@@ -19,6 +19,7 @@
 
 mod body;
 mod coalesce;
+mod deps;
 pub mod error;
 mod extract;
 mod health;

@@ -207,6 +207,43 @@ pub async fn a_failure_cancels_the_chain_below_it(store: Arc<dyn Store>) {
     assert_eq!(get(&store, &t, y.id).await.state, JobState::Cancelled);
 }
 
+/// A dependency whose worker vanished on its last attempt fails in the rescue, and its
+/// dependents are cancelled in the same transaction; one with attempts left is retried
+/// and its dependents wait on.
+pub async fn a_rescued_failure_cancels_its_dependents(store: Arc<dyn Store>) {
+    let t = tenant();
+    put(&store, &t, "m", b"m").await;
+    let last_try = NewJob {
+        max_attempts: 1,
+        ..in_queue(job(&t, "m", b"a"), "lost")
+    };
+    let doomed = enqueue_one(&store, last_try).await;
+    let again = enqueue_one(&store, in_queue(job(&t, "m", b"b"), "lost")).await;
+    let on_doomed = enqueue_one(&store, on(job(&t, "m", b"c"), &[doomed.id])).await;
+    let on_again = enqueue_one(&store, on(job(&t, "m", b"d"), &[again.id])).await;
+    let claimed = store
+        .claim("lost", "vanished", 2, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let mut events = store.subscribe();
+    let report = super::rescue(&store).await;
+    assert_eq!(
+        (report.failed, report.retried),
+        (vec![doomed.id], vec![again.id])
+    );
+    let cancelled = get(&store, &t, on_doomed.id).await;
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert_eq!(cancelled.error.unwrap().kind, ErrorKind::DependencyFailed);
+    expect_event(
+        &mut events,
+        "the cancelled dependent's long-polls",
+        |e| matches!(e, StoreEvent::JobsFinished { ids } if ids.contains(&on_doomed.id)),
+    )
+    .await;
+    assert_eq!(get(&store, &t, on_again.id).await.state, JobState::Waiting);
+}
+
 /// A job on jobs already completed is available at once; one on a job already failed or
 /// cancelled is cancelled at once (`dependency_failed`).
 pub async fn dependencies_already_finished_decide_at_once(store: Arc<dyn Store>) {
