@@ -475,6 +475,14 @@ async fn idempotency_batches_listing_log_and_cancel() {
     }
     assert_eq!(seen.len(), 250);
     assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first");
+    // A filter no module or queue can be named (a NUL, which PostgreSQL's text refuses;
+    // found by the API fuzzer) matches nothing: an empty page, not a 500.
+    for filter in ["module=%0A%14%C3%A8+%00%066", "queue=a%00b", "module=Echo"] {
+        let page: Value = s
+            .call(Method::GET, &format!("/v1/jobs?{filter}"), &s.admin)
+            .await;
+        assert_eq!(page["jobs"], serde_json::json!([]), "{filter}");
+    }
 
     let id = seen[0];
     let cancelled: Value = s

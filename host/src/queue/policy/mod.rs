@@ -183,6 +183,15 @@ fn check_attempts(jobs: &[NewJob]) -> Result<(), StoreError> {
     }
 }
 
+/// Whether a listing's module and queue could name any job: both are slugs when stored,
+/// and anything else (a NUL, which PostgreSQL's text refuses) matches nothing.
+fn may_match(filter: &JobFilter) -> bool {
+    [&filter.module, &filter.queue]
+        .into_iter()
+        .flatten()
+        .all(|name| super::keys::is_slug(name))
+}
+
 /// Puts claimed jobs in claim order, fair between tenants: each tenant's jobs ranked by
 /// priority (highest first), run_at, id; then rank first, so every tenant's first job
 /// comes before anyone's second, and among equal ranks the earliest run_at, then id.
@@ -469,6 +478,9 @@ impl<D: Driver> Store for Queue<D> {
 
     async fn list(&self, tenant: &str, filter: &JobFilter) -> Result<Page, StoreError> {
         let limit = page_limit(filter);
+        if !may_match(filter) {
+            return Ok(Self::page(Vec::new(), limit, |job: &Job| job.id));
+        }
         let rows = self.inner.driver.list(tenant, &page_filter(filter)).await?;
         Ok(Self::page(rows, limit, |job| job.id))
     }
@@ -479,6 +491,9 @@ impl<D: Driver> Store for Queue<D> {
         filter: &JobFilter,
     ) -> Result<Page<JobSummary>, StoreError> {
         let limit = page_limit(filter);
+        if !may_match(filter) {
+            return Ok(Self::page(Vec::new(), limit, |job: &JobSummary| job.id));
+        }
         let rows = self.inner.driver.list(tenant, &page_filter(filter)).await?;
         Ok(Self::page(rows, limit, |job| job.id))
     }
