@@ -92,6 +92,7 @@ macro_rules! store_conformance_tests {
             cancel_running_job_is_requested,
             prune_removes_only_old_finished_jobs,
             list_filters_and_pages_newest_first,
+            a_schedules_jobs_are_listed_by_its_name,
             module_versions_and_bytes,
             deleted_module_keeps_bytes_for_waiting_jobs,
             subscribers_hear_enqueues_and_finishes,

@@ -151,6 +151,23 @@ test("the jobs list filters and pages by cursor", async () => {
   assert.match(admin.url(), /state=running/);
 });
 
+test("the jobs a schedule made, by its name", async () => {
+  const key = server.keys.admin;
+  await server.api("PUT", "/v1/schedules/every-second", key,
+    { cron: "* * * * * *", module: "wordcount", input: { text: "tick" } });
+  await eventually(async () => (await server.api("GET", "/v1/jobs?schedule=every-second", key)).jobs.length >= 2,
+    20_000, "two ticks of the schedule");
+  await server.api("DELETE", "/v1/schedules/every-second", key);
+  await admin.goto(`${server.base}/ui/jobs`);
+  await admin.getByRole("textbox", { name: "Schedule" }).fill("every-second");
+  await admin.getByRole("button", { name: "Filter" }).click();
+  assert.match(admin.url(), /schedule=every-second/);
+  const rows = admin.locator("table.jobs tbody tr");
+  const listed = (await server.api("GET", "/v1/jobs?schedule=every-second", key)).jobs.length;
+  assert.ok(listed >= 2);
+  assert.equal(await rows.count(), listed, "the schedule's jobs and no other");
+});
+
 test("cancel a running job, after a confirmation", async () => {
   const job = await server.enqueue(server.keys.admin, "hostile", { op: "announce_spin" }, {
     limits: { timeout_ms: 30_000, fuel: 1e15 },

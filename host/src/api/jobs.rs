@@ -594,6 +594,8 @@ pub struct ListParams {
     pub module: Option<String>,
     /// Only jobs of this queue.
     pub queue: Option<String>,
+    /// Only jobs made by this schedule's ticks.
+    pub schedule: Option<String>,
     /// At most this many (1–1000, default 100).
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -636,6 +638,7 @@ pub async fn list_jobs(
                 state: job_state,
                 module: params.module,
                 queue: params.queue,
+                schedule: params.schedule,
                 limit,
                 cursor,
             },

@@ -16,6 +16,8 @@ pub struct JobFilter {
     pub module: Option<String>,
     /// Only jobs of this queue.
     pub queue: Option<String>,
+    /// Only jobs made by this schedule's ticks.
+    pub schedule: Option<String>,
     /// At most this many (clamped to 1..=1000; 0 means 100).
     pub limit: u32,
     /// Only jobs with an id below this: the `next_cursor` of the previous page.

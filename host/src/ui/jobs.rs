@@ -63,6 +63,8 @@ pub struct ListQuery {
     #[serde(default)]
     queue: String,
     #[serde(default)]
+    schedule: String,
+    #[serde(default)]
     cursor: String,
 }
 
@@ -83,6 +85,7 @@ impl ListQuery {
             state,
             module: some(&self.module),
             queue: some(&self.queue),
+            schedule: some(&self.schedule),
             limit: PAGE,
             cursor,
         })
@@ -95,6 +98,7 @@ impl ListQuery {
             ("state", &self.state),
             ("module", &self.module),
             ("queue", &self.queue),
+            ("schedule", &self.schedule),
         ] {
             if !value.trim().is_empty() {
                 q.append_pair(name, value.trim());
@@ -113,6 +117,7 @@ struct ListPage {
     state: String,
     module: String,
     queue: String,
+    schedule: String,
     jobs: Vec<JobRow>,
     /// The next page's URL, if there is one.
     next: Option<String>,
@@ -146,6 +151,7 @@ pub async fn list(
         state: query.state.trim().to_owned(),
         module: query.module.trim().to_owned(),
         queue: query.queue.trim().to_owned(),
+        schedule: query.schedule.trim().to_owned(),
         jobs: page.jobs.iter().map(JobRow::from).collect(),
         next,
         paged: filter.cursor.is_some(),

@@ -154,3 +154,69 @@ pub async fn list_filters_and_pages_newest_first(store: Arc<dyn Store>) {
             .is_empty()
     );
 }
+
+/// A schedule's jobs (keys `wasmq:schedule:<name>:<tick>`) are listed by its name, newest
+/// first and by cursor, and not another schedule's whose name starts the same.
+pub async fn a_schedules_jobs_are_listed_by_its_name(store: Arc<dyn Store>) {
+    let t = tenant();
+    put(&store, &t, "m", b"m").await;
+    let keys = [
+        Some("wasmq:schedule:nightly:100"),
+        Some("wasmq:schedule:nightly-2:100"),
+        None,
+        Some("wasmq:schedule:nightly:200"),
+        Some("wasmq:schedule:other:100"),
+        Some("wasmq:schedule:nightly:300"),
+    ];
+    let jobs = keys
+        .iter()
+        .map(|key| NewJob {
+            idempotency_key: key.map(str::to_owned),
+            ..job(&t, "m", b"x")
+        })
+        .collect();
+    let ids: Vec<i64> = store
+        .enqueue(jobs)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.job.id)
+        .collect();
+    let by = |schedule: &str, cursor: Option<i64>| JobFilter {
+        schedule: Some(schedule.to_owned()),
+        limit: 2,
+        cursor,
+        ..JobFilter::default()
+    };
+    let first = store.list(&t, &by("nightly", None)).await.unwrap();
+    let got: Vec<i64> = first.jobs.iter().map(|j| j.id).collect();
+    assert_eq!(got, [ids[5], ids[3]]);
+    let rest = store
+        .list(&t, &by("nightly", first.next_cursor))
+        .await
+        .unwrap();
+    let got: Vec<i64> = rest.jobs.iter().map(|j| j.id).collect();
+    assert_eq!(got, [ids[0]]);
+    assert_eq!(rest.next_cursor, None);
+    let other = store
+        .list_summaries(&t, &by("nightly-2", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [ids[1]]
+    );
+    let with_state = JobFilter {
+        state: Some(JobState::Completed),
+        ..by("nightly", None)
+    };
+    assert!(store.list(&t, &with_state).await.unwrap().jobs.is_empty());
+    assert!(
+        store
+            .list(&t, &by("night", None))
+            .await
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
+}

@@ -183,10 +183,11 @@ fn check_attempts(jobs: &[NewJob]) -> Result<(), StoreError> {
     }
 }
 
-/// Whether a listing's module and queue could name any job: both are slugs when stored,
+/// Whether a listing's module, queue and schedule could name any job: all are slugs when
+/// stored,
 /// and anything else (a NUL, which PostgreSQL's text refuses) matches nothing.
 fn may_match(filter: &JobFilter) -> bool {
-    [&filter.module, &filter.queue]
+    [&filter.module, &filter.queue, &filter.schedule]
         .into_iter()
         .flatten()
         .all(|name| super::keys::is_slug(name))

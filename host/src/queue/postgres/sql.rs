@@ -462,6 +462,9 @@ pub(super) fn list_query(
     limit: i64,
     columns: &'static str,
 ) -> sqlx::QueryBuilder<sqlx::Postgres> {
+    if let Some(schedule) = &filter.schedule {
+        return schedule_list_query(tenant, schedule, filter, limit, columns);
+    }
     let states = match filter.state {
         Some(state) => vec![state],
         None => JobState::ALL.to_vec(),
@@ -493,6 +496,38 @@ pub(super) fn list_query(
     if merged {
         q.push(") j ORDER BY id DESC LIMIT ").push_bind(limit);
     }
+    q
+}
+
+/// A schedule's jobs, newest first, on the index of schedule ticks' keys (migration
+/// 0015: the query names its expression and predicate as written there).
+fn schedule_list_query(
+    tenant: &str,
+    schedule: &str,
+    filter: &JobFilter,
+    limit: i64,
+    columns: &'static str,
+) -> sqlx::QueryBuilder<sqlx::Postgres> {
+    let mut q =
+        sqlx::QueryBuilder::new(format!("SELECT {columns} FROM wasmq_jobs WHERE tenant = "));
+    q.push_bind(tenant.to_owned());
+    q.push(
+        " AND idempotency_key LIKE 'wasmq:schedule:%' AND split_part(idempotency_key, ':', 3) = ",
+    );
+    q.push_bind(schedule.to_owned());
+    if let Some(state) = filter.state {
+        q.push(format_args!(" AND state = '{}'", state.as_str()));
+    }
+    if let Some(module) = &filter.module {
+        q.push(" AND module = ").push_bind(module.clone());
+    }
+    if let Some(queue) = &filter.queue {
+        q.push(" AND queue = ").push_bind(queue.clone());
+    }
+    if let Some(cursor) = filter.cursor {
+        q.push(" AND id < ").push_bind(cursor);
+    }
+    q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
     q
 }
 

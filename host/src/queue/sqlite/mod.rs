@@ -472,6 +472,18 @@ impl Driver for SqliteDriver {
             .bind(filter.queue.as_deref())
             .bind(filter.cursor)
             .bind(i64::from(filter.limit))
+            .bind(
+                filter
+                    .schedule
+                    .as_ref()
+                    .map(|s| format!("wasmq:schedule:{s}:")),
+            )
+            .bind(
+                filter
+                    .schedule
+                    .as_ref()
+                    .map(|s| format!("wasmq:schedule:{s};")),
+            )
             .fetch_all(&self.read)
             .await
             .map_err(db_err)?;

@@ -240,6 +240,13 @@ pub(super) fn list_sql(filter: &JobFilter, columns: &str) -> String {
         ),
         (filter.queue.is_some(), " AND queue = $4", " AND $4 IS NULL"),
         (filter.cursor.is_some(), " AND id < $5", " AND $5 IS NULL"),
+        // A schedule's ticks have the keys `wasmq:schedule:<name>:<tick>`: with BINARY
+        // collation they are the range [`…<name>:`, `…<name>;`) of the idempotency index.
+        (
+            filter.schedule.is_some(),
+            " AND idempotency_key >= $7 AND idempotency_key < $8",
+            " AND $7 IS NULL AND $8 IS NULL",
+        ),
     ] {
         sql.push_str(if set { compare } else { unset });
     }
