@@ -17,6 +17,8 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ("RENDER_EMAIL", "render-email", "render_email"),
     ("WEBHOOK", "webhook", "webhook"),
     ("HOSTILE", "hostile-fixture", "hostile_fixture"),
+    ("FANOUT", "fanout", "fanout"),
+    ("V1_TASK", "v1-fixture", "v1_fixture"),
 ];
 
 /// Core WASI command guests, built for `wasm32-wasip1`: (constant, package, file stem).

@@ -2,8 +2,8 @@
 // entry module `wasmq-task build` generates, inside componentize-js; that entry passes
 // `send` (guest-http.js) and `config` (guest-config.js) when built with --http / --config,
 // whose imports a task without them must not carry.
-import { log, progress, setResult, job } from "wasmq:task/host@0.1.0";
-import { Context, Fatal, Retry, decodeInput, encodeResult } from "./index.js";
+import { log, progress, setResult, job, enqueue } from "wasmq:task/host@0.2.0";
+import { Context, Fatal, Retry, decodeInput, encodeResult, refusal } from "./index.js";
 
 const without = (option) => () => {
   throw new Fatal(`this component was built without ${option}: rebuild it with \`wasmq-task build ${option}\``);
@@ -23,6 +23,18 @@ export function runTask(handler, input, { send = without("--http"), config = wit
     log: (level, message) => log(level, message),
     progress: (percent, note) => progress(percent, note),
     job: () => job(),
+    enqueue: (child) => {
+      const request = {
+        ...child,
+        // WIT's u64 is a BigInt here; an option is undefined when not given.
+        delayMs: child.delayMs == null ? undefined : BigInt(child.delayMs),
+      };
+      try {
+        return Number(enqueue(request));
+      } catch (e) {
+        throw refusal(String(e?.payload ?? e?.message ?? e));
+      }
+    },
     send,
     config,
   };

@@ -3,6 +3,7 @@
 //   import { task, Fatal } from "wasmq-task";
 //   export default task((input, cx) => {
 //     cx.info("counting words");
+//     cx.enqueue("notify", { done: true }); // a child job, made if this one completes
 //     if (!input.text) throw new Fatal("no text");
 //     return { words: input.text.split(/\s+/).filter(Boolean).length };
 //   });
@@ -12,6 +13,7 @@
 // `wasmq-task build app.js -o app.wasm` makes the component; `wasmq-task/testing` runs the
 // handler under Node for tests. One task per module (its default export).
 
+import { Fatal, Retry } from "./errors.js";
 import { Http } from "./http.js";
 
 export { Fatal, Retry } from "./errors.js";
@@ -56,6 +58,21 @@ export class Context {
   config(name) {
     return this.#sink.config(String(name));
   }
+  /** Enqueues a job of `module` as a child of this one and returns the id it will have.
+   *  It is created if, and only if, this attempt completes: a failed attempt leaves none,
+   *  so a retry never doubles them. `input` is sent as JSON (a Uint8Array as it is); the
+   *  queue defaults to this job's. Throws `Fatal` when the host refuses it (over the caps,
+   *  an unknown module), `Retry` when the store was unavailable. */
+  enqueue(module, input, { queue, priority, delayMs, idempotencyKey } = {}) {
+    const bytes = encodeResult(input) ?? new TextEncoder().encode("null");
+    return this.#sink.enqueue({ module: String(module), input: bytes, queue, priority, delayMs, idempotencyKey });
+  }
+}
+
+/** The host's refusal of a child as the error a task throws: `Retry` when the store was
+ *  unavailable (the host says "try again"), else `Fatal`. */
+export function refusal(message) {
+  return message.endsWith("try again") ? new Retry(message) : new Fatal(message);
 }
 
 /** Marks `fn(input, cx)` as the module's task; export the result as the default. */

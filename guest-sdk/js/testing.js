@@ -1,10 +1,12 @@
 // Run a task's handler under Node, as a test would: no server, no Wasm.
 //
 //   import { run } from "wasmq-task/testing";
-//   const report = run(handler, { text: "a b" });   // { result, resultBytes, log, progress }
+//   const report = run(handler, { text: "a b" });   // { result, resultBytes, log, progress, children }
 //
 // Input goes through JSON as it would on its way to a job (a Uint8Array stays bytes); a
-// failing handler throws what it threw (Retry, Fatal or any other error).
+// failing handler throws what it threw (Retry, Fatal or any other error). `cx.enqueue`
+// records child jobs in `report.children` as [id, {module, input, ...}], numbered after
+// the job's id.
 //
 // `config: {...}` and `secrets: {...}` are what `cx.config(name)` reads; a secret's value in
 // a log line is replaced by `[redacted]`, as the host does. HTTP is never really sent: each
@@ -26,6 +28,7 @@ export function run(
   const values = { ...config, ...secrets };
   const log = [];
   const progress = [];
+  const children = [];
   const sink = {
     log: (level, message) => log.push([level, hidden.reduce((m, s) => m.split(s).join(REDACTED), message)]),
     progress: (percent, note) => progress.push([percent, note ?? null]),
@@ -37,8 +40,13 @@ export function run(
       return http(request);
     },
     config: (name) => (Object.hasOwn(values, name) ? String(values[name]) : undefined),
+    enqueue: (child) => {
+      const childId = (/^\d+$/.test(id) ? Number(id) : 0) + children.length + 1;
+      children.push([childId, child]);
+      return childId;
+    },
   };
   const bytes = input instanceof Uint8Array ? input : new TextEncoder().encode(JSON.stringify(input ?? null));
   const out = encodeResult(handler(decodeInput(bytes), new Context(sink)));
-  return { result: out === undefined ? undefined : decodeInput(out), resultBytes: out, log, progress };
+  return { result: out === undefined ? undefined : decodeInput(out), resultBytes: out, log, progress, children };
 }

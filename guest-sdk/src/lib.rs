@@ -8,7 +8,8 @@
 //!   and `O: Serialize`: the job input is parsed as JSON, the output is serialised to JSON
 //!   and becomes the job's result.
 //! - [`task!`] wraps `fn(Vec<u8>, &Context) -> Result<Vec<u8>, TaskError>` for raw bytes.
-//! - [`Context`] logs to the job's log, reports progress and tells the task about its job.
+//! - [`Context`] logs to the job's log, reports progress, tells the task about its job
+//!   and enqueues child jobs ([`Context::enqueue`]).
 //! - [`TaskError`] says whether a failure is worth retrying.
 //!
 //! A task with JSON input and output:
@@ -59,7 +60,10 @@ extern crate self as wasmq_guest;
 
 use std::fmt;
 
+mod enqueue;
 pub mod testing;
+
+pub use enqueue::Child;
 
 #[cfg(feature = "http")]
 pub mod http;

@@ -26,6 +26,8 @@
 //! assert_eq!(report.log, vec![(testing::Level::Info, "attempt 2".to_string())]);
 //! assert_eq!(report.progress, vec![(50, Some("half".to_string()))]);
 //!
+//! assert!(report.children.is_empty());
+//!
 //! let failed = testing::run_json(run, r#"{"text": ""}"#);
 //! assert_eq!(failed.outcome, Err(TaskError::fatal("no text")));
 //! assert!(testing::run_json(run, "not json").outcome.unwrap_err().message().contains("not valid JSON"));
@@ -35,7 +37,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 pub use crate::bindings::wasmq::task::types::Level;
-use crate::{Context, JobInfo, TaskError};
+use crate::{Child, Context, JobInfo, TaskError};
 
 /// What one run of a task left behind.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +50,9 @@ pub struct Report {
     pub log: Vec<(Level, String)>,
     /// The progress reports, in order.
     pub progress: Vec<(u8, Option<String>)>,
+    /// The child jobs the task enqueued, in order, with the ids the fake gave them (the
+    /// host would store them only if the outcome is `Ok`).
+    pub children: Vec<(u64, Child)>,
 }
 
 impl Report {
@@ -71,6 +76,7 @@ struct Recorded {
     result: Option<Vec<u8>>,
     log: Vec<(Level, String)>,
     progress: Vec<(u8, Option<String>)>,
+    children: Vec<(u64, Child)>,
 }
 
 impl Default for Fake {
@@ -141,6 +147,7 @@ impl Fake {
             result: recorded.result,
             log: recorded.log,
             progress: recorded.progress,
+            children: recorded.children,
         }
     }
 
@@ -151,6 +158,15 @@ impl Fake {
     pub(crate) fn progress(&self, percent: u8, note: Option<&str>) {
         let note = note.map(str::to_owned);
         self.recorded.borrow_mut().progress.push((percent, note));
+    }
+
+    /// Records `child` with the next id after the job's own (or 1, 2, …).
+    pub(crate) fn enqueue(&self, child: Child) -> Result<u64, String> {
+        let mut recorded = self.recorded.borrow_mut();
+        let base = self.job.id.parse::<u64>().unwrap_or(0);
+        let id = base + recorded.children.len() as u64 + 1;
+        recorded.children.push((id, child));
+        Ok(id)
     }
 
     pub(crate) fn job_info(&self) -> JobInfo {

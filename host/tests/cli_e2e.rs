@@ -299,6 +299,10 @@ const BENCH: &[&str] = &[
     "4",
     "--fan-in",
     "100",
+    "--fan-out",
+    "100",
+    "--fan-out-module",
+    guests::FANOUT,
 ];
 
 #[test]
@@ -324,6 +328,7 @@ fn bench_on_the_embedded_store_prints_its_figures() {
         "w2_p95_ms",
         "w2_p99_ms",
         "w3_fan_in_ms",
+        "w3_fan_out_ms",
     ] {
         let v = report[figure].as_f64().unwrap_or(0.0);
         assert!(v.is_finite() && v > 0.0, "{figure}: {report}");
@@ -350,6 +355,7 @@ async fn bench_on_postgres_prints_its_table() {
         "W1 throughput:",
         "W2 latency:           p50",
         "W3 fan-in:",
+        "W3 fan-out:",
     ] {
         let line = table
             .lines()

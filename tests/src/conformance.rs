@@ -36,6 +36,7 @@ use wasmq_host::queue::{
 pub use wasmq_host::queue::Store;
 
 mod bounds;
+mod children;
 mod claims;
 mod coalesce;
 mod control;
@@ -50,6 +51,7 @@ mod pauses;
 mod schedules;
 mod tenants;
 pub use bounds::*;
+pub use children::*;
 pub use claims::*;
 pub use coalesce::*;
 pub use control::*;
@@ -137,6 +139,9 @@ macro_rules! store_conformance_tests {
             tenant_usage_is_counted_per_tenant,
             keys_with_jobs_are_those_that_make_no_job,
             a_rescued_failure_cancels_its_dependents,
+            children_are_stored_only_with_a_completion,
+            a_refused_or_repeated_report_stores_no_more_children,
+            keyed_and_delayed_children,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -2,7 +2,8 @@
 //! answers, failures are classified as for Rust (Retry, Fatal, an exception with its
 //! traceback in the log, fuel, wall clock, memory and output caps), no state of one
 //! job reaches the next, and the webhook examples reach only what their grants allow
-//! (a local server on 127.0.0.1), read config and keep secrets out of the log.
+//! (a local server on 127.0.0.1), read config and keep secrets out of the log; their
+//! child jobs reach the host with every option.
 //!
 //! The components are tens of MiB; they are compiled once into a shared artifact
 //! directory under `target/`, so later runs load them from disk.
@@ -11,8 +12,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use wasmq_host::runtime::{
-    AttemptReport, FailureKind, Grants, JobInfo, Limits, Outcome, Prepared, RunRequest, Runtime,
-    RuntimeConfig,
+    Admitted, AttemptReport, ChildRequest, FailureKind, Grants, JobInfo, Limits, Outcome, Prepared,
+    RunRequest, Runtime, RuntimeConfig, Spawner,
 };
 use wasmq_tests::upstream::Upstream;
 use wasmq_tests::{guest_bytes, guests};
@@ -419,5 +420,79 @@ async fn a_task_built_without_the_opt_in_imports_no_network_or_config() {
                 "{without}: {message}"
             );
         }
+    }
+}
+
+/// Admits every child but of module `nope`, numbering them from 100.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<i64>);
+
+#[async_trait::async_trait]
+impl Spawner for Recorder {
+    async fn admit(&self, request: &ChildRequest) -> Result<Admitted, String> {
+        if request.module == "nope" {
+            return Err("no module `nope` is uploaded".into());
+        }
+        let mut next = self.0.lock().unwrap();
+        *next += 1;
+        Ok(Admitted::New {
+            id: 99 + *next,
+            digest: format!("digest-of-{}", request.module),
+        })
+    }
+}
+
+/// `cx.enqueue` from Python and JavaScript reaches the host with every option, the ids
+/// come back, a refusal is `Fatal` with the host's words, and an attempt that fails
+/// after enqueueing reports no children.
+#[tokio::test]
+async fn python_and_js_enqueue_children_with_their_options() {
+    let rt = runtime();
+    for path in [guests::PY_HOSTILE, guests::JS_HOSTILE] {
+        let p = load(&rt, path).await;
+        let spawned = |then: &str| RunRequest {
+            spawner: Some(Arc::new(Recorder::default())),
+            ..request(&json!({"attack": "spawn", "then": then}), Limits::default())
+        };
+        let report = rt.run(&p, spawned("")).await;
+        assert_eq!(
+            result_json(&report),
+            json!({"ids": [100, 101, 102], "refused": "no module `nope` is uploaded"}),
+            "{path}"
+        );
+        let made: Vec<(i64, &str, &[u8])> = report
+            .children
+            .iter()
+            .map(|c| (c.id, c.request.module.as_str(), c.request.input.as_slice()))
+            .collect();
+        assert_eq!(
+            made,
+            [
+                (100, "echo", &br#"{"i":0}"#[..]),
+                (101, "echo", br#"{"i":1}"#),
+                (102, "mail", b"raw")
+            ],
+            "{path}"
+        );
+        let mail = &report.children[2];
+        assert_eq!(mail.digest, "digest-of-mail");
+        assert_eq!(
+            (
+                mail.request.queue.as_deref(),
+                mail.request.priority,
+                mail.request.delay_ms,
+                mail.request.idempotency_key.as_deref()
+            ),
+            (Some("mail"), Some(-3), Some(1500), Some("k-1")),
+            "{path}"
+        );
+        assert_eq!(report.usage.children, 3);
+        let failed = rt.run(&p, spawned("raise")).await;
+        assert_eq!(failure(&failed).1, "after enqueueing", "{path}");
+        assert!(
+            failed.children.is_empty(),
+            "{path}: a failed attempt has no children"
+        );
+        assert_eq!(failed.usage.children, 0);
     }
 }

@@ -43,3 +43,25 @@ test("the shipped WIT is the project's", () => {
   const shipped = readFileSync(new URL("../wit/task.wit", import.meta.url), "utf8");
   assert.equal(shipped, readFileSync(new URL("../../../wit/task.wit", import.meta.url), "utf8"));
 });
+
+test("child jobs are recorded with their ids and options", () => {
+  const publish = task((input, cx) => {
+    const ids = input.locales.map((locale) => cx.enqueue("reindex", { page: input.page, locale }));
+    cx.enqueue("notify", new Uint8Array([1, 2]), { queue: "mail", priority: 5, delayMs: 1000, idempotencyKey: "page-7" });
+    return { children: ids };
+  });
+  const report = run(publish, { page: 7, locales: ["en", "de"] }, { id: "40" });
+  assert.deepEqual(report.result, { children: [41, 42] });
+  const [id, child] = report.children[1];
+  assert.equal(id, 42);
+  assert.equal(child.module, "reindex");
+  assert.equal(new TextDecoder().decode(child.input), '{"page":7,"locale":"de"}');
+  const last = report.children[2][1];
+  assert.deepEqual([[...last.input], last.queue, last.priority, last.delayMs, last.idempotencyKey], [[1, 2], "mail", 5, 1000, "page-7"]);
+});
+
+test("a refused child is Fatal unless the store was unavailable", async () => {
+  const { refusal } = await import("../index.js");
+  assert.ok(refusal("no module `x` is uploaded") instanceof Fatal);
+  assert.ok(refusal("the store was unavailable; try again") instanceof Retry);
+});

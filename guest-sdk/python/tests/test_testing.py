@@ -108,3 +108,29 @@ def test_bad_progress_and_level_are_errors():
 def test_shipped_wit_is_the_projects():
     shipped = Path(wasmq_task.__file__).parent / "wit" / "task.wit"
     assert shipped.read_text() == (ROOT / "wit" / "task.wit").read_text()
+
+
+def test_children_are_recorded_with_their_ids_and_options():
+    @task
+    def publish(input, cx):
+        ids = [cx.enqueue("reindex", {"page": input["page"], "locale": loc}) for loc in input["locales"]]
+        cx.enqueue("notify", b"raw", queue="mail", priority=5, delay_ms=1000, idempotency_key="page-7")
+        return {"children": ids}
+
+    report = run(publish, {"page": 7, "locales": ["en", "de"]}, job_id="40")
+    assert report.result == {"children": [41, 42]}
+    assert [(i, c.module, c.input) for i, c in report.children[:2]] == [
+        (41, "reindex", b'{"page":7,"locale":"en"}'),
+        (42, "reindex", b'{"page":7,"locale":"de"}'),
+    ]
+    last = report.children[2][1]
+    assert (last.input, last.queue, last.priority, last.delay_ms, last.idempotency_key) == (
+        b"raw", "mail", 5, 1000, "page-7",
+    )
+
+
+def test_a_refused_child_is_fatal_unless_the_store_was_unavailable():
+    from wasmq_task import refusal
+
+    assert isinstance(refusal("no module `x` is uploaded"), Fatal)
+    assert isinstance(refusal("the store was unavailable; try again"), Retry)

@@ -596,6 +596,8 @@ pub struct ListParams {
     pub queue: Option<String>,
     /// Only jobs made by this schedule's ticks.
     pub schedule: Option<String>,
+    /// Only the child jobs of this job (those its completed attempt enqueued).
+    pub parent: Option<String>,
     /// At most this many (1–1000, default 100).
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -626,6 +628,14 @@ pub async fn list_jobs(
             })
         })
         .transpose()?;
+    let parent = params
+        .parent
+        .as_deref()
+        .map(|p| {
+            p.parse::<i64>()
+                .map_err(|_| ApiError::InvalidRequest("`parent` must be a job id".into()))
+        })
+        .transpose()?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::InvalidRequest("`limit` must be 1–1000".into()));
@@ -639,6 +649,7 @@ pub async fn list_jobs(
                 module: params.module,
                 queue: params.queue,
                 schedule: params.schedule,
+                parent,
                 limit,
                 cursor,
             },

@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::queue::postgres::PgStore;
 use crate::runtime::{Limits, Runtime, RuntimeConfig};
-use crate::worker::{Shutdown, Worker, WorkerConfig};
+use crate::worker::{ChildCaps, Shutdown, Worker, WorkerConfig};
 
 /// Arguments of `wasmq worker`.
 #[derive(Debug, Args)]
@@ -100,6 +100,12 @@ pub struct PoolArgs {
     /// waited for; the default, 0s, leaves every job not due yet for the next run.
     #[arg(long, env = "WASMQ_BURST_WAIT", value_parser = super::parse_duration, default_value = "0s")]
     pub burst_wait: Duration,
+    /// Most child jobs one attempt may enqueue (past it, the guest's `enqueue` is refused).
+    #[arg(long, env = "WASMQ_MAX_CHILDREN", default_value_t = ChildCaps::default().per_attempt)]
+    pub max_children: usize,
+    /// How deep child jobs may nest: a job this many parents down may not enqueue.
+    #[arg(long, env = "WASMQ_MAX_CHILD_DEPTH", default_value_t = ChildCaps::default().depth)]
+    pub max_child_depth: u16,
 }
 
 fn parse_tenant(s: &str) -> Result<String, String> {
@@ -151,6 +157,11 @@ impl PoolArgs {
             retention: self.retention,
             secret_key: self.secret_key.clone(),
             burst: self.burst.then_some(self.burst_wait),
+            children: ChildCaps {
+                per_attempt: self.max_children,
+                depth: self.max_child_depth,
+                ..ChildCaps::default()
+            },
             ..WorkerConfig::default()
         }
     }

@@ -40,14 +40,17 @@ pub trait Driver:
     /// jobs handed over before they are stored.
     async fn draw_ids(&self, n: usize) -> Result<Vec<i64>, StoreError>;
 
+    /// The id of `tenant`'s stored job with idempotency key `key`.
+    async fn job_id_by_key(&self, tenant: &str, key: &str) -> Result<Option<i64>, StoreError>;
+
     /// Inserts `job` (its id drawn with [`Driver::draw_ids`]) as its first attempt, running for
     /// its `worker_id` with a lease of `lease`, as a claim would have left it. No other
     /// node is told: no other worker should look for it.
     async fn insert_running(&self, job: &Job, lease: Duration) -> Result<Job, StoreError>;
 
     /// Inserts `job` with its first attempt's `report` applied: the row that
-    /// [`Driver::insert_running`] and then [`Driver::finish`] would have left, in one
-    /// commit. A released job (`Outcome::Release`) is stored `available`, attempt 0, and
+    /// [`Driver::insert_running`] and then [`Driver::finish`] would have left (its
+    /// children too), in one commit. A released job (`Outcome::Release`) is stored `available`, attempt 0, and
     /// its queue's workers on other nodes are woken.
     async fn insert_finished(&self, job: &Job, report: &Finish) -> Result<Job, StoreError>;
 
@@ -76,7 +79,8 @@ pub trait Driver:
 
     /// Applies `items` (one per job) to jobs still running at the reported attempt, in one
     /// transaction: for each, what it became, or `None` if it was refused; and the jobs
-    /// finished for good release or cancel their dependents in the same transaction.
+    /// finished for good release or cancel their dependents in the same transaction, and
+    /// the completed ones insert their children (telling other nodes of their queues).
     async fn finish(&self, items: Vec<Finish>) -> Result<Finished, StoreError>;
 
     /// Records the progress of job `id` while it runs at `attempt`.
@@ -331,7 +335,7 @@ pub struct KeyRow {
 /// The columns of a [`JobSummary`]: a listing selects only these.
 pub(crate) const SUMMARY_COLUMNS: &str = "id, tenant, module, digest, queue, priority, state, \
      run_at, attempt, max_attempts, limits, idempotency_key, progress, error, usage, history, \
-     created_at, started_at, finished_at, cancel_requested, depends_on, dependents";
+     created_at, started_at, finished_at, cancel_requested, depends_on, dependents, parent_id, depth";
 
 /// An outcome as both stores write it: the job's next state, and the error it records
 /// (appended to the history too).

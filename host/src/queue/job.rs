@@ -210,6 +210,9 @@ pub struct Usage {
     /// Bytes of outbound request bodies sent; absent when none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub http_bytes_out: u64,
+    /// Child jobs the attempt enqueued; absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub children: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -275,6 +278,10 @@ pub struct Job {
     pub depends_on: Vec<i64>,
     /// How many jobs were enqueued depending on it.
     pub dependents: u32,
+    /// The job whose completed attempt enqueued it (see [`super::ChildJob`]).
+    pub parent_id: Option<i64>,
+    /// Parents above it: 0 for a job enqueued through the API.
+    pub depth: u16,
 }
 
 /// A job as a listing shows it ([`Store::list_summaries`]): every column but the input,
@@ -325,6 +332,10 @@ pub struct JobSummary {
     pub depends_on: Vec<i64>,
     /// How many jobs were enqueued depending on it.
     pub dependents: u32,
+    /// The job whose completed attempt enqueued it (see [`super::ChildJob`]).
+    pub parent_id: Option<i64>,
+    /// Parents above it: 0 for a job enqueued through the API.
+    pub depth: u16,
 }
 
 /// What a [`Job`] has beyond its [`JobSummary`].
@@ -370,6 +381,8 @@ impl Job {
             cancel_requested,
             depends_on,
             dependents,
+            parent_id,
+            depth,
         } = summary;
         let JobBody {
             input,
@@ -408,6 +421,8 @@ impl Job {
             cancel_requested,
             depends_on,
             dependents,
+            parent_id,
+            depth,
         }
     }
 
@@ -444,6 +459,8 @@ impl Job {
             cancel_requested: self.cancel_requested,
             depends_on: self.depends_on,
             dependents: self.dependents,
+            parent_id: self.parent_id,
+            depth: self.depth,
         };
         (summary, body)
     }
@@ -488,6 +505,8 @@ impl Job {
             cancel_requested: false,
             depends_on: Vec::new(),
             dependents: 0,
+            parent_id: None,
+            depth: 0,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{ErrorKind, JobError, Progress, Usage};
+use super::{ErrorKind, JobError, NewJob, Progress, Usage};
 
 /// How an attempt ended, as reported by a worker to [`super::Store::finish`].
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +55,21 @@ pub struct Finish {
     pub log_dropped: u64,
     /// Its last progress, if it reported any (otherwise the stored one is kept).
     pub progress: Option<Progress>,
+    /// The jobs its guest enqueued: stored in the same commit if the report is applied
+    /// and completes the job; otherwise never.
+    pub children: Vec<ChildJob>,
+}
+
+/// A job enqueued by a running job's guest (WIT `enqueue`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildJob {
+    /// Drawn at the guest's call ([`super::Store::draw_ids`]): the id the guest was told.
+    pub id: i64,
+    /// The job: the parent's tenant, its digest pinned at the call, no coalescing and no
+    /// dependencies. A stored job with its idempotency key makes this one not stored.
+    pub job: NewJob,
+    /// The parent's depth + 1.
+    pub depth: u16,
 }
 
 impl Finish {
@@ -68,6 +83,7 @@ impl Finish {
             log: String::new(),
             log_dropped: 0,
             progress: None,
+            children: Vec::new(),
         }
     }
 }

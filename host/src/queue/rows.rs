@@ -254,6 +254,8 @@ pub(crate) fn summary_from_row(row: &impl Columns) -> Result<JobSummary, StoreEr
         cancel_requested: row.flag("cancel_requested")?,
         depends_on: row.opt_json("depends_on")?.unwrap_or_default(),
         dependents: unsigned("dependents", row.int("dependents")?.into())?,
+        parent_id: row.opt_big("parent_id")?,
+        depth: unsigned("depth", row.small("depth")?.into())?,
     })
 }
 

@@ -72,6 +72,13 @@ pub trait Store: TenantStore + Send + Sync + 'static {
     /// chain.
     async fn finish(&self, items: Vec<Finish>) -> Result<Vec<bool>, StoreError>;
 
+    /// `n` (≥ 1) fresh job ids, never drawn again: for child jobs, whose ids their guest
+    /// is told before they are stored with its completion ([`ChildJob`](super::ChildJob)).
+    async fn draw_ids(&self, n: usize) -> Result<Vec<i64>, StoreError>;
+
+    /// The id of `tenant`'s stored job with idempotency key `key`.
+    async fn job_id_by_key(&self, tenant: &str, key: &str) -> Result<Option<i64>, StoreError>;
+
     /// Records the progress of a running attempt; false if the job is not running at
     /// `attempt` any more.
     async fn set_progress(

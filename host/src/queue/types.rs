@@ -18,6 +18,8 @@ pub struct JobFilter {
     pub queue: Option<String>,
     /// Only jobs made by this schedule's ticks.
     pub schedule: Option<String>,
+    /// Only the children of this job.
+    pub parent: Option<i64>,
     /// At most this many (clamped to 1..=1000; 0 means 100).
     pub limit: u32,
     /// Only jobs with an id below this: the `next_cursor` of the previous page.

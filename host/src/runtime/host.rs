@@ -10,17 +10,30 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::Progress;
+use super::children::{Admitted, Child, ChildRequest, Children};
 use super::engine::TABLE_ELEMENTS;
 use super::output::SharedSink;
 use super::run::{JobInfo, ProgressSink};
 
+// The current contract (`wit/task.wit`): `enqueue` awaits the worker's spawner.
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/task.wit",
     world: "task",
+    imports: { "wasmq:task/host.enqueue": async },
     exports: { default: async },
 });
 
-pub(crate) use wasmq::task::types::{JobInfo as WitJobInfo, Level};
+/// The frozen 0.1.0 contract: its components link against the same host functions.
+/// Its export has the same shape, so both run through [`TaskPre`].
+pub(crate) mod v1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/0.1.0/task.wit",
+        world: "task",
+        exports: { default: async },
+    });
+}
+
+pub(crate) use wasmq::task::types::{EnqueueRequest, JobInfo as WitJobInfo, Level};
 
 /// Why the epoch callback stopped the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +75,8 @@ pub(crate) struct AttemptState {
     pub(crate) hooks: super::outbound::Hooks,
     /// What `wasi:config/store` answers.
     pub(crate) config: wasmtime_wasi_config::WasiConfigVariables,
+    /// The children admitted so far.
+    pub(crate) children: Children,
 }
 
 impl AttemptState {
@@ -156,6 +171,67 @@ impl wasmq::task::host::Host for AttemptState {
             module: self.job.module.clone(),
             attempt: self.job.attempt,
             max_attempts: self.job.max_attempts,
+        }
+    }
+
+    async fn enqueue(&mut self, req: EnqueueRequest) -> Result<u64, String> {
+        let request = ChildRequest {
+            module: req.module,
+            input: req.input,
+            queue: req.queue,
+            priority: req.priority,
+            delay_ms: req.delay_ms,
+            idempotency_key: req.idempotency_key,
+        };
+        let spawner = self.children.spawner.clone();
+        match spawner.admit(&request).await? {
+            Admitted::New { id, digest } => {
+                self.children.made.push(Child {
+                    id,
+                    digest,
+                    request,
+                });
+                Ok(id as u64)
+            }
+            Admitted::Existing(id) => Ok(id as u64),
+        }
+    }
+}
+
+impl v1::wasmq::task::types::Host for AttemptState {}
+
+impl v1::wasmq::task::host::Host for AttemptState {
+    fn log(&mut self, level: v1::wasmq::task::types::Level, message: String) {
+        use v1::wasmq::task::types::Level as V1;
+        let level = match level {
+            V1::Debug => Level::Debug,
+            V1::Info => Level::Info,
+            V1::Warn => Level::Warn,
+            V1::Error => Level::Error,
+        };
+        wasmq::task::host::Host::log(self, level, message);
+    }
+
+    fn progress(&mut self, percent: u8, note: Option<String>) {
+        wasmq::task::host::Host::progress(self, percent, note);
+    }
+
+    fn set_result(&mut self, data: Vec<u8>) -> Result<(), String> {
+        wasmq::task::host::Host::set_result(self, data)
+    }
+
+    fn job(&mut self) -> v1::wasmq::task::types::JobInfo {
+        let WitJobInfo {
+            id,
+            module,
+            attempt,
+            max_attempts,
+        } = wasmq::task::host::Host::job(self);
+        v1::wasmq::task::types::JobInfo {
+            id,
+            module,
+            attempt,
+            max_attempts,
         }
     }
 }

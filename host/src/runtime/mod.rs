@@ -16,6 +16,7 @@
 //! modules that pass every check reach the byte-bounded caches.
 
 mod cache;
+mod children;
 mod compile;
 mod engine;
 mod host;
@@ -27,6 +28,7 @@ mod run;
 mod validate;
 
 pub use cache::{CacheStats, ModuleCache};
+pub use children::{Admitted, Child, ChildRequest, Spawner};
 pub use compile::{COMPILE_COMMAND, child_main as compile_child_main};
 pub use engine::{CompileMode, EpochTicker, RuntimeConfig};
 pub use limits::Limits;

@@ -105,6 +105,8 @@ pub struct Usage {
     pub http_bytes_in: u64,
     /// Bytes of request bodies sent.
     pub http_bytes_out: u64,
+    /// Child jobs the attempt enqueued (kept only if it completed).
+    pub children: u64,
 }
 
 /// The last progress the guest reported.
@@ -129,6 +131,9 @@ pub struct AttemptReport {
     pub log_dropped: u64,
     /// Last reported progress.
     pub progress: Option<Progress>,
+    /// The child jobs to store with the completion, in call order (empty unless it
+    /// succeeded).
+    pub children: Vec<super::Child>,
 }
 
 impl AttemptReport {
@@ -148,6 +153,7 @@ impl AttemptReport {
             log: Vec::new(),
             log_dropped: 0,
             progress: None,
+            children: Vec::new(),
         }
     }
 

@@ -94,6 +94,8 @@ pub struct RunRequest {
     pub progress: Option<ProgressSink>,
     /// Outbound hosts and config granted to the module (default: none).
     pub grants: Grants,
+    /// Admits the attempt's child jobs (default: none may be enqueued).
+    pub spawner: Option<Arc<dyn super::Spawner>>,
 }
 
 /// The two linkers, built once per runtime.
@@ -109,6 +111,7 @@ impl Linkers {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component)?;
         wasmtime_wasi_config::add_to_linker(&mut component, config_view)?;
         Task::add_to_linker::<_, HasSelf<AttemptState>>(&mut component, |s| s)?;
+        super::host::v1::Task::add_to_linker::<_, HasSelf<AttemptState>>(&mut component, |s| s)?;
         let mut core = wasmtime::Linker::new(engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut core, |s: &mut AttemptState| s.p1())?;
         Ok(Self { component, core })
@@ -261,6 +264,7 @@ pub(crate) async fn run_attempt(
             counters.clone(),
         ),
         config: config.into_iter().collect(),
+        children: super::children::Children::new(req.spawner.clone()),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -313,6 +317,7 @@ pub(crate) async fn run_attempt(
         http_requests: counters.requests.load(Ordering::Relaxed),
         http_bytes_in: counters.bytes_in.load(Ordering::Relaxed),
         http_bytes_out: counters.bytes_out.load(Ordering::Relaxed),
+        children: 0,
     };
     let mut outcome = classify(result, state, &stdout_result, &limits);
     if let Outcome::Failure(f) = &mut outcome
@@ -323,6 +328,15 @@ pub(crate) async fn run_attempt(
         f.message = String::from_utf8_lossy(&message).into_owned();
     }
     let progress = state.progress.clone();
+    // Children are kept only for a completed attempt: a failed one leaves none.
+    let children = match &outcome {
+        Outcome::Success { .. } => std::mem::take(&mut store.data_mut().children.made),
+        Outcome::Failure(_) => Vec::new(),
+    };
+    let usage = Usage {
+        children: children.len() as u64,
+        ..usage
+    };
     let result_for_success = match &outcome {
         Outcome::Success { .. } => match prepared.pre {
             Pre::Component(_) => store.data_mut().result.take().unwrap_or_default(),
@@ -344,6 +358,7 @@ pub(crate) async fn run_attempt(
         log: log.bytes,
         log_dropped: log.dropped,
         progress,
+        children,
     }
 }
 

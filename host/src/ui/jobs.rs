@@ -86,6 +86,7 @@ impl ListQuery {
             module: some(&self.module),
             queue: some(&self.queue),
             schedule: some(&self.schedule),
+            parent: None,
             limit: PAGE,
             cursor,
         })

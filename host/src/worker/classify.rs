@@ -61,6 +61,7 @@ pub fn finish_for(job: &Job, report: AttemptReport, released: bool) -> Finish {
             http_requests: report.usage.http_requests,
             http_bytes_in: report.usage.http_bytes_in,
             http_bytes_out: report.usage.http_bytes_out,
+            children: report.usage.children,
         },
         log: String::from_utf8_lossy(&report.log).into_owned(),
         log_dropped: report.log_dropped,
@@ -68,5 +69,7 @@ pub fn finish_for(job: &Job, report: AttemptReport, released: bool) -> Finish {
             percent: p.percent,
             note: p.note,
         }),
+        // Filled in by the worker from its spawner, for a completed attempt only.
+        children: Vec::new(),
     }
 }

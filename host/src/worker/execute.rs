@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::children::{ChildCaps, JobSpawner};
 use super::claim::QueueLoop;
 use super::{Running, effective_limits, finish_for, grants};
 use crate::queue::handoff::RunAhead;
@@ -15,21 +16,31 @@ use crate::runtime::{CancelHandle, JobInfo, Progress, RunError, RunRequest, Runt
 
 /// A job task's share of its loop: store, runtime, running jobs, reports, mean time.
 type TaskParts = (
-    Arc<dyn Store>,
-    Runtime,
-    Option<crate::secrets::SecretKey>,
+    Attempt,
     Running,
     mpsc::UnboundedSender<Finish>,
     Arc<AtomicU64>,
 );
 
+/// What running an attempt needs of its loop.
+#[derive(Clone)]
+struct Attempt {
+    store: Arc<dyn Store>,
+    runtime: Runtime,
+    key: Option<crate::secrets::SecretKey>,
+    caps: ChildCaps,
+}
+
 impl QueueLoop {
     /// What a job's task needs of the loop.
     fn task_parts(&self) -> TaskParts {
         (
-            self.store.clone(),
-            self.runtime.clone(),
-            self.config.secret_key.clone(),
+            Attempt {
+                store: self.store.clone(),
+                runtime: self.runtime.clone(),
+                key: self.config.secret_key.clone(),
+                caps: self.config.children,
+            },
             self.running.clone(),
             self.finish.clone(),
             self.mean_us.clone(),
@@ -37,11 +48,11 @@ impl QueueLoop {
     }
 
     pub(super) fn start(&self, job: Job, cancel: CancelHandle, jobs: &mut JoinSet<()>) {
-        let (store, runtime, key, running, finish, mean_us) = self.task_parts();
+        let (attempt, running, finish, mean_us) = self.task_parts();
         jobs.spawn(async move {
             let id = job.id;
             let started = std::time::Instant::now();
-            let report = execute(&store, &runtime, key.as_ref(), job, cancel, false).await;
+            let report = execute(&attempt, job, cancel, false).await;
             sample(&mean_us, started);
             running.lock().expect("running lock").remove(&id);
             let _ = finish.send(report);
@@ -55,7 +66,7 @@ impl QueueLoop {
     /// to the store like a claimed one; if it was refused, the attempt is interrupted and
     /// dropped.
     pub(super) fn run_ahead(&self, job: Job, ahead: RunAhead, jobs: &mut JoinSet<()>) {
-        let (store, runtime, key, running, finish, mean_us) = self.task_parts();
+        let (parts, running, finish, mean_us) = self.task_parts();
         jobs.spawn(async move {
             let RunAhead {
                 report,
@@ -64,7 +75,7 @@ impl QueueLoop {
             let (id, attempt) = (job.id, job.attempt);
             let started = std::time::Instant::now();
             let cancel = CancelHandle::new();
-            let run = execute(&store, &runtime, key.as_ref(), job, cancel.clone(), true);
+            let run = execute(&parts, job, cancel.clone(), true);
             tokio::pin!(run);
             // The enqueuer's word, once it has written the job running: stored or not.
             let mut verdict = None;
@@ -116,14 +127,14 @@ fn sample(mean_us: &AtomicU64, started: std::time::Instant) {
 
 /// Runs one claimed job and says how to finish it. `ahead`: the job is not stored yet
 /// (hand-off), so its attempt gets no network.
-async fn execute(
-    store: &Arc<dyn Store>,
-    runtime: &Runtime,
-    key: Option<&crate::secrets::SecretKey>,
-    job: Job,
-    cancel: CancelHandle,
-    ahead: bool,
-) -> Finish {
+async fn execute(attempt: &Attempt, job: Job, cancel: CancelHandle, ahead: bool) -> Finish {
+    let Attempt {
+        store,
+        runtime,
+        key,
+        caps,
+    } = attempt;
+    let key = key.as_ref();
     // Why the store gave no bytes, if it did not.
     let fetch_failed = std::sync::OnceLock::new();
     let prepared = runtime
@@ -173,6 +184,7 @@ async fn execute(
             });
         })
     };
+    let spawner = Arc::new(JobSpawner::new(store.clone(), &job, *caps));
     let request = RunRequest {
         input: job.input.clone(),
         limits: effective_limits(&job.limits, &runtime.max_limits()),
@@ -185,9 +197,14 @@ async fn execute(
         cancel: cancel.clone(),
         progress: Some(progress),
         grants,
+        spawner: Some(spawner.clone()),
     };
-    let report = runtime.run(&prepared, request).await;
-    let finish = finish_for(&job, report, cancel.is_released());
+    let mut report = runtime.run(&prepared, request).await;
+    let made = std::mem::take(&mut report.children);
+    let mut finish = finish_for(&job, report, cancel.is_released());
+    if matches!(finish.outcome, StoreOutcome::Complete { .. }) {
+        finish.children = spawner.children(made).await;
+    }
     record_metrics(&job.tenant, &job.module, &finish);
     finish
 }

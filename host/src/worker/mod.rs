@@ -16,6 +16,7 @@
 //! - `burst.rs`: in burst mode, stops the pool once its queues have nothing left to do.
 
 mod burst;
+mod children;
 mod claim;
 mod classify;
 mod complete;
@@ -24,6 +25,7 @@ mod grants;
 mod heartbeat;
 mod maintenance;
 
+pub use children::ChildCaps;
 pub use classify::{effective_limits, finish_for};
 
 use std::collections::HashMap;
@@ -67,6 +69,8 @@ pub struct WorkerConfig {
     /// Burst mode: stop once no job of the queues is running or due within this (later
     /// ones are left for the next run). Default none: run until shutdown.
     pub burst: Option<Duration>,
+    /// Bounds on the child jobs a running job may enqueue.
+    pub children: ChildCaps,
 }
 
 impl Default for WorkerConfig {
@@ -83,6 +87,7 @@ impl Default for WorkerConfig {
             grace: Duration::from_secs(30),
             secret_key: None,
             burst: None,
+            children: ChildCaps::default(),
         }
     }
 }

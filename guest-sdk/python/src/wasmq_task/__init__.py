@@ -5,6 +5,7 @@
     @task
     def run(input, cx):
         cx.info("counting words")
+        cx.enqueue("notify", {"done": True})  # a child job, made if this one completes
         if not input.get("text"):
             raise Fatal("no text")
         return {"words": len(input["text"].split())}
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol
 
 __all__ = [
-    "task", "Retry", "Fatal", "Context", "JobInfo", "decode_input", "encode_result", "preload",
+    "task", "Retry", "Fatal", "Context", "JobInfo", "Child", "decode_input", "encode_result", "preload",
     "HttpError", "HttpDenied", "HttpInvalid", "HttpFailed",
 ]
 
@@ -73,6 +74,27 @@ class _Sink(Protocol):
     def job(self) -> JobInfo: ...
     def send(self, request: "Request") -> "Response": ...
     def config(self, name: str) -> Optional[str]: ...
+    def enqueue(self, child: "Child") -> int: ...
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child job as `cx.enqueue` passes it on: the module, the input's bytes, and the
+    options (None: the defaults)."""
+
+    module: str
+    input: bytes
+    queue: Optional[str] = None
+    priority: Optional[int] = None
+    delay_ms: Optional[int] = None
+    idempotency_key: Optional[str] = None
+
+
+def refusal(message: str) -> Exception:
+    """The host's refusal of a child as the exception a task raises: `Retry` when the
+    store was unavailable (the host says "try again"), else `Fatal` (a cap, an unknown
+    module, a bad name: another attempt would not change it)."""
+    return Retry(message) if message.endswith("try again") else Fatal(message)
 
 
 class Context:
@@ -125,6 +147,26 @@ class Context:
         """The module's config value or secret `name`, or None when it is not set; needs
         `wasmq-task build --config`. A secret written to the log shows as `[redacted]`."""
         return self._sink.config(str(name))
+
+    def enqueue(
+        self,
+        module: str,
+        input: Any = None,
+        *,
+        queue: Optional[str] = None,
+        priority: Optional[int] = None,
+        delay_ms: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> int:
+        """Enqueues a job of `module` as a child of this one and returns the id it will
+        have. It is created if, and only if, this attempt completes: an attempt that
+        fails leaves none, so a retry never doubles them. `input` is sent as JSON (bytes
+        as they are); the queue defaults to this job's. Raises `Fatal` when the host
+        refuses it (over the caps, an unknown module), `Retry` when the store was
+        unavailable; catch it to go on without the child."""
+        data = encode_result(input)
+        child = Child(str(module), b"null" if data is None else data, queue, priority, delay_ms, idempotency_key)
+        return self._sink.enqueue(child)
 
 
 Handler = Callable[[Any, Context], Any]

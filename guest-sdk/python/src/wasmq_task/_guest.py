@@ -14,7 +14,7 @@ from typing import Any, Optional
 from componentize_py_types import Err
 from wit_world.imports import host
 
-from . import Context, Fatal, JobInfo, Retry, decode_input, encode_result, registered
+from . import Child, Context, Fatal, JobInfo, Retry, decode_input, encode_result, refusal, registered
 from .http import HttpDenied, HttpError, HttpFailed, HttpInvalid, Request, Response
 
 
@@ -66,6 +66,15 @@ class _HostSink:
 
     def send(self, request: Request) -> Response:
         return _send_once(request)
+
+    def enqueue(self, child: Child) -> int:
+        request = types.EnqueueRequest(
+            child.module, child.input, child.queue, child.priority, child.delay_ms, child.idempotency_key
+        )
+        try:
+            return host.enqueue(request)
+        except Err as e:
+            raise refusal(str(e.value)) from None
 
     def config(self, name: str) -> Optional[str]:
         store = _bindings("store", "--config")

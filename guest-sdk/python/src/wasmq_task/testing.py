@@ -7,6 +7,7 @@
 The input goes through JSON as it would on its way to a job (bytes stay bytes), the
 result comes back as the job's JSON view would show it, and a failing handler raises what
 it raised (`Retry`, `Fatal` or any other exception), as the job would fail.
+`cx.enqueue` records the child jobs in `report.children`, numbered after the job's id.
 
 `config={...}` and `secrets={...}` are what `cx.config(name)` reads; a secret's value in
 a log line is replaced by `[redacted]`, as the host does. HTTP is never really sent: each
@@ -21,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Mapping, Optional, Tuple
 
-from . import Context, Handler, JobInfo, decode_input, encode_result
+from . import Child, Context, Handler, JobInfo, decode_input, encode_result
 from .http import HttpDenied, Request, Response
 
 REDACTED = "[redacted]"
@@ -38,6 +39,9 @@ class Report:
     result_bytes: Optional[bytes]
     log: List[Tuple[str, str]] = field(default_factory=list)
     progress: List[Tuple[int, Optional[str]]] = field(default_factory=list)
+    # The child jobs `cx.enqueue` made, as (id, Child): the host would store them only
+    # because the handler returned.
+    children: List[Tuple[int, Child]] = field(default_factory=list)
 
     def log_text(self) -> str:
         return "\n".join(f"{level}: {message}" for level, message in self.log)
@@ -57,6 +61,7 @@ class _Recorder:
         self._http = http
         self.log_lines: List[Tuple[str, str]] = []
         self.progress_calls: List[Tuple[int, Optional[str]]] = []
+        self.children: List[Tuple[int, Child]] = []
 
     def log(self, level: str, message: str) -> None:
         for secret in self._secrets:
@@ -78,6 +83,12 @@ class _Recorder:
 
     def job(self) -> JobInfo:
         return self._job
+
+    def enqueue(self, child: Child) -> int:
+        base = int(self._job.id) if self._job.id.isdigit() else 0
+        new_id = base + len(self.children) + 1
+        self.children.append((new_id, child))
+        return new_id
 
 
 def run(
@@ -107,4 +118,5 @@ def run(
         result_bytes=out,
         log=recorder.log_lines,
         progress=recorder.progress_calls,
+        children=recorder.children,
     )

@@ -70,6 +70,8 @@ pub struct JobView {
     pub depends_on: Vec<i64>,
     /// How many jobs were enqueued depending on it.
     pub dependents: u32,
+    /// The job whose completed attempt enqueued it, if one did.
+    pub parent_id: Option<i64>,
 }
 
 impl JobView {
@@ -127,6 +129,7 @@ impl JobView {
             finished_at: job.finished_at,
             depends_on: job.depends_on,
             dependents: job.dependents,
+            parent_id: job.parent_id,
         }
     }
 }
@@ -265,6 +268,9 @@ pub struct Usage {
     /// Bytes of outbound request bodies sent; absent when none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub http_bytes_out: u64,
+    /// Child jobs it enqueued (stored with its completion); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub children: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -280,6 +286,7 @@ impl From<queue::Usage> for Usage {
             http_requests: u.http_requests,
             http_bytes_in: u.http_bytes_in,
             http_bytes_out: u.http_bytes_out,
+            children: u.children,
         }
     }
 }

@@ -159,6 +159,7 @@ impl<D: Driver> Queue<D> {
     async fn insert_finished(&self, job: &Job, report: Finish) -> Result<Job, StoreError> {
         let driver = &self.inner.driver;
         let report = super::storable::finish(report);
+        let child_queues = super::children_due_now(&report.children);
         let stored = match driver.insert_finished(job, &report).await {
             Err(e) if !e.is_transient() => {
                 tracing::error!(job = job.id, error = %e, "the store refused a finish report; failing the job");
@@ -171,6 +172,9 @@ impl<D: Driver> Queue<D> {
             self.send(StoreEvent::JobsAvailable {
                 queue: stored.queue.clone(),
             });
+        }
+        if stored.state == JobState::Completed {
+            self.wake_queues(child_queues.iter().map(String::as_str));
         }
         Ok(stored)
     }

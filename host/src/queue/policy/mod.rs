@@ -193,6 +193,19 @@ fn may_match(filter: &JobFilter) -> bool {
         .all(|name| super::keys::is_slug(name))
 }
 
+/// The distinct queues of `children` with a child due now: woken once they are stored.
+pub(super) fn children_due_now(children: &[crate::queue::ChildJob]) -> Vec<String> {
+    let now = chrono::Utc::now();
+    let mut queues: Vec<String> = children
+        .iter()
+        .filter(|c| c.job.run_at.is_none_or(|at| at <= now))
+        .map(|c| c.job.queue.clone())
+        .collect();
+    queues.sort_unstable();
+    queues.dedup();
+    queues
+}
+
 /// Puts claimed jobs in claim order, fair between tenants: each tenant's jobs ranked by
 /// priority (highest first), run_at, id; then rank first, so every tenant's first job
 /// comes before anyone's second, and among equal ranks the earliest run_at, then id.
@@ -359,6 +372,12 @@ impl<D: Driver> Store for Queue<D> {
         // such an enqueue then take their common rows in one order, and never deadlock.
         unique.sort_by_key(|item| item.id);
         let ids: Vec<i64> = unique.iter().map(|item| item.id).collect();
+        // The queues of each report's children due now, woken if it completes.
+        let child_queues: HashMap<i64, Vec<String>> = unique
+            .iter()
+            .filter(|item| !item.children.is_empty())
+            .map(|item| (item.id, children_due_now(&item.children)))
+            .collect();
         // If the outcome is unknown, this process's long-polls of these jobs look again.
         let unsure = EventsOnDrop::new(
             &self.inner.events,
@@ -369,6 +388,11 @@ impl<D: Driver> Store for Queue<D> {
         let mut finished = Vec::new();
         let mut released = Vec::new();
         for (id, applied) in ids.iter().zip(&applied) {
+            if let Some((JobState::Completed, Some(queues))) =
+                applied.as_ref().map(|a| (a.state, child_queues.get(id)))
+            {
+                released.extend(queues.iter().map(String::as_str));
+            }
             match applied.as_ref().map(|a| (a.state, a.queue.as_str())) {
                 Some((JobState::Available, queue)) => released.push(queue),
                 Some((JobState::Retryable, _)) | None => {}
@@ -389,6 +413,17 @@ impl<D: Driver> Store for Queue<D> {
             .zip(first)
             .map(|(id, first)| first && answers.get(id).copied().unwrap_or(false))
             .collect())
+    }
+
+    async fn draw_ids(&self, n: usize) -> Result<Vec<i64>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        self.inner.driver.draw_ids(n).await
+    }
+
+    async fn job_id_by_key(&self, tenant: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.driver.job_id_by_key(tenant, key).await
     }
 
     async fn set_progress(

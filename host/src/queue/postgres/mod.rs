@@ -8,6 +8,7 @@
 //! nodes), `warm.rs` (connections kept out of the pool between statements).
 
 mod batch;
+mod children;
 mod coalesce;
 mod control;
 mod deps;
@@ -19,6 +20,7 @@ mod sql;
 mod tenants;
 mod warm;
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +36,8 @@ use crate::queue::driver::{
 };
 use crate::queue::rows::Listed;
 use crate::queue::{
-    Finish, Job, JobCount, JobFilter, JobState, LOST_CANCELLED_MESSAGE, LOST_MESSAGE, MAX_HISTORY,
-    Module, NewJob, NewModule, Progress, PutModule, Queue, StoreError, event_channel,
+    ChildJob, Finish, Job, JobCount, JobFilter, JobState, LOST_CANCELLED_MESSAGE, LOST_MESSAGE,
+    MAX_HISTORY, Module, NewJob, NewModule, Progress, PutModule, Queue, StoreError, event_channel,
 };
 use rows::{
     bind_job, clamp_i32, clamp_i64, db_err, get, job_from_row, json, module_from_row,
@@ -157,6 +159,18 @@ impl Driver for PgDriver {
             .next())
     }
 
+    async fn job_id_by_key(&self, tenant: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let id = sqlx::query_scalar(JOB_ID_BY_KEY)
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        Ok(id)
+    }
+
     async fn draw_ids(&self, n: usize) -> Result<Vec<i64>, StoreError> {
         // On the durable pool: a sequence's advance is made durable by the commit of the
         // statement that logged it, so ids handed out are never drawn again after a crash.
@@ -187,7 +201,7 @@ impl Driver for PgDriver {
         let (state, error) = outcome_columns(&report.outcome);
         let (result, retry_at) = outcome_values(&report.outcome);
         let mut conn = self.pool.get().await.map_err(db_err)?;
-        let row = bind_job(sqlx::query(ENQUEUE_FINISHED), job)
+        let insert = bind_job(sqlx::query(ENQUEUE_FINISHED), job)
             .bind(state.as_str())
             .bind(result)
             .bind(error.as_ref().map(json))
@@ -196,10 +210,17 @@ impl Driver for PgDriver {
             .bind(report.log.as_str())
             .bind(clamp_i64(report.log_dropped))
             .bind(report.progress.as_ref().map(progress_json))
-            .bind(&*self.node)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db_err)?;
+            .bind(&*self.node);
+        let row = if state == JobState::Completed && !report.children.is_empty() {
+            // Its children commit with it.
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            let row = insert.fetch_one(&mut *tx).await.map_err(db_err)?;
+            children::insert(&mut tx, &[(job.id, &report.children)], &self.node).await?;
+            tx.commit().await.map_err(db_err)?;
+            row
+        } else {
+            insert.fetch_one(&mut *conn).await.map_err(db_err)?
+        };
         conn.keep();
         job_from_row(&row)
     }
@@ -278,7 +299,7 @@ impl Driver for PgDriver {
             progress.push(item.progress.as_ref().map(progress_json));
         }
         let mut conn = self.fast.get().await.map_err(db_err)?;
-        let rows = sqlx::query(FINISH)
+        let finish = sqlx::query(FINISH)
             .bind(&ids)
             .bind(&attempts)
             .bind(&states)
@@ -290,10 +311,30 @@ impl Driver for PgDriver {
             .bind(&log_dropped)
             .bind(&progress)
             .bind(&*self.node)
-            .bind(HISTORY_BOUND)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db_err)?;
+            .bind(HISTORY_BOUND);
+        let rows = if items.iter().any(|item| !item.children.is_empty()) {
+            // Children commit with their parents' completion, or not at all.
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            let rows = finish.fetch_all(&mut *tx).await.map_err(db_err)?;
+            let completed: HashSet<i64> = rows
+                .iter()
+                .filter(|row| {
+                    !get::<bool>(row, "dependent").unwrap_or(false)
+                        && get::<String>(row, "state").is_ok_and(|s| s == "completed")
+                })
+                .filter_map(|row| get::<i64>(row, "id").ok())
+                .collect();
+            let parents: Vec<(i64, &[ChildJob])> = items
+                .iter()
+                .filter(|item| completed.contains(&item.id))
+                .map(|item| (item.id, item.children.as_slice()))
+                .collect();
+            children::insert(&mut tx, &parents, &self.node).await?;
+            tx.commit().await.map_err(db_err)?;
+            rows
+        } else {
+            finish.fetch_all(&mut *conn).await.map_err(db_err)?
+        };
         conn.keep();
         let (dependents, rows): (Vec<_>, Vec<_>) = rows
             .iter()

@@ -442,6 +442,10 @@ FROM upd WHERE (SELECT count(*) FROM notified) >= 0
 "#
 );
 
+/// On the idempotency index.
+pub(super) const JOB_ID_BY_KEY: &str =
+    "SELECT id FROM wasmq_jobs WHERE tenant = $1 AND idempotency_key = $2";
+
 pub(super) const GET: &str = "SELECT * FROM wasmq_jobs WHERE tenant = $1 AND id = $2";
 
 pub(super) const JOB_STATE: &str = "SELECT state FROM wasmq_jobs WHERE tenant = $1 AND id = $2";
@@ -463,7 +467,10 @@ pub(super) fn list_query(
     columns: &'static str,
 ) -> sqlx::QueryBuilder<sqlx::Postgres> {
     if let Some(schedule) = &filter.schedule {
-        return schedule_list_query(tenant, schedule, filter, limit, columns);
+        return narrow_list_query(tenant, Narrow::Schedule(schedule), filter, limit, columns);
+    }
+    if filter.parent.is_some() {
+        return narrow_list_query(tenant, Narrow::Parent, filter, limit, columns);
     }
     let states = match filter.state {
         Some(state) => vec![state],
@@ -499,11 +506,20 @@ pub(super) fn list_query(
     q
 }
 
-/// A schedule's jobs, newest first, on the index of schedule ticks' keys (migration
-/// 0015: the query names its expression and predicate as written there).
-fn schedule_list_query(
+/// What a narrow listing is led by, each on its own partial index.
+enum Narrow<'a> {
+    /// A schedule's ticks (migration 0015: the query names its expression and predicate
+    /// as written there).
+    Schedule(&'a str),
+    /// A job's children (migration 0016): the filter's `parent`.
+    Parent,
+}
+
+/// The jobs of a schedule or of a parent (or both), newest first, on the index of the
+/// first.
+fn narrow_list_query(
     tenant: &str,
-    schedule: &str,
+    narrow: Narrow<'_>,
     filter: &JobFilter,
     limit: i64,
     columns: &'static str,
@@ -511,10 +527,17 @@ fn schedule_list_query(
     let mut q =
         sqlx::QueryBuilder::new(format!("SELECT {columns} FROM wasmq_jobs WHERE tenant = "));
     q.push_bind(tenant.to_owned());
-    q.push(
-        " AND idempotency_key LIKE 'wasmq:schedule:%' AND split_part(idempotency_key, ':', 3) = ",
-    );
-    q.push_bind(schedule.to_owned());
+    if let Narrow::Schedule(schedule) = narrow {
+        q.push(
+            " AND idempotency_key LIKE 'wasmq:schedule:%' \
+             AND split_part(idempotency_key, ':', 3) = ",
+        );
+        q.push_bind(schedule.to_owned());
+    }
+    if let Some(parent) = filter.parent {
+        q.push(" AND parent_id IS NOT NULL AND parent_id = ");
+        q.push_bind(parent);
+    }
     if let Some(state) = filter.state {
         q.push(format_args!(" AND state = '{}'", state.as_str()));
     }

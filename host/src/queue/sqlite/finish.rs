@@ -11,7 +11,7 @@ use super::SqliteDriver;
 use super::rows::{clamp_i64, db_err, get, history_entry, json_text, micros, progress_text};
 use super::sql::FINISH;
 use crate::queue::driver::{Applied, Finished, outcome_columns, outcome_values};
-use crate::queue::{Finish, MAX_HISTORY, StoreError};
+use crate::queue::{Finish, JobState, MAX_HISTORY, StoreError};
 
 /// The answer to one caller's reports.
 type Answer = Result<Finished, StoreError>;
@@ -98,6 +98,9 @@ impl SqliteDriver {
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db_err)?;
+                if row.is_some() && state == JobState::Completed {
+                    super::children::insert(&mut tx, item.id, &item.children, now_us).await?;
+                }
                 applied.push(match &row {
                     Some(row) => {
                         if state.is_finished() && get::<i64>(row, "dependents")? > 0 {

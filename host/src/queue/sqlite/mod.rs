@@ -29,6 +29,7 @@
 //! `batch.rs` (enqueue batches), `finish.rs` (group commit).
 
 mod batch;
+mod children;
 mod coalesce;
 mod control;
 mod deps;
@@ -207,6 +208,15 @@ impl Driver for SqliteDriver {
             .map_err(db_err)
     }
 
+    async fn job_id_by_key(&self, tenant: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar(JOB_ID_BY_KEY)
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)
+    }
+
     async fn draw_ids(&self, n: usize) -> Result<Vec<i64>, StoreError> {
         let n = i64::try_from(n).unwrap_or(i64::MAX);
         // Durable: reserved ids are never handed out again, not after a power loss either.
@@ -263,6 +273,9 @@ impl Driver for SqliteDriver {
             .fetch_one(&mut *tx)
             .await
             .map_err(db_err)?;
+        if state == JobState::Completed {
+            children::insert(&mut tx, job.id, &report.children, micros(now)).await?;
+        }
         tx.commit().await.map_err(db_err)?;
         job_from_row(&row)
     }
@@ -484,6 +497,7 @@ impl Driver for SqliteDriver {
                     .as_ref()
                     .map(|s| format!("wasmq:schedule:{s};")),
             )
+            .bind(filter.parent)
             .fetch_all(&self.read)
             .await
             .map_err(db_err)?;

@@ -17,6 +17,10 @@ pub(super) const BY_IDEMPOTENCY_KEY: &str = r#"
 SELECT * FROM wasmq_jobs WHERE tenant = $1 AND idempotency_key = $2
 "#;
 
+/// On the idempotency index.
+pub(super) const JOB_ID_BY_KEY: &str =
+    "SELECT id FROM wasmq_jobs WHERE tenant = $1 AND idempotency_key = $2";
+
 pub(super) const INSERT_JOB: &str = r#"
 INSERT INTO wasmq_jobs (tenant, module, digest, queue, priority, input, state, run_at,
                         max_attempts, limits, idempotency_key, created_at)
@@ -246,6 +250,11 @@ pub(super) fn list_sql(filter: &JobFilter, columns: &str) -> String {
             filter.schedule.is_some(),
             " AND idempotency_key >= $7 AND idempotency_key < $8",
             " AND $7 IS NULL AND $8 IS NULL",
+        ),
+        (
+            filter.parent.is_some(),
+            " AND parent_id = $9",
+            " AND $9 IS NULL",
         ),
     ] {
         sql.push_str(if set { compare } else { unset });

@@ -11,6 +11,9 @@
 //! - W3: with the worker running, enqueue `--fan-in` (1,000) jobs and one that depends on
 //!   them all in one batch, and time from the enqueue until all are completed: the
 //!   dependent is released by the last of them.
+//! - W3 fan-out: with the worker running, enqueue one `examples/fanout` job that enqueues
+//!   `--fan-out` (10,000) echo jobs as its children, and time from the enqueue until it
+//!   and all its children are completed.
 //! - W4 (`--neighbour N`, instead of W1 to W3): another tenant holds N available jobs
 //!   in the queue and the pool works through them, while this tenant enqueues
 //!   `--latency-jobs` jobs one at a time at `--rate`; for each, the time from enqueue to
@@ -37,9 +40,12 @@ use clap::Args;
 use serde::Serialize;
 
 use super::store::StoreChoice;
-use crate::queue::{Dependency, JobState, ModuleKind, NewJob, NewModule, Store, StoreEvent};
+use graph::{fan_in, fan_out};
+
+mod graph;
+use crate::queue::{Dependency, ModuleKind, NewJob, NewModule, Store, StoreEvent};
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::worker::{Shutdown, Worker, WorkerConfig};
+use crate::worker::{ChildCaps, Shutdown, Worker, WorkerConfig};
 
 /// Arguments of `wasmq bench`.
 #[derive(Debug, Args)]
@@ -71,6 +77,12 @@ pub struct BenchArgs {
     /// W3: jobs a last one depends on (0: no W3).
     #[arg(long, default_value_t = 1_000)]
     pub fan_in: usize,
+    /// W3: children one job enqueues (0: no fan-out).
+    #[arg(long, default_value_t = 10_000)]
+    pub fan_out: usize,
+    /// The fan-out module: `examples/fanout`.
+    #[arg(long, default_value = "target/guests/wasm32-wasip2/guest/fanout.wasm")]
+    pub fan_out_module: PathBuf,
     /// W4: another tenant's jobs queued ahead (fairness under a noisy neighbour).
     #[arg(long, default_value_t = 0)]
     pub neighbour: usize,
@@ -103,6 +115,8 @@ pub struct BenchReport {
     pub w2_p99_ms: f64,
     /// W3: ms until the fan-in's jobs and their dependent completed (0: not run).
     pub w3_fan_in_ms: f64,
+    /// W3: ms until the fan-out's job and its children completed (0: not run).
+    pub w3_fan_out_ms: f64,
 }
 
 const TENANT: &str = "wasmq-bench";
@@ -200,10 +214,15 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut events = store.subscribe();
     let config = WorkerConfig {
         queues: vec![(queue.clone(), args.concurrency)],
+        children: ChildCaps {
+            per_attempt: args.fan_out.max(ChildCaps::default().per_attempt),
+            ..ChildCaps::default()
+        },
         ..WorkerConfig::default()
     };
     let shutdown = Shutdown::new();
     let cache = runtime.clone();
+    let runtime_for_fan_out = runtime.clone();
     let started = Instant::now();
     let worker = tokio::spawn(Worker::new(store.clone(), runtime, config).run(shutdown.clone()));
     wait_all(&store, &mut events, ids).await?;
@@ -245,6 +264,30 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         });
         fan_in(&store, &mut events, batch).await?
     };
+    let w3_fan_out_ms = if args.fan_out == 0 || args.backlog > 0 {
+        0.0
+    } else {
+        let module = std::fs::read(&args.fan_out_module).with_context(|| {
+            format!(
+                "reading {} (build it with `cargo build -p wasmq-tests`, pass \
+                 --fan-out-module, or --fan-out 0)",
+                args.fan_out_module.display()
+            )
+        })?;
+        let (_, digest) = runtime_for_fan_out
+            .validate(Arc::new(module.clone()))
+            .await?;
+        put(TENANT, "fanout".into(), digest.clone(), module).await?;
+        let locales: Vec<String> = (0..args.fan_out).map(|i| format!("l{i}")).collect();
+        let input = serde_json::json!({ "page": 1, "locales": locales, "module": "echo" });
+        let job = NewJob {
+            tenant: TENANT.into(),
+            queue: queue.clone(),
+            digest: Some(digest),
+            ..NewJob::new("fanout", serde_json::to_vec(&input)?)
+        };
+        fan_out(&store, &mut events, job, args.fan_out).await?
+    };
     shutdown.trigger();
     worker.await?;
 
@@ -260,6 +303,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         w2_p95_ms: pct(0.95),
         w2_p99_ms: pct(0.99),
         w3_fan_in_ms,
+        w3_fan_out_ms,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -300,33 +344,19 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 report.w3_fan_in_ms, args.fan_in
             );
         }
+        if report.w3_fan_out_ms > 0.0 {
+            println!(
+                "W3 fan-out:           {:.1} ms until a job and its {} children completed",
+                report.w3_fan_out_ms, args.fan_out
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// W3: enqueues `batch` (jobs, then one depending on them all) and waits until all are
-/// finished: the time in ms. Fails unless the dependent completed.
-async fn fan_in(
-    store: &Arc<dyn Store>,
-    events: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
-    batch: Vec<NewJob>,
-) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let enqueued = store.enqueue(batch).await?;
-    let last = enqueued.last().context("an empty fan-in")?.job.id;
-    wait_all(store, events, enqueued.iter().map(|e| e.job.id).collect()).await?;
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    let state = store.job_state(TENANT, last).await?;
-    anyhow::ensure!(
-        state == Some(JobState::Completed),
-        "the fan-in's dependent ended {state:?}"
-    );
-    Ok(ms)
-}
-
 /// Waits until every job in `ids` has finished, from `JobsFinished` events; if events
 /// were missed, asks the store for the state of each job still awaited.
-async fn wait_all(
+pub(super) async fn wait_all(
     store: &Arc<dyn Store>,
     events: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
     mut ids: HashSet<i64>,

@@ -1,0 +1,220 @@
+//! The worker's [`Spawner`]: admits a running job's child jobs (caps, names, module,
+//! key) and names their ids. The runtime keeps the admitted ones in its report, and they
+//! are stored with the attempt's completion in the same commit ([`ChildJob`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::queue::{ChildJob, Job, Limits, NewJob, Store, keys::is_slug};
+use crate::runtime::{Admitted, Child, ChildRequest, Spawner};
+
+/// The server's bounds on child jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildCaps {
+    /// Children one attempt may enqueue. Default 1,000.
+    pub per_attempt: usize,
+    /// How deep children may nest: a job at this depth may not enqueue. Default 16.
+    pub depth: u16,
+    /// Bytes of one child's input. Default 1 MiB (the API's enqueue bound).
+    pub input_bytes: usize,
+    /// Bytes of all of one attempt's children's inputs, which the host holds until the
+    /// attempt ends. Default 64 MiB.
+    pub attempt_bytes: usize,
+}
+
+impl Default for ChildCaps {
+    fn default() -> Self {
+        Self {
+            per_attempt: 1000,
+            depth: 16,
+            input_bytes: 1 << 20,
+            attempt_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Ids drawn per round trip at most; the first draw is small, for the common few.
+const MAX_ID_BLOCK: usize = 512;
+
+/// The spawner of one attempt of one job.
+pub(super) struct JobSpawner {
+    store: Arc<dyn Store>,
+    tenant: String,
+    queue: String,
+    depth: u16,
+    caps: ChildCaps,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    made: usize,
+    bytes: usize,
+    /// Module name → the latest version's digest and default limits, read once.
+    modules: HashMap<String, (String, Limits)>,
+    /// Idempotency keys of this attempt's children → their ids.
+    keys: HashMap<String, i64>,
+    ids: VecDeque<i64>,
+}
+
+impl JobSpawner {
+    pub(super) fn new(store: Arc<dyn Store>, job: &Job, caps: ChildCaps) -> Self {
+        Self {
+            store,
+            tenant: job.tenant.clone(),
+            queue: job.queue.clone(),
+            depth: job.depth,
+            caps,
+            state: Default::default(),
+        }
+    }
+
+    /// The children the runtime kept (a completed attempt's), as the store takes them.
+    pub(super) async fn children(&self, made: Vec<Child>) -> Vec<ChildJob> {
+        let state = self.state.lock().await;
+        let now = chrono::Utc::now();
+        made.into_iter()
+            .map(|child| {
+                let r = child.request;
+                let limits = state
+                    .modules
+                    .get(&r.module)
+                    .map(|(_, limits)| limits.clone())
+                    .unwrap_or_default();
+                let run_at = r
+                    .delay_ms
+                    .filter(|ms| *ms > 0)
+                    .and_then(|ms| chrono::Duration::try_milliseconds(ms as i64))
+                    .and_then(|d| now.checked_add_signed(d));
+                ChildJob {
+                    id: child.id,
+                    depth: self.depth + 1,
+                    job: NewJob {
+                        tenant: self.tenant.clone(),
+                        digest: Some(child.digest),
+                        queue: r.queue.unwrap_or_else(|| self.queue.clone()),
+                        priority: r.priority.unwrap_or(0) as i16,
+                        run_at,
+                        limits,
+                        idempotency_key: r.idempotency_key,
+                        may_run_ahead: false,
+                        ..NewJob::new(r.module, r.input)
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// The request's own values, checked.
+    fn check(&self, r: &ChildRequest, state: &State) -> Result<(), String> {
+        if self.depth >= self.caps.depth {
+            return Err(format!(
+                "this job is at depth {} and child jobs nest at most {} deep",
+                self.depth, self.caps.depth
+            ));
+        }
+        if state.made >= self.caps.per_attempt {
+            return Err(format!(
+                "an attempt may enqueue at most {} child jobs",
+                self.caps.per_attempt
+            ));
+        }
+        if !is_slug(&r.module) {
+            return Err(format!(
+                "module name `{}` must be 1–63 of a-z, 0-9, `_` and `-`",
+                r.module.escape_debug()
+            ));
+        }
+        if let Some(queue) = &r.queue
+            && !is_slug(queue)
+        {
+            return Err(format!(
+                "queue `{}` must be 1–63 of a-z, 0-9, `_` and `-`",
+                queue.escape_debug()
+            ));
+        }
+        if let Some(p) = r.priority
+            && i16::try_from(p).is_err()
+        {
+            return Err(format!("priority {p} must be between -32768 and 32767"));
+        }
+        // At most ten years ahead: far enough for any real delay, never past what the
+        // stores hold.
+        if r.delay_ms.is_some_and(|ms| ms > 10 * 366 * 86_400_000) {
+            return Err("`delay-ms` may be at most ten years".into());
+        }
+        if r.input.len() > self.caps.input_bytes {
+            return Err(format!(
+                "a child's input may be at most {} bytes",
+                self.caps.input_bytes
+            ));
+        }
+        if state.bytes + r.input.len() > self.caps.attempt_bytes {
+            return Err(format!(
+                "an attempt's child jobs may carry at most {} bytes of input in all",
+                self.caps.attempt_bytes
+            ));
+        }
+        if let Some(key) = &r.idempotency_key
+            && (key.is_empty() || key.len() > 255 || key.starts_with(crate::schedule::KEY_PREFIX))
+        {
+            return Err(format!(
+                "an idempotency key must be 1–255 bytes and not begin with `{}`",
+                crate::schedule::KEY_PREFIX
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a store failure tells the guest: the detail is the operator's (in the log).
+fn unavailable(e: crate::queue::StoreError) -> String {
+    tracing::warn!(error = %e, "admitting a child job failed");
+    "the store was unavailable; try again".into()
+}
+
+#[async_trait::async_trait]
+impl Spawner for JobSpawner {
+    async fn admit(&self, r: &ChildRequest) -> Result<Admitted, String> {
+        let mut state = self.state.lock().await;
+        self.check(r, &state)?;
+        if let Some(key) = &r.idempotency_key {
+            if let Some(&id) = state.keys.get(key) {
+                return Ok(Admitted::Existing(id));
+            }
+            let stored = self.store.job_id_by_key(&self.tenant, key).await;
+            if let Some(id) = stored.map_err(unavailable)? {
+                return Ok(Admitted::Existing(id));
+            }
+        }
+        if !state.modules.contains_key(&r.module) {
+            let module = self.store.get_module(&self.tenant, &r.module).await;
+            let module = module
+                .map_err(unavailable)?
+                .ok_or_else(|| format!("no module `{}` is uploaded", r.module))?;
+            state
+                .modules
+                .insert(r.module.clone(), (module.digest, module.limits));
+        }
+        let id = match state.ids.pop_front() {
+            Some(id) => id,
+            None => {
+                let room = self.caps.per_attempt - state.made;
+                let n = (state.made + 1).next_power_of_two().clamp(4, MAX_ID_BLOCK);
+                let drawn = self.store.draw_ids(n.min(room).max(1)).await;
+                state.ids.extend(drawn.map_err(unavailable)?);
+                state
+                    .ids
+                    .pop_front()
+                    .ok_or("the store drew no job id; try again")?
+            }
+        };
+        state.made += 1;
+        state.bytes += r.input.len();
+        if let Some(key) = &r.idempotency_key {
+            state.keys.insert(key.clone(), id);
+        }
+        let digest = state.modules[&r.module].0.clone();
+        Ok(Admitted::New { id, digest })
+    }
+}
