@@ -12,7 +12,7 @@ mod storable;
 mod tenants;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,14 +107,6 @@ impl<D: Driver> Queue<D> {
     /// The backend under the policy, for its own tests.
     pub fn driver(&self) -> &D {
         &self.inner.driver
-    }
-
-    /// The server's default `max_running` this process's claims apply.
-    fn default_max_running(&self) -> Option<u64> {
-        match self.inner.default_max_running.load(Ordering::Acquire) {
-            0 => None,
-            n => Some(n - 1),
-        }
     }
 
     fn send(&self, event: StoreEvent) {
@@ -706,18 +698,6 @@ impl<D: Driver> Store for Queue<D> {
         queue: &str,
         max_running: Option<u64>,
     ) -> Result<(), StoreError> {
-        keys::validate_tenant(tenant)?;
-        if !keys::is_slug(queue) {
-            return Err(StoreError::Invalid(format!(
-                "`{queue}` is not a queue name"
-            )));
-        }
-        if max_running.is_some_and(|n| i64::try_from(n).is_err()) {
-            return Err(StoreError::Invalid(format!(
-                "`max_running` is at most {}",
-                i64::MAX
-            )));
-        }
         self.set_limit(tenant, queue, max_running).await
     }
 

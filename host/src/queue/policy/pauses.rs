@@ -174,6 +174,18 @@ impl<D: Driver> Queue<D> {
         queue: &str,
         max_running: Option<u64>,
     ) -> Result<(), StoreError> {
+        crate::queue::keys::validate_tenant(tenant)?;
+        if !crate::queue::keys::is_slug(queue) {
+            return Err(StoreError::Invalid(format!(
+                "`{queue}` is not a queue name"
+            )));
+        }
+        if max_running.is_some_and(|n| i64::try_from(n).is_err()) {
+            return Err(StoreError::Invalid(format!(
+                "`max_running` is at most {}",
+                i64::MAX
+            )));
+        }
         let set = self
             .inner
             .driver
@@ -183,6 +195,14 @@ impl<D: Driver> Queue<D> {
         set?;
         self.wake_queues([queue]);
         Ok(())
+    }
+
+    /// The server's default `max_running` this process's claims apply.
+    pub(super) fn default_max_running(&self) -> Option<u64> {
+        match self.inner.default_max_running.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n - 1),
+        }
     }
 
     /// Whether a running-job cap may apply to some job, without reading the store: a
