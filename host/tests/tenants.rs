@@ -1,6 +1,6 @@
 //! Tenant quotas from the binary: `wasmq key create --scope operator` mints the only key
 //! that may set them, `wasmq tenant set|show` over a real server, and `wasmq serve`'s
-//! default quotas from a flag, the environment and `wasmq.toml`.
+//! default quotas from a flag, the environment and `wasmq.toml`; `wasmq queue limit`.
 
 mod common;
 
@@ -101,6 +101,25 @@ async fn tenant_commands_set_and_show_quotas() {
         ),
         (&json!(4), &json!(9), &json!(50))
     );
+
+    // A queue's limit, set and removed by the tenant's own key; a bad one refused.
+    let limited = ok(&acme, &["queue", "limit", "mail", "3"]);
+    assert_eq!(
+        (&limited["name"], &limited["max_running"]),
+        (&json!("mail"), &json!(3))
+    );
+    let listed = ok(&acme, &["queue", "list"]);
+    assert_eq!(listed["queues"][0]["max_running"], 3, "{listed}");
+    let removed = ok(&acme, &["queue", "limit", "mail", "none"]);
+    assert!(removed.get("max_running").is_none(), "{removed}");
+    assert!(
+        !as_key(&acme, &["queue", "limit", "mail", "many"])
+            .status
+            .success()
+    );
+    // Workers enforce the default, so `wasmq worker` takes it as `serve` does.
+    let help = text(&run(&["worker", "--help"], &[]).stdout);
+    assert!(help.contains("--tenant-max-running"), "{help}");
 
     server.terminate();
     assert!(server.exited(Duration::from_secs(30)).await.success());

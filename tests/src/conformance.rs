@@ -45,6 +45,7 @@ mod enqueue;
 mod fairness;
 mod handoff;
 mod leases;
+mod limits;
 mod listing;
 mod modules;
 mod pauses;
@@ -60,6 +61,7 @@ pub use enqueue::*;
 pub use fairness::*;
 pub use handoff::*;
 pub use leases::*;
+pub use limits::*;
 pub use listing::*;
 pub use modules::*;
 pub use pauses::*;
@@ -142,6 +144,10 @@ macro_rules! store_conformance_tests {
             children_are_stored_only_with_a_completion,
             a_refused_or_repeated_report_stores_no_more_children,
             keyed_and_delayed_children,
+            a_claim_never_takes_a_tenant_past_its_max_running,
+            released_cancelled_and_rescued_jobs_give_their_slot_back,
+            the_default_max_running_caps_tenants_without_their_own,
+            a_queue_limit_caps_its_queue_for_its_tenant,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -169,6 +175,7 @@ macro_rules! store_handoff_tests {
             a_handed_jobs_huge_error_is_stored_cut,
             a_job_that_may_not_run_ahead_is_handed_once_stored,
             a_paused_queues_job_is_not_handed_over,
+            a_capped_job_is_not_handed_over,
         );
     };
 }

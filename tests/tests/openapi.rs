@@ -114,7 +114,14 @@ async fn every_field_of_an_answer_has_a_typed_schema() {
     );
     let problem = &doc["components"]["schemas"]["Problem"]["properties"];
     assert!(is_type(&problem["quota"], "string"), "{problem}");
-    for path in ["/v1/tenant", "/v1/tenants/{name}"] {
+    let queue = assert_typed(&doc, "QueueView", &[]);
+    assert!(is_type(&queue["max_running"], "integer"), "{queue:?}");
+    assert_typed(&doc, "QueueLimitRequest", &[]);
+    for path in [
+        "/v1/tenant",
+        "/v1/tenants/{name}",
+        "/v1/queues/{name}/limit",
+    ] {
         assert!(
             doc["paths"].get(path).is_some(),
             "{path} is not in the OpenAPI"

@@ -1,5 +1,6 @@
-//! Queue control over HTTP, on both stores: `GET /v1/queues`, and
-//! `POST /v1/queues/{name}/pause|resume`, per tenant, scoped, names checked.
+//! Queue control over HTTP, on both stores: `GET /v1/queues`,
+//! `POST /v1/queues/{name}/pause|resume` and `PUT /v1/queues/{name}/limit`, per tenant,
+//! scoped, names checked.
 
 mod support;
 
@@ -125,6 +126,7 @@ async fn queue_control_is_scoped_and_checked(s: Server) {
         "/v1/queues",
         "/v1/queues/{name}/pause",
         "/v1/queues/{name}/resume",
+        "/v1/queues/{name}/limit",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),
@@ -135,6 +137,52 @@ async fn queue_control_is_scoped_and_checked(s: Server) {
     assert!(
         view["jobs"].is_object() && view["paused"].is_object(),
         "{view}"
+    );
+    s.stop().await;
+}
+
+async fn put_limit(s: &Server, name: &str, key: &str, body: Value) -> reqwest::Response {
+    let path = format!("/v1/queues/{name}/limit");
+    s.req(Method::PUT, &path, key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A queue limit of 1 holds the server's workers (2 slots) to one of the tenant's jobs of
+/// the queue at a time; it is listed, checked, scoped, and removed with `null`.
+async fn a_queue_limit_holds_the_servers_workers(s: Server) {
+    s.push(&s.admin, "hostile", guests::HOSTILE).await;
+    let r = put_limit(&s, "default", &s.admin, json!({"max_running": 1})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&view["name"], &view["max_running"]),
+        (&json!("default"), &json!(1))
+    );
+    assert!(!s.spinners_overlap(&s.admin, 3).await, "one at a time");
+    let shown = listed(&s, &s.admin, "default").await.unwrap();
+    assert_eq!(shown["max_running"], 1, "{shown}");
+
+    let reader = s.key("default", &[Scope::JobsRead]).await;
+    let r = put_limit(&s, "default", &reader, json!({"max_running": 2})).await;
+    problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = put_limit(&s, "No%20Such!", &s.admin, json!({"max_running": 2})).await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid-request").await;
+    let r = put_limit(&s, "default", &s.admin, json!({"max_running": -1})).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        listed(&s, &s.admin, "default").await.unwrap()["max_running"],
+        1
+    );
+
+    let r = put_limit(&s, "default", &s.admin, json!({"max_running": null})).await;
+    let view: Value = r.json().await.unwrap();
+    assert!(view.get("max_running").is_none(), "{view}");
+    assert!(
+        listed(&s, &s.admin, "default").await.is_none(),
+        "nothing left to list"
     );
     s.stop().await;
 }
@@ -166,4 +214,14 @@ async fn postgres_queue_control_is_scoped_and_checked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_queue_control_is_scoped_and_checked() {
     queue_control_is_scoped_and_checked(sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_queue_limit_holds_the_servers_workers() {
+    a_queue_limit_holds_the_servers_workers(Server::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_queue_limit_holds_the_servers_workers() {
+    a_queue_limit_holds_the_servers_workers(sqlite().await).await;
 }

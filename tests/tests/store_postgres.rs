@@ -268,6 +268,101 @@ mod nodes {
         assert_eq!(taken.len(), 1);
         assert!(a.claim("fan-in", "w", 10, lease).await.unwrap().is_empty());
     }
+
+    /// Claimers on two nodes, eight tasks each, drain a queue under a cap: a tenant's
+    /// `max_running` of 3, then (uncapped) its limit of 2 on the queue. The jobs the
+    /// claimers hold, and the running jobs sampled from the store meanwhile, never pass
+    /// the cap, and every job completes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn caps_hold_across_nodes_under_concurrent_claims() {
+        use wasmq_host::queue::QuotaChange;
+        let url = wasmq_tests::pg::fresh_database().await;
+        let a: Arc<dyn Store> = Arc::new(PgStore::connect(&url, 8).await.unwrap());
+        let b: Arc<dyn Store> = Arc::new(PgStore::connect(&url, 8).await.unwrap());
+        put_module(&a, "echo", guests::ECHO).await;
+        let max_running = |n: Option<u64>| QuotaChange {
+            max_running: Some(n),
+            ..QuotaChange::default()
+        };
+        a.set_tenant_quotas("default", &max_running(Some(3)))
+            .await
+            .unwrap();
+        drain_under_cap([a.clone(), b.clone()], "capped", 3).await;
+        b.set_tenant_quotas("default", &max_running(None))
+            .await
+            .unwrap();
+        b.set_queue_limit("default", "limited", Some(2))
+            .await
+            .unwrap();
+        drain_under_cap([a.clone(), b.clone()], "limited", 2).await;
+    }
+
+    /// Enqueues 60 jobs of tenant `default` in `queue` and drains them from 16 tasks on
+    /// the two `nodes`, checking `cap` on what they hold and on the store's count.
+    async fn drain_under_cap(nodes: [Arc<dyn Store>; 2], queue: &str, cap: u64) {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+        const JOBS: u64 = 60;
+        let new = NewJob {
+            queue: queue.into(),
+            ..NewJob::new("echo", b"{}".to_vec())
+        };
+        nodes[0].enqueue(vec![new; JOBS as usize]).await.unwrap();
+        let (held, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let claimers: Vec<_> = (0..16)
+            .map(|i| {
+                let (node, queue) = (nodes[i % 2].clone(), queue.to_owned());
+                let (held, done) = (held.clone(), done.clone());
+                tokio::spawn(async move {
+                    while done.load(SeqCst) < JOBS {
+                        let claimed = node
+                            .claim(&queue, &format!("w{i}"), 2, Duration::from_secs(60))
+                            .await
+                            .unwrap();
+                        let n = claimed.len() as u64;
+                        // Counted after the claim's commit, uncounted before the finish's:
+                        // never more than the store counts running.
+                        let now = held.fetch_add(n, SeqCst) + n;
+                        assert!(now <= cap, "{now} jobs held at once, over the cap {cap}");
+                        tokio::task::yield_now().await;
+                        held.fetch_sub(n, SeqCst);
+                        let complete = Outcome::Complete { result: vec![] };
+                        let reports = (claimed.iter())
+                            .map(|j| Finish::new(j.id, j.attempt, complete.clone()))
+                            .collect();
+                        node.finish(reports).await.unwrap();
+                        done.fetch_add(n, SeqCst);
+                    }
+                })
+            })
+            .collect();
+        let sampler = {
+            let (node, queue, stop) = (nodes[1].clone(), queue.to_owned(), stop.clone());
+            tokio::spawn(async move {
+                let mut samples = 0u32;
+                while !stop.load(SeqCst) {
+                    let queues = node.queues("default").await.unwrap();
+                    let running = queues
+                        .iter()
+                        .find(|q| q.name == queue)
+                        .map_or(0, |q| q.running);
+                    assert!(running <= cap, "{running} running, over the cap {cap}");
+                    samples += 1;
+                }
+                samples
+            })
+        };
+        for claimer in claimers {
+            claimer.await.unwrap();
+        }
+        stop.store(true, SeqCst);
+        assert!(sampler.await.unwrap() > 0);
+        let left = nodes[0].queues("default").await.unwrap();
+        assert!(
+            left.iter()
+                .all(|q| q.name != queue || q.running == 0 && q.available == 0)
+        );
+    }
 }
 
 /// Plans at depth: with many jobs stored, every statement run on each claim, heartbeat,

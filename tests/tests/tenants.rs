@@ -325,6 +325,22 @@ async fn module_bytes_and_schedules_are_bounded(s: Server) {
     s.stop().await;
 }
 
+/// `max_running` set over HTTP holds the server's own workers (2 slots, 4 claimed at
+/// once) to one job of the tenant at a time; set back to the default (none), they run
+/// two at once again.
+async fn max_running_holds_the_servers_workers(s: Server) {
+    s.push(&s.admin, "hostile", guests::HOSTILE).await;
+    let tenant = operator_sets(&s, "default", json!({"max_running": 1})).await;
+    assert_eq!(tenant["quotas"]["max_running"], 1, "{tenant}");
+    assert!(!s.spinners_overlap(&s.admin, 3).await, "one at a time");
+    operator_sets(&s, "default", json!({"max_running": null})).await;
+    assert!(
+        s.spinners_overlap(&s.admin, 3).await,
+        "uncapped: two at once"
+    );
+    s.stop().await;
+}
+
 /// A server whose tenants default to 7 schedules.
 fn config() -> ApiConfig {
     ApiConfig {
@@ -375,4 +391,5 @@ on_both_stores!(
     unfinished_jobs_are_bounded,
     enqueue_rate_is_a_token_bucket,
     module_bytes_and_schedules_are_bounded,
+    max_running_holds_the_servers_workers,
 );

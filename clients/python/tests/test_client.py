@@ -124,6 +124,14 @@ def test_a_dependent_runs_after_its_dependency(client: wasmq.Client) -> None:
         client.enqueue(REINDEX, reindex_input(5), depends_on=[first.id + 1_000_000])
 
 
+def test_a_queue_limit_is_set_and_removed(client: wasmq.Client) -> None:
+    assert client.set_queue_limit("mail", 2) == 2
+    assert client.set_queue_limit("mail", 2) == 2, "setting it again changes nothing"
+    assert client.set_queue_limit("mail", None) is None
+    with pytest.raises(errors.InvalidRequest):
+        client.set_queue_limit("Not A Queue", 1)
+
+
 def test_dependency_fields() -> None:
     spec = wasmq.JobSpec("m", 1, depends_on=(4, 5))
     assert spec.to_json() == {"module": "m", "input": 1, "depends_on": [4, 5]}

@@ -179,6 +179,7 @@ impl AppState {
         queues::list_queues,
         queues::pause,
         queues::resume,
+        queues::put_limit,
         schedules::put_schedule,
         schedules::list_schedules,
         schedules::get_schedule,
@@ -259,6 +260,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queues", get(queues::list_queues))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/queues/{name}/limit", put(queues::put_limit))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

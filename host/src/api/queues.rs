@@ -1,13 +1,15 @@
-//! `/v1/queues`: the key's tenant's queues, and pausing and resuming them.
+//! `/v1/queues`: the key's tenant's queues, pausing and resuming them, and their limits of
+//! running jobs.
 //!
-//! Queue names are one namespace across tenants; a pause is the caller's tenant's only:
-//! another tenant's jobs in a queue of the same name run on.
+//! Queue names are one namespace across tenants; a pause or a limit is the caller's
+//! tenant's only: another tenant's jobs in a queue of the same name run on.
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{Auth, Path};
+use super::jobs::body_if_allowed;
 use super::{ApiError, AppState};
 use crate::queue::keys::is_slug;
 use crate::queue::{QueueInfo, Scope};
@@ -34,8 +36,21 @@ pub struct QueueView {
     pub name: String,
     /// Whether the tenant paused it: its jobs are accepted but not started.
     pub paused: bool,
+    /// The most of its jobs running at once over every node (`PUT
+    /// /v1/queues/{name}/limit`); absent: no limit but the tenant's `max_running`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u64>,
     /// Its unfinished jobs by state.
     pub jobs: QueueJobs,
+}
+
+/// A queue's limit of running jobs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueLimitRequest {
+    /// The most of the tenant's jobs of the queue running at once over every node (0
+    /// holds them all, as a pause); `null` removes the limit.
+    pub max_running: Option<u64>,
 }
 
 impl From<QueueInfo> for QueueView {
@@ -43,6 +58,7 @@ impl From<QueueInfo> for QueueView {
         QueueView {
             name: q.name,
             paused: q.paused,
+            max_running: q.max_running,
             jobs: QueueJobs {
                 waiting: q.waiting,
                 scheduled: q.scheduled,
@@ -57,11 +73,12 @@ impl From<QueueInfo> for QueueView {
 /// The key's tenant's queues.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct QueueList {
-    /// Every queue with unfinished jobs or a pause, by name.
+    /// Every queue with unfinished jobs, a pause or a limit, by name.
     pub queues: Vec<QueueView>,
 }
 
-/// The key's tenant's queues: unfinished jobs per state, and whether each is paused.
+/// The key's tenant's queues: unfinished jobs per state, whether each is paused, and its
+/// limit of running jobs.
 #[utoipa::path(get, path = "/v1/queues", tag = "queues",
     responses((status = 200, body = QueueList)))]
 pub async fn list_queues(
@@ -108,6 +125,40 @@ pub async fn resume(
     set_paused(&state, &auth, &name, false).await
 }
 
+/// Limit how many of the key's tenant's jobs of a queue run at once, over every node:
+/// from now on no claim takes the queue past it (jobs running beyond a lowered limit
+/// finish). `null` removes the limit. The tenant's own `max_running` applies as well.
+#[utoipa::path(put, path = "/v1/queues/{name}/limit", tag = "queues",
+    params(("name" = String, Path, description = "queue name")),
+    request_body = QueueLimitRequest,
+    responses(
+        (status = 200, description = "the queue, with its limit", body = QueueView),
+        (status = 422, description = "invalid queue name or limit", body = super::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_limit(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<axum::Json<QueueView>, ApiError> {
+    let req: QueueLimitRequest = body_if_allowed(&state, &auth, Scope::JobsWrite, request).await?;
+    check_name(&name)?;
+    state
+        .store
+        .set_queue_limit(auth.tenant(), &name, req.max_running)
+        .await?;
+    queue_view(&state, auth.tenant(), &name).await
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if is_slug(name) {
+        return Ok(());
+    }
+    Err(ApiError::InvalidRequest(format!(
+        "`name`: a queue name is 1–63 of a-z, 0-9, `_` and `-`, not `{name}`"
+    )))
+}
+
 async fn set_paused(
     state: &AppState,
     auth: &Auth,
@@ -115,17 +166,22 @@ async fn set_paused(
     paused: bool,
 ) -> Result<axum::Json<QueueView>, ApiError> {
     auth.require(Scope::JobsWrite)?;
-    if !is_slug(name) {
-        return Err(ApiError::InvalidRequest(format!(
-            "`name`: a queue name is 1–63 of a-z, 0-9, `_` and `-`, not `{name}`"
-        )));
-    }
+    check_name(name)?;
     let tenant = auth.tenant();
     if paused {
         state.store.pause_queue(tenant, name).await?;
     } else {
         state.store.resume_queue(tenant, name).await?;
     }
+    queue_view(state, tenant, name).await
+}
+
+/// Queue `name` of `tenant`, as the listing shows it (empty if it has nothing).
+async fn queue_view(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+) -> Result<axum::Json<QueueView>, ApiError> {
     let queue = state
         .store
         .queues(tenant)

@@ -1,8 +1,10 @@
-//! `wasmq queue …`: list queues, pause and resume them, over the HTTP API.
+//! `wasmq queue …`: list queues, pause and resume them, limit their running jobs, over
+//! the HTTP API.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use serde_json::{Value, json};
 
 use super::client::{Client, ClientArgs, print_json};
 
@@ -29,6 +31,26 @@ enum QueueCommand {
         /// The queue name.
         name: String,
     },
+    /// Limit queue NAME to N of the tenant's jobs running at once over every node
+    /// (`none`: no limit).
+    Limit {
+        /// The queue name.
+        name: String,
+        /// The most jobs running at once, or `none`.
+        #[arg(value_parser = limit)]
+        max_running: Value,
+    },
+}
+
+/// A limit: a count, or `none` (JSON `null`).
+fn limit(s: &str) -> Result<Value, String> {
+    if s == "none" {
+        return Ok(Value::Null);
+    }
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("`{s}`: give a number of jobs, or `none`"))?;
+    Ok(Value::from(n))
 }
 
 pub(super) async fn queue(args: QueueArgs) -> anyhow::Result<ExitCode> {
@@ -41,6 +63,9 @@ pub(super) async fn queue(args: QueueArgs) -> anyhow::Result<ExitCode> {
         QueueCommand::Resume { name } => {
             client.request(reqwest::Method::POST, &format!("/v1/queues/{name}/resume"))
         }
+        QueueCommand::Limit { name, max_running } => client
+            .request(reqwest::Method::PUT, &format!("/v1/queues/{name}/limit"))
+            .json(&json!({ "max_running": max_running })),
     };
     print_json(&client.json(request).await?);
     Ok(ExitCode::SUCCESS)

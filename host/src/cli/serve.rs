@@ -51,7 +51,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.pool.burst && args.no_workers {
         anyhow::bail!("--burst runs jobs until none is left: it needs workers (drop --no-workers)");
     }
-    let tenant_defaults = args.tenant_defaults.quotas()?;
+    let tenant_defaults = args.tenant_defaults.quotas(args.pool.tenant_max_running)?;
     let choice = super::StoreChoice::from_args(args.database_url.as_deref(), &args.data_dir);
     match &choice {
         super::StoreChoice::Sqlite(path) => tracing::info!(
@@ -62,6 +62,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         super::StoreChoice::Postgres(_) => tracing::info!("using {}", choice.describe()),
     }
     let store: Arc<dyn Store> = choice.open(args.pool.db_connections).await?;
+    store.set_default_max_running(tenant_defaults.max_running);
     let runtime = Runtime::new(RuntimeConfig {
         max_module_bytes: usize::try_from(args.max_module).unwrap_or(usize::MAX),
         ..args.pool.runtime_config()?

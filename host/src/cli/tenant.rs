@@ -24,24 +24,21 @@ pub struct TenantDefaultArgs {
     /// Default `enqueue_burst`: jobs enqueued at once after a quiet spell.
     #[arg(long, env = "WASMQ_TENANT_ENQUEUE_BURST")]
     pub tenant_enqueue_burst: Option<u64>,
-    /// Default `max_running`: jobs of a tenant running at once (stored and shown, not
-    /// enforced yet).
-    #[arg(long, env = "WASMQ_TENANT_MAX_RUNNING")]
-    pub tenant_max_running: Option<u64>,
     /// Default `max_schedules`: schedules of a tenant.
     #[arg(long, env = "WASMQ_TENANT_MAX_SCHEDULES")]
     pub tenant_max_schedules: Option<u64>,
 }
 
 impl TenantDefaultArgs {
-    /// The defaults, checked as a tenant's own quotas are.
-    pub fn quotas(&self) -> anyhow::Result<Quotas> {
+    /// The defaults, checked as a tenant's own quotas are; `max_running` is the worker
+    /// pool's flag (`wasmq worker` enforces it too).
+    pub fn quotas(&self, max_running: Option<u64>) -> anyhow::Result<Quotas> {
         let quotas = Quotas {
             max_unfinished_jobs: self.tenant_max_unfinished_jobs,
             max_module_bytes: self.tenant_max_module_bytes,
             enqueue_rate: self.tenant_enqueue_rate,
             enqueue_burst: self.tenant_enqueue_burst,
-            max_running: self.tenant_max_running,
+            max_running,
             max_schedules: self.tenant_max_schedules,
         };
         quotas

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use crate::queue::TenantStore;
 use crate::queue::postgres::PgStore;
 use crate::runtime::{Limits, Runtime, RuntimeConfig};
 use crate::worker::{ChildCaps, Shutdown, Worker, WorkerConfig};
@@ -59,6 +60,10 @@ pub struct PoolArgs {
     /// finished, by the maintenance every node runs (at start, then every minute).
     #[arg(long, env = "WASMQ_RETENTION", value_parser = super::parse_duration, default_value = "7d")]
     pub retention: Duration,
+    /// Default `max_running`: jobs of a tenant running at once over all nodes, for
+    /// tenants without their own (`wasmq tenant set`). Give every node the same.
+    #[arg(long, env = "WASMQ_TENANT_MAX_RUNNING")]
+    pub tenant_max_running: Option<u64>,
     /// Database connections of this node.
     #[arg(long, env = "WASMQ_DB_CONNECTIONS", default_value_t = 16)]
     pub db_connections: u32,
@@ -184,6 +189,7 @@ pub(super) async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let store = PgStore::connect(&args.database_url, args.pool.db_connections)
         .await
         .context("connecting to PostgreSQL")?;
+    store.set_default_max_running(args.pool.tenant_max_running);
     let runtime = Runtime::new(args.pool.runtime_config()?)?;
     let config = args.pool.worker_config();
     tracing::info!(worker = %config.id, queues = ?config.queues, "worker starting");

@@ -18,8 +18,8 @@ use super::rows::Listed;
 use super::tenants::{QuotaChange, TenantRow, TenantUsage};
 use super::{
     Enqueued, ErrorKind, Finish, Job, JobError, JobFilter, JobState, Module, ModuleSettings,
-    NewJob, NewModule, NewSchedule, Outcome, Progress, PutModule, Schedule, ScheduleAdvance,
-    StoreError,
+    NewJob, NewModule, NewSchedule, Outcome, Progress, PutModule, QueueLimit, Schedule,
+    ScheduleAdvance, StoreError,
 };
 
 /// The row storage of one backend. Each method is one transaction.
@@ -58,7 +58,9 @@ pub trait Driver:
     /// order; no two claimers get the same job. Fair between tenants (of `tenant` only,
     /// when given): each tenant's jobs in its order (priority, run_at, id), the tenants'
     /// first ones before anyone's second, and so on. Never a job of a paused (tenant,
-    /// queue) as of the statement.
+    /// queue) as of the statement, nor one that takes its tenant past its `max_running`
+    /// (its row's, else `max_running` here, the server's default) or its queue past the
+    /// tenant's limit of it, counting the running jobs of every node.
     async fn claim(
         &self,
         tenant: Option<&str>,
@@ -66,6 +68,7 @@ pub trait Driver:
         worker: &str,
         limit: usize,
         lease: Duration,
+        max_running: Option<u64>,
     ) -> Result<Vec<Job>, StoreError>;
 
     /// Extends the leases of the jobs of `ids` that `worker` still runs: their ids, and
@@ -248,6 +251,9 @@ pub trait TenantRows: Send + Sync {
         tenant: &str,
         change: &QuotaChange,
     ) -> Result<TenantRow, StoreError>;
+
+    /// The tenants whose row sets `max_running`.
+    async fn capped_tenants(&self) -> Result<Vec<String>, StoreError>;
 
     /// Exact counts of what `tenant` uses.
     async fn count_tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError>;
@@ -441,6 +447,18 @@ pub trait ControlRows: Send + Sync {
 
     /// The queues paused by `tenant`, or with `None` by any tenant, each once, by name.
     async fn paused_queues(&self, tenant: Option<&str>) -> Result<Vec<String>, StoreError>;
+
+    /// Sets (`Some`) or removes `tenant`'s limit of running jobs in `queue` and tells the
+    /// other nodes (as a pause change: they read the limits again and claim).
+    async fn set_queue_limit(
+        &self,
+        tenant: &str,
+        queue: &str,
+        max_running: Option<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// The queue limits of `tenant`, or with `None` of every tenant.
+    async fn queue_limits(&self, tenant: Option<&str>) -> Result<Vec<QueueLimit>, StoreError>;
 
     /// How many unfinished jobs `tenant` has per queue and state (pairs with none left out).
     async fn count_unfinished(&self, tenant: &str) -> Result<Vec<super::JobCount>, StoreError>;

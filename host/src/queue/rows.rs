@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use super::driver::{SUMMARY_COLUMNS, decode_err};
 use super::tenants::{QuotaChange, Quotas, TenantRow, TenantUsage};
 use super::{
-    CatchUp, Job, JobBody, JobSummary, Module, NewSchedule, Schedule, ScheduleAdvance, StoreError,
+    CatchUp, Job, JobBody, JobSummary, Module, NewSchedule, QueueLimit, Schedule, ScheduleAdvance,
+    StoreError,
 };
 
 /// One row of a backend, read column by column (by name); every error names its column.
@@ -321,7 +322,7 @@ pub(crate) fn bind_tenant_change<'q, B: Binds<'q>>(
     change: &QuotaChange,
 ) -> B {
     let v = change.values();
-    let count = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let count = |n: Option<u64>| n.map(stored_count);
     let mut query = query
         .text(tenant)
         .opt_big(count(v.max_unfinished_jobs))
@@ -365,5 +366,20 @@ pub(crate) fn usage_from_row(row: &impl Columns) -> Result<TenantUsage, StoreErr
         running_jobs: count("running")?,
         module_bytes: count("module_bytes")?,
         schedules: count("schedules")?,
+    })
+}
+
+/// A count or cap as the stores keep it: `u64::MAX` (no real limit) becomes `i64::MAX`.
+pub(crate) fn stored_count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A `wasmq_queue_limits` row: `tenant`, `queue`, `max_running`.
+pub(crate) fn queue_limit_from_row(row: &impl Columns) -> Result<QueueLimit, StoreError> {
+    let max_running = row.big("max_running")?;
+    Ok(QueueLimit {
+        tenant: row.text("tenant")?,
+        queue: row.text("queue")?,
+        max_running: u64::try_from(max_running).map_err(|e| decode_err("max_running", e))?,
     })
 }

@@ -234,7 +234,17 @@ pub trait Store: TenantStore + Send + Sync + 'static {
     /// not paused.
     async fn resume_queue(&self, tenant: &str, queue: &str) -> Result<bool, StoreError>;
 
-    /// The queues of `tenant` with unfinished jobs or a pause, by name: counts of their
+    /// Sets (`Some`) or removes `tenant`'s limit of running jobs in `queue`, over all nodes:
+    /// from the commit on, no claim takes the queue's running jobs of the tenant past it
+    /// (jobs running beyond a lowered limit finish). Wakes the queue's workers everywhere.
+    async fn set_queue_limit(
+        &self,
+        tenant: &str,
+        queue: &str,
+        max_running: Option<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// The queues of `tenant` with unfinished jobs, a pause or a limit, by name: counts of their
     /// unfinished jobs per state (finished ones are not counted: that would read them all).
     async fn queues(&self, tenant: &str) -> Result<Vec<QueueInfo>, StoreError>;
 

@@ -24,7 +24,7 @@ pub struct Quotas {
     pub enqueue_rate: Option<f64>,
     /// The bucket's size: jobs enqueued at once after a quiet spell.
     pub enqueue_burst: Option<u64>,
-    /// Jobs running at once (stored and shown; not enforced yet).
+    /// Jobs running at once over all nodes, enforced by the claim.
     pub max_running: Option<u64>,
     /// Schedules.
     pub max_schedules: Option<u64>,
@@ -207,6 +207,11 @@ pub trait TenantStore: Send + Sync {
         tenant: &str,
         change: &QuotaChange,
     ) -> Result<TenantRow, StoreError>;
+
+    /// Sets the server's default `max_running`, which this process's claims apply to
+    /// tenants whose row sets none (`None`: such tenants are not capped). Every node
+    /// claiming from one database should be given the same.
+    fn set_default_max_running(&self, max_running: Option<u64>);
 
     /// What `tenant` uses now (exact counts).
     async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError>;

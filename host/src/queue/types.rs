@@ -222,4 +222,17 @@ pub struct QueueInfo {
     pub retryable: u64,
     /// Jobs running.
     pub running: u64,
+    /// The tenant's limit of running jobs of this queue, over all nodes (`None`: none).
+    pub max_running: Option<u64>,
+}
+
+/// A tenant's limit of running jobs in one queue, enforced by every node's claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueLimit {
+    /// The tenant.
+    pub tenant: String,
+    /// The queue.
+    pub queue: String,
+    /// Jobs of the tenant in the queue running at once, over all nodes.
+    pub max_running: u64,
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use wasmq_host::api::{self, ApiConfig, AppState};
 use wasmq_host::queue::{Scope, Store};
 use wasmq_host::runtime::{Runtime, RuntimeConfig};
@@ -142,6 +142,33 @@ impl Server {
             }
             assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
         }
+    }
+
+    /// Enqueues `n` jobs of module `hostile` (pushed by `key`) that spin until their
+    /// 200 ms timeout, one attempt each, waits for them, and tells whether any two of
+    /// them were running (claimed and not yet finished) at the same time.
+    pub async fn spinners_overlap(&self, key: &str, n: usize) -> bool {
+        let spin = json!({"module": "hostile", "input": {"op": "spin"}, "max_attempts": 1,
+                          "limits": {"timeout_ms": 200}});
+        let r = self
+            .req(Method::POST, "/v1/jobs/batch", key)
+            .json(&json!({ "jobs": vec![spin; n] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let batch: Value = r.json().await.unwrap();
+        let time = |job: &Value, field: &str| -> chrono::DateTime<chrono::Utc> {
+            job[field].as_str().expect(field).parse().unwrap()
+        };
+        let mut spans = Vec::new();
+        for job in batch["jobs"].as_array().unwrap() {
+            let done = self.wait(key, job["id"].as_i64().unwrap()).await;
+            assert_eq!(done["error"]["kind"], "timeout", "{done}");
+            spans.push((time(&done, "started_at"), time(&done, "finished_at")));
+        }
+        spans.sort();
+        spans.windows(2).any(|w| w[1].0 < w[0].1)
     }
 
     pub async fn stop(self) {

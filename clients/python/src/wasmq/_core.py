@@ -165,6 +165,14 @@ def delete_module(name: str) -> Call[None]:
     return Call("DELETE", f"/v1/modules/{quote(name, safe='')}", lambda r: None, True)
 
 
+def set_queue_limit(queue: str, max_running: Optional[int]) -> Call[Optional[int]]:
+    # A PUT of the same limit again changes nothing, so a resend is safe.
+    return Call(
+        "PUT", f"/v1/queues/{quote(queue, safe='')}/limit",
+        lambda r: r.json().get("max_running"), True, json={"max_running": max_running},
+    )
+
+
 def read_module(path_or_bytes: Union[str, os.PathLike, bytes]) -> bytes:
     """The bytes of a module given as bytes or as a path to a .wasm file."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):

@@ -174,6 +174,11 @@ class Client(_Base):
         """Deletes a module (jobs enqueued already still run their version)."""
         self._call(_core.delete_module(name))
 
+    def set_queue_limit(self, queue: str, max_running: Optional[int]) -> Optional[int]:
+        """Lets at most `max_running` of this tenant's jobs of `queue` run at once, over
+        every worker (`None` removes the limit); returns the limit now set."""
+        return self._call(_core.set_queue_limit(queue, max_running))
+
 
 class AsyncClient(_Base):
     """The same calls as `Client`, as coroutines. Use `async with`, or `aclose()`."""
@@ -268,3 +273,7 @@ class AsyncClient(_Base):
     async def delete_module(self, name: str) -> None:
         """See `Client.delete_module`."""
         await self._call(_core.delete_module(name))
+
+    async def set_queue_limit(self, queue: str, max_running: Optional[int]) -> Optional[int]:
+        """See `Client.set_queue_limit`."""
+        return await self._call(_core.set_queue_limit(queue, max_running))

@@ -17,7 +17,7 @@ pub struct QuotasView {
     pub enqueue_rate: Option<f64>,
     /// Jobs enqueued at once after a quiet spell (the rate's bucket).
     pub enqueue_burst: Option<u64>,
-    /// Jobs running at once.
+    /// Jobs running at once over every node (no claim starts one past it).
     pub max_running: Option<u64>,
     /// Schedules.
     pub max_schedules: Option<u64>,

@@ -12,6 +12,7 @@ mod storable;
 mod tenants;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,8 +53,12 @@ struct Shared<D> {
     handoff: Arc<Handoff>,
     /// Job ids drawn ahead, for jobs handed over before they are stored.
     ids: Mutex<handed::IdCache>,
-    /// Which queues have a pause, as far as this process knows.
-    pauses: Arc<pauses::Pauses>,
+    /// Which queues have a pause, and which tenants and queues a cap, as far as this
+    /// process knows.
+    held: Arc<pauses::Held>,
+    /// The server's default `max_running` of tenants without their own: 0 none, else
+    /// the cap plus one.
+    default_max_running: AtomicU64,
 }
 
 impl<D> Clone for Queue<D> {
@@ -78,11 +83,11 @@ pub fn event_channel() -> broadcast::Sender<StoreEvent> {
 impl<D: Driver> Queue<D> {
     /// The store over `driver`, whose other nodes' events (if any) arrive on `events`.
     pub fn new(driver: D, events: broadcast::Sender<StoreEvent>) -> Self {
-        let pauses = Arc::<pauses::Pauses>::default();
+        let held = Arc::<pauses::Held>::default();
         // Other nodes' pauses arrive as events; without a runtime there is no other node.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(pauses::watch(
-                pauses.clone(),
+                held.clone(),
                 events.subscribe(),
                 events.downgrade(),
             ));
@@ -93,7 +98,8 @@ impl<D: Driver> Queue<D> {
                 events,
                 handoff: Arc::default(),
                 ids: Mutex::default(),
-                pauses,
+                held,
+                default_max_running: AtomicU64::new(0),
             }),
         }
     }
@@ -258,10 +264,10 @@ impl<D: Driver> Store for Queue<D> {
         check_attempts(&jobs)?;
         coalesce::check(&jobs)?;
         deps::check(&jobs)?;
-        // A paused queue's job is never handed over (nor is one whose queue's pauses
-        // cannot be read): it waits for a claim like any other.
+        // A job of a paused queue or a capped tenant or queue is never handed over (nor
+        // is one whose pauses and caps cannot be read): it waits for a claim, which counts.
         if let Some(slot) = self.inner.handoff.reserve_for(&jobs)
-            && !self.queue_has_pause(&jobs[0].queue).await.unwrap_or(true)
+            && !(self.held_back(&jobs[0].tenant, &jobs[0].queue).await).unwrap_or(true)
             && let Some(job) = self.enqueue_handed(jobs[0].clone(), slot).await?
         {
             return Ok(vec![Enqueued {
@@ -336,8 +342,18 @@ impl<D: Driver> Store for Queue<D> {
         let jobs = self
             .inner
             .driver
-            .claim(tenant, queue, worker_id, limit, lease)
+            .claim(
+                tenant,
+                queue,
+                worker_id,
+                limit,
+                lease,
+                self.default_max_running(),
+            )
             .await?;
+        if jobs.len() < limit {
+            self.refresh_held();
+        }
         Ok(claim_order(jobs))
     }
 
@@ -387,16 +403,21 @@ impl<D: Driver> Store for Queue<D> {
         let applied = done.applied;
         let mut finished = Vec::new();
         let mut released = Vec::new();
+        // Under a cap, a job that stops running leaves room: this process's workers of
+        // its queue claim again (they may have stopped after an empty, capped claim).
+        let capped = self.may_cap();
         for (id, applied) in ids.iter().zip(&applied) {
             if let Some((JobState::Completed, Some(queues))) =
                 applied.as_ref().map(|a| (a.state, child_queues.get(id)))
             {
                 released.extend(queues.iter().map(String::as_str));
             }
-            match applied.as_ref().map(|a| (a.state, a.queue.as_str())) {
-                Some((JobState::Available, queue)) => released.push(queue),
-                Some((JobState::Retryable, _)) | None => {}
-                Some(_) => finished.push(*id),
+            let Some(applied) = applied else { continue };
+            if applied.state == JobState::Available || capped {
+                released.push(applied.queue.as_str());
+            }
+            if applied.state.is_finished() {
+                finished.push(*id);
             }
         }
         self.wake_finished(finished);
@@ -472,10 +493,12 @@ impl<D: Driver> Store for Queue<D> {
         let mut finished = report.failed.clone();
         finished.extend(&report.cancelled);
         self.wake_finished(finished);
+        // Under a cap, every rescued job left room in its queue (as in `finish`).
+        let capped = self.may_cap();
         self.wake_queues(
             rescued
                 .iter()
-                .filter(|job| job.state == JobState::Retryable)
+                .filter(|job| capped || job.state == JobState::Retryable)
                 .map(|job| job.queue.as_str()),
         );
         self.wake_dependents(dependents);
@@ -702,6 +725,15 @@ impl<D: Driver> Store for Queue<D> {
 
     async fn resume_queue(&self, tenant: &str, queue: &str) -> Result<bool, StoreError> {
         self.set_paused(tenant, queue, false).await
+    }
+
+    async fn set_queue_limit(
+        &self,
+        tenant: &str,
+        queue: &str,
+        max_running: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.set_limit(tenant, queue, max_running).await
     }
 
     async fn queues(&self, tenant: &str) -> Result<Vec<QueueInfo>, StoreError> {

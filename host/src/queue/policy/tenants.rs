@@ -18,7 +18,17 @@ impl<D: Driver> TenantStore for Queue<D> {
     ) -> Result<TenantRow, StoreError> {
         validate_tenant(tenant)?;
         change.values().check()?;
-        self.inner.driver.put_tenant_row(tenant, change).await
+        let row = self.inner.driver.put_tenant_row(tenant, change).await;
+        // Even after an error: the statement may have committed.
+        self.inner.held.changed();
+        row
+    }
+
+    fn set_default_max_running(&self, max_running: Option<u64>) {
+        let stored = max_running.map_or(0, |n| n.saturating_add(1));
+        self.inner
+            .default_max_running
+            .store(stored, std::sync::atomic::Ordering::Release);
     }
 
     async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError> {

@@ -1,4 +1,5 @@
-//! Queue control on PostgreSQL: a finished job run again, queues paused and resumed.
+//! Queue control on PostgreSQL: a finished job run again, queues paused and resumed,
+//! queues' limits of running jobs.
 
 use chrono::{DateTime, Utc};
 
@@ -6,7 +7,8 @@ use super::PgDriver;
 use super::rows::{db_err, job_from_row};
 use super::sql::COUNT_UNFINISHED;
 use crate::queue::driver::ControlRows;
-use crate::queue::{Job, JobCount, StoreError};
+use crate::queue::rows::{queue_limit_from_row, stored_count};
+use crate::queue::{Job, JobCount, QueueLimit, StoreError};
 
 /// Every pause and resume tells the other nodes to read the pauses again (payload: the
 /// queue).
@@ -40,6 +42,25 @@ const RESUME: &str = "
         DELETE FROM wasmq_queue_pauses WHERE queue = $2 AND tenant = $1 RETURNING queue
     )
     SELECT pg_notify('wasmq_pauses', $3 || ' ' || queue) FROM r";
+
+/// Upserts or deletes the limit; tells the other nodes on the pauses' channel, so they
+/// read the limits again and their workers claim (a raised limit leaves room).
+const SET_LIMIT: &str = "
+    WITH up AS (
+        INSERT INTO wasmq_queue_limits (queue, tenant, max_running)
+        SELECT $2, $1, $3 WHERE $3 IS NOT NULL
+        ON CONFLICT (queue, tenant) DO UPDATE
+            SET max_running = excluded.max_running, updated_at = now()
+        RETURNING queue
+    ), gone AS (
+        DELETE FROM wasmq_queue_limits WHERE queue = $2 AND tenant = $1 AND $3 IS NULL
+        RETURNING queue
+    )
+    SELECT pg_notify('wasmq_pauses', $4 || ' ' || queue)
+    FROM (SELECT queue FROM up UNION ALL SELECT queue FROM gone) c";
+
+const LIMITS: &str = "SELECT tenant, queue, max_running FROM wasmq_queue_limits \
+     WHERE $1::text IS NULL OR tenant = $1 ORDER BY queue, tenant";
 
 const PAUSED: &str = "SELECT DISTINCT queue FROM wasmq_queue_pauses \
      WHERE $1::text IS NULL OR tenant = $1 ORDER BY queue";
@@ -99,6 +120,36 @@ impl ControlRows for PgDriver {
             .map_err(db_err)?;
         conn.keep();
         Ok(queues)
+    }
+
+    async fn set_queue_limit(
+        &self,
+        tenant: &str,
+        queue: &str,
+        max_running: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        sqlx::query(SET_LIMIT)
+            .bind(tenant)
+            .bind(queue)
+            .bind(max_running.map(stored_count))
+            .bind(&*self.node)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        Ok(())
+    }
+
+    async fn queue_limits(&self, tenant: Option<&str>) -> Result<Vec<QueueLimit>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let rows = sqlx::query(LIMITS)
+            .bind(tenant)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        rows.iter().map(queue_limit_from_row).collect()
     }
 
     async fn has_work(

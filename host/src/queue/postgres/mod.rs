@@ -232,6 +232,7 @@ impl Driver for PgDriver {
         worker: &str,
         limit: usize,
         lease: Duration,
+        max_running: Option<u64>,
     ) -> Result<Vec<Job>, StoreError> {
         let mut conn = self.fast.get().await.map_err(db_err)?;
         let statement = sqlx::query(if tenant.is_some() {
@@ -242,7 +243,8 @@ impl Driver for PgDriver {
         .bind(queue)
         .bind(worker)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(seconds(lease));
+        .bind(seconds(lease))
+        .bind(max_running.map(crate::queue::rows::stored_count));
         let statement = match tenant {
             Some(tenant) => statement.bind(tenant),
             None => statement,

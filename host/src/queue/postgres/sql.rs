@@ -175,6 +175,9 @@ WHERE NOT EXISTS (SELECT 1 FROM wasmq_modules m WHERE m.tenant = t.tenant AND m.
 /// first jobs, then their second ones, and so on (`policy::claim_order` is the order).
 /// The ids go to the update as one array (`= ANY(ARRAY(…))`): its generic plan is a
 /// primary-key probe per id, where a join would be planned for a tenth of the table.
+/// A tenant's share is cut to the room its running-job caps leave (`wasmq_claim_room`,
+/// migration 0017: `$5` the server's default `max_running`), computed before its rows
+/// are locked: O(1) per uncapped tenant, a lock and a count bounded by the cap otherwise.
 macro_rules! claim {
     ($tenants:literal) => {
         concat!(
@@ -207,7 +210,8 @@ WHERE j.id = ANY(ARRAY(
               AND NOT EXISTS (SELECT 1 FROM wasmq_queue_pauses p
                               WHERE p.queue = $1 AND p.tenant = t.tenant)
             ORDER BY priority DESC, run_at, id
-            LIMIT (SELECT n FROM share)
+            LIMIT least((SELECT n FROM share),
+                        wasmq_claim_room($1, t.tenant, $5::bigint, (SELECT n FROM share)))
             FOR UPDATE SKIP LOCKED
         ) c
         WHERE t.tenant IS NOT NULL
@@ -238,8 +242,8 @@ pub(super) const CLAIM: &str = claim!(
 "#
 );
 
-/// The claim for one tenant (`$5`), for workers that serve only it.
-pub(super) const CLAIM_TENANT: &str = claim!("SELECT $5::text AS tenant");
+/// The claim for one tenant (`$6`), for workers that serve only it.
+pub(super) const CLAIM_TENANT: &str = claim!("SELECT $6::text AS tenant");
 
 pub(super) const HEARTBEAT: &str = r#"
 UPDATE wasmq_jobs
@@ -648,14 +652,14 @@ pub const HOT_STATEMENTS: &[(&str, &str, &str, &str)] = &[
     (
         "claim",
         CLAIM,
-        "text, text, bigint, float8",
-        "'q1', 'w', 32, 30.0",
+        "text, text, bigint, float8, bigint",
+        "'q1', 'w', 32, 30.0, NULL",
     ),
     (
         "claim of one tenant",
         CLAIM_TENANT,
-        "text, text, bigint, float8, text",
-        "'q1', 'w', 32, 30.0, 'default'",
+        "text, text, bigint, float8, bigint, text",
+        "'q1', 'w', 32, 30.0, 4, 'default'",
     ),
     ("promote", PROMOTE, "bigint, text", "1000, 'node'"),
     ("prune", PRUNE, "float8, bigint", "86400.0, 1000"),

@@ -37,6 +37,8 @@ const ROW: &str = concat!(
     " FROM wasmq_tenants WHERE name = $1"
 );
 
+const CAPPED: &str = "SELECT name FROM wasmq_tenants WHERE max_running IS NOT NULL";
+
 /// Each count reads one index range: the listing index for jobs, the primary keys of
 /// modules and schedules.
 const USAGE: &str = "
@@ -90,6 +92,16 @@ impl TenantRows for PgDriver {
             .map_err(db_err)?;
         conn.keep();
         tenant_from_row(&row)
+    }
+
+    async fn capped_tenants(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(db_err)?;
+        let names = sqlx::query_scalar(CAPPED)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        conn.keep();
+        Ok(names)
     }
 
     async fn count_tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError> {

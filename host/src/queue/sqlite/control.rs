@@ -1,4 +1,5 @@
-//! Queue control on SQLite: a finished job run again, queues paused and resumed.
+//! Queue control on SQLite: a finished job run again, queues paused and resumed,
+//! queues' limits of running jobs.
 
 use chrono::{DateTime, Utc};
 
@@ -6,7 +7,8 @@ use super::SqliteDriver;
 use super::rows::{db_err, get, job_from_row, json_text, micros};
 use super::sql::COUNT_UNFINISHED;
 use crate::queue::driver::ControlRows;
-use crate::queue::{Job, JobCount, StoreError};
+use crate::queue::rows::{queue_limit_from_row, stored_count};
+use crate::queue::{Job, JobCount, QueueLimit, StoreError};
 
 /// A failed or cancelled job back to `available` with no attempts counted; its history
 /// (and log) kept, what its last attempt left cleared. It runs as
@@ -24,6 +26,15 @@ const PAUSE: &str = "INSERT INTO wasmq_queue_pauses (queue, tenant, paused_at) \
      VALUES (?2, ?1, ?3) ON CONFLICT DO NOTHING";
 
 const RESUME: &str = "DELETE FROM wasmq_queue_pauses WHERE queue = ?2 AND tenant = ?1";
+
+const SET_LIMIT: &str = "INSERT INTO wasmq_queue_limits (queue, tenant, max_running, updated_at) \
+     VALUES (?2, ?1, ?3, ?4) ON CONFLICT (queue, tenant) DO UPDATE \
+     SET max_running = excluded.max_running, updated_at = excluded.updated_at";
+
+const REMOVE_LIMIT: &str = "DELETE FROM wasmq_queue_limits WHERE queue = ?2 AND tenant = ?1";
+
+const LIMITS: &str = "SELECT tenant, queue, max_running FROM wasmq_queue_limits \
+     WHERE ?1 IS NULL OR tenant = ?1 ORDER BY queue, tenant";
 
 const PAUSED: &str = "SELECT DISTINCT queue FROM wasmq_queue_pauses \
      WHERE ?1 IS NULL OR tenant = ?1 ORDER BY queue";
@@ -83,6 +94,36 @@ impl ControlRows for SqliteDriver {
             .fetch_all(&self.read)
             .await
             .map_err(db_err)
+    }
+
+    async fn set_queue_limit(
+        &self,
+        tenant: &str,
+        queue: &str,
+        max_running: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let statement = match max_running {
+            Some(n) => sqlx::query(SET_LIMIT)
+                .bind(tenant)
+                .bind(queue)
+                .bind(stored_count(n))
+                .bind(micros(Utc::now())),
+            None => sqlx::query(REMOVE_LIMIT).bind(tenant).bind(queue),
+        };
+        statement
+            .execute(&mut *self.writer(true).await?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn queue_limits(&self, tenant: Option<&str>) -> Result<Vec<QueueLimit>, StoreError> {
+        let rows = sqlx::query(LIMITS)
+            .bind(tenant)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(queue_limit_from_row).collect()
     }
 
     async fn has_work(

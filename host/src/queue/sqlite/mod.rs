@@ -287,6 +287,7 @@ impl Driver for SqliteDriver {
         worker: &str,
         limit: usize,
         lease: Duration,
+        max_running: Option<u64>,
     ) -> Result<Vec<Job>, StoreError> {
         let now = micros(Utc::now());
         let statement = sqlx::query(if tenant.is_some() {
@@ -298,7 +299,8 @@ impl Driver for SqliteDriver {
         .bind(worker)
         .bind(micros_after(now, lease))
         .bind(queue)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(max_running.map(crate::queue::rows::stored_count));
         let statement = match tenant {
             Some(tenant) => statement.bind(tenant),
             None => statement,

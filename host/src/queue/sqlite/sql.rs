@@ -33,6 +33,9 @@ RETURNING *
 /// has not paused the queue offers its share of `$5` in its own priority order (the
 /// partial index `wasmq_jobs_claim`, led by queue and tenant), and the claim takes the
 /// tenants' first jobs, then their second ones, and so on (`policy::claim_order`).
+/// Each tenant takes at most the room its running-job caps leave: its `max_running` (its
+/// row's, else `$6`, the server's default) and its limit of the queue, less its running
+/// jobs, counted only when capped (the listing index `(tenant, state, id)`).
 macro_rules! claim {
     ($tenants:literal) => {
         concat!(
@@ -55,6 +58,24 @@ candidates AS (
         ORDER BY priority DESC, run_at, id
         LIMIT (SELECT n FROM share))
     WHERE t.tenant IS NOT NULL
+),
+caps(tenant, cap, queue_cap) AS (
+    SELECT t.tenant,
+           coalesce((SELECT w.max_running FROM wasmq_tenants w WHERE w.name = t.tenant), $6),
+           (SELECT l.max_running FROM wasmq_queue_limits l
+            WHERE l.queue = $4 AND l.tenant = t.tenant)
+    FROM tenants t WHERE t.tenant IS NOT NULL
+),
+rooms(tenant, n) AS (
+    SELECT c.tenant, min(
+        CASE WHEN c.cap IS NULL THEN $5
+             ELSE c.cap - (SELECT count(*) FROM wasmq_jobs r
+                           WHERE r.tenant = c.tenant AND r.state = 'running') END,
+        CASE WHEN c.queue_cap IS NULL THEN $5
+             ELSE c.queue_cap - (SELECT count(*) FROM wasmq_jobs r
+                                 WHERE r.tenant = c.tenant AND r.state = 'running'
+                                   AND r.queue = $4) END)
+    FROM caps c
 )
 UPDATE wasmq_jobs
 SET state = 'running',
@@ -65,10 +86,11 @@ SET state = 'running',
     cancel_requested = 0,
     progress = NULL
 WHERE id IN (SELECT id FROM (
-                 SELECT id, run_at,
-                        row_number() OVER (PARTITION BY tenant
-                                           ORDER BY priority DESC, run_at, id) AS rank
-                 FROM candidates)
+                 SELECT c.id, c.run_at, r.n AS room,
+                        row_number() OVER (PARTITION BY c.tenant
+                                           ORDER BY c.priority DESC, c.run_at, c.id) AS rank
+                 FROM candidates c JOIN rooms r ON r.tenant = c.tenant)
+             WHERE rank <= room
              ORDER BY rank, run_at, id
              LIMIT $5)
 RETURNING *
@@ -94,8 +116,8 @@ pub(super) const CLAIM: &str = claim!(
 "#
 );
 
-/// The claim for one tenant (`$6`), for workers that serve only it.
-pub(super) const CLAIM_TENANT: &str = claim!("SELECT $6");
+/// The claim for one tenant (`$7`), for workers that serve only it.
+pub(super) const CLAIM_TENANT: &str = claim!("SELECT $7");
 
 /// A job handed to an idle worker of this process, stored as its first attempt (as the
 /// claim would have left it): `$1..$9` as `queue::rows::bind_job` binds them, `$10` the worker,

@@ -37,6 +37,8 @@ const ROW: &str = concat!(
     " FROM wasmq_tenants WHERE name = ?1"
 );
 
+const CAPPED: &str = "SELECT name FROM wasmq_tenants WHERE max_running IS NOT NULL";
+
 const USAGE: &str = "
     SELECT
         (SELECT count(*) FROM wasmq_jobs WHERE tenant = ?1
@@ -88,6 +90,13 @@ impl TenantRows for SqliteDriver {
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         tenant_from_row(&row)
+    }
+
+    async fn capped_tenants(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(CAPPED)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)
     }
 
     async fn count_tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError> {
