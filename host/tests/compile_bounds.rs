@@ -28,9 +28,31 @@ async fn refused(rt: &Runtime, bytes: Vec<u8>) -> ValidateError {
     }
 }
 
+/// Runs the echo guest `p` on `input` and asserts it answers it.
+async fn echoes(rt: &Runtime, p: &wasmq_host::runtime::Prepared, input: &[u8]) {
+    let request = RunRequest {
+        input: input.to_vec(),
+        limits: Limits::default_max(),
+        ..Default::default()
+    };
+    let r = rt.run(p, request).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            result: input.to_vec()
+        }
+    );
+}
+
 /// A valid WASI command with 4,000 functions of 400 rounds of arithmetic each (16 MB):
 /// it takes many seconds to compile, far past the short bound the tests set.
 fn slow_to_compile() -> Vec<u8> {
+    functions_of_arithmetic(4_000)
+}
+
+/// A valid WASI command with `functions` functions of 400 rounds of arithmetic each
+/// (4 KB apiece).
+fn functions_of_arithmetic(functions: usize) -> Vec<u8> {
     fn leb(mut n: usize, out: &mut Vec<u8>) {
         loop {
             let b = (n & 0x7f) as u8;
@@ -47,7 +69,7 @@ fn slow_to_compile() -> Vec<u8> {
         leb(payload.len(), out);
         out.extend_from_slice(payload);
     }
-    const FUNCTIONS: usize = 4_000;
+    let n = functions;
     // local.get 0, i32.const 7, i32.mul, i32.const 3, i32.xor, local.set 0
     let round = [0x20, 0x00, 0x41, 0x07, 0x6c, 0x41, 0x03, 0x73, 0x21, 0x00];
     let mut body = vec![0x00]; // no locals besides the parameter
@@ -64,18 +86,18 @@ fn slow_to_compile() -> Vec<u8> {
         &mut m,
     );
     let mut funcs = Vec::new();
-    leb(FUNCTIONS + 1, &mut funcs);
+    leb(n + 1, &mut funcs);
     funcs.push(0x01);
-    funcs.extend(std::iter::repeat_n(0x00, FUNCTIONS));
+    funcs.extend(std::iter::repeat_n(0x00, n));
     section(3, &funcs, &mut m);
     section(5, &[0x01, 0x00, 0x01], &mut m); // one memory of one page
     let mut exports = vec![0x02, 0x06];
     exports.extend_from_slice(b"_start\x00\x00\x06memory\x02\x00");
     section(7, &exports, &mut m);
     let mut code = Vec::new();
-    leb(FUNCTIONS + 1, &mut code);
+    leb(n + 1, &mut code);
     code.extend_from_slice(&[0x02, 0x00, 0x0b]); // _start: no locals, end
-    for _ in 0..FUNCTIONS {
+    for _ in 0..n {
         leb(body.len(), &mut code);
         code.extend_from_slice(&body);
     }
@@ -90,22 +112,7 @@ async fn a_module_compiled_in_a_compile_process_runs() {
         .load_bytes(Arc::new(guest_bytes(guests::ECHO)))
         .await
         .unwrap();
-    let r = rt
-        .run(
-            &p,
-            RunRequest {
-                input: b"from a child".to_vec(),
-                limits: Limits::default_max(),
-                ..Default::default()
-            },
-        )
-        .await;
-    assert_eq!(
-        r.outcome,
-        Outcome::Success {
-            result: b"from a child".to_vec()
-        }
-    );
+    echoes(&rt, &p, b"from a child").await;
     assert_eq!(rt.cache_stats().compiles, 1);
     // The compiler's refusal comes back with its words.
     let mut bytes = guest_bytes(guests::ECHO);
@@ -162,4 +169,44 @@ async fn a_compile_needing_more_than_the_memory_cap_is_refused() {
     rt.load_bytes(Arc::new(guest_bytes(guests::THUMBNAIL)))
         .await
         .unwrap();
+}
+
+/// A valid module just under the 64 MiB upload limit, all functions: compiled within the
+/// bounds (then it runs) or refused naming the bound it hit; either way another upload
+/// compiles beside it meanwhile, and nothing is left compiling after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_module_of_64_mib_of_functions_is_bounded_and_blocks_no_other_upload() {
+    let rt = Runtime::new(RuntimeConfig {
+        compile_timeout: Duration::from_secs(30),
+        concurrent_compiles: 2,
+        ..config()
+    })
+    .unwrap();
+    let big = functions_of_arithmetic(16_000);
+    let limit = rt.config().max_module_bytes;
+    assert!(big.len() > 60 << 20 && big.len() <= limit, "{}", big.len());
+    let compiling = {
+        let rt = rt.clone();
+        tokio::spawn(async move { rt.validate(Arc::new(big)).await })
+    };
+    while rt.compiles_in_progress() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let echo = rt
+        .load_bytes(Arc::new(guest_bytes(guests::ECHO)))
+        .await
+        .expect("echo compiles beside it");
+    assert!(
+        !compiling.is_finished(),
+        "the big compile was still running"
+    );
+    match compiling.await.unwrap() {
+        Ok(_) => {}
+        Err(RunError::Invalid(
+            e @ (ValidateError::CompileTimeout(_) | ValidateError::CompileMemory(_)),
+        )) => assert!(e.to_string().contains("limit"), "{e}"),
+        Err(other) => panic!("refused for another reason: {other}"),
+    }
+    assert_eq!(rt.compiles_in_progress(), 0);
+    echoes(&rt, &echo, b"after").await;
 }

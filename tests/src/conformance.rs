@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use wasmq_host::queue::handoff::{Handed, Handoff};
 use wasmq_host::queue::{
-    ErrorKind, Finish, Job, JobError, JobFilter, JobState, Limits, Module, ModuleKind, NewJob,
-    NewModule, Outcome, Progress, Scope, StoreError, StoreEvent, Usage,
+    ChildJob, ErrorKind, Finish, Job, JobError, JobFilter, JobState, Limits, Module, ModuleKind,
+    NewJob, NewModule, Outcome, Progress, Scope, StoreError, StoreEvent, Usage,
 };
 
 /// Re-exported for [`store_conformance_tests!`].
@@ -176,6 +176,7 @@ macro_rules! store_handoff_tests {
             a_job_that_may_not_run_ahead_is_handed_once_stored,
             a_paused_queues_job_is_not_handed_over,
             a_capped_job_is_not_handed_over,
+            a_handed_jobs_children_are_stored_with_it,
         );
     };
 }

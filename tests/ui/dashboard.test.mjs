@@ -49,6 +49,8 @@ before(async () => {
   server = await startServer();
   await server.api("PUT", "/v1/modules/hostile", server.keys.admin, guest("hostile_fixture"), "application/wasm");
   await server.api("PUT", "/v1/modules/wordcount", server.keys.admin, guest("wordcount"), "application/wasm");
+  await server.api("PUT", "/v1/modules/fanout", server.keys.admin, guest("fanout"), "application/wasm");
+  await server.api("PUT", "/v1/modules/reindex", server.keys.admin, guest("echo"), "application/wasm");
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update"],
@@ -166,6 +168,22 @@ test("the jobs a schedule made, by its name", async () => {
   const listed = (await server.api("GET", "/v1/jobs?schedule=every-second", key)).jobs.length;
   assert.ok(listed >= 2);
   assert.equal(await rows.count(), listed, "the schedule's jobs and no other");
+});
+
+test("a fan-out's page links its children, and each child its parent", async () => {
+  const key = server.keys.admin;
+  const parent = await server.enqueue(key, "fanout",
+    { page: 7, locales: ["en", "de", "fr"] });
+  await eventually(async () => (await server.api("GET", `/v1/jobs/${parent.id}`, key)).state === "completed",
+    20_000, "the fan-out to complete");
+  await admin.goto(`${server.base}/ui/jobs/${parent.id}`);
+  await admin.getByRole("link", { name: "3 child jobs" }).click();
+  assert.match(admin.url(), new RegExp(`parent=${parent.id}`));
+  const rows = admin.locator("table.jobs tbody tr");
+  assert.equal(await rows.count(), 3, "the three children and no other job");
+  await rows.first().getByRole("link").first().click();
+  await admin.getByRole("link", { name: `Job ${parent.id}` }).click();
+  assert.match(admin.url(), new RegExp(`/ui/jobs/${parent.id}$`));
 });
 
 test("cancel a running job, after a confirmation", async () => {

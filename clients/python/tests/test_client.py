@@ -253,3 +253,14 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, ser
     monkeypatch.setenv("WASMQ_KEY", server.key)
     with wasmq.Client() as c:
         assert any(m.name == REINDEX for m in c.modules())
+
+
+def test_child_jobs_are_listed_by_parent() -> None:
+    call = _core.list_jobs({"parent": 6, "schedule": "nightly"}, 10, None)
+    assert call.params == {"parent": 6, "schedule": "nightly", "limit": 10}
+    page = {"jobs": [{"id": 7, "module": "m", "state": "available", "parent_id": 6}]}
+    jobs = call.parse(httpx.Response(200, json=page)).jobs
+    assert (jobs[0].id, jobs[0].parent_id) == (7, 6)
+    assert wasmq.Job.from_json({"id": 6, "module": "m", "state": "completed"}).parent_id is None
+    with pytest.raises(TypeError, match="parent"):
+        _core.list_jobs({"parents": 6}, None, None)

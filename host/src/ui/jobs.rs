@@ -64,6 +64,9 @@ pub struct ListQuery {
     queue: String,
     #[serde(default)]
     schedule: String,
+    /// A job's id: its children only (linked from its page).
+    #[serde(default)]
+    parent: String,
     #[serde(default)]
     cursor: String,
 }
@@ -81,12 +84,18 @@ impl ListQuery {
                 })
             })
             .transpose()?;
+        let parent = some(&self.parent)
+            .map(|p| {
+                p.parse::<i64>()
+                    .map_err(|_| ApiError::InvalidRequest("`parent` must be a job id".into()))
+            })
+            .transpose()?;
         Ok(JobFilter {
             state,
             module: some(&self.module),
             queue: some(&self.queue),
             schedule: some(&self.schedule),
-            parent: None,
+            parent,
             limit: PAGE,
             cursor,
         })
@@ -100,6 +109,7 @@ impl ListQuery {
             ("module", &self.module),
             ("queue", &self.queue),
             ("schedule", &self.schedule),
+            ("parent", &self.parent),
         ] {
             if !value.trim().is_empty() {
                 q.append_pair(name, value.trim());
@@ -119,6 +129,8 @@ struct ListPage {
     module: String,
     queue: String,
     schedule: String,
+    /// The job whose children these are, if the list is narrowed to them.
+    parent: Option<i64>,
     jobs: Vec<JobRow>,
     /// The next page's URL, if there is one.
     next: Option<String>,
@@ -153,6 +165,7 @@ pub async fn list(
         module: query.module.trim().to_owned(),
         queue: query.queue.trim().to_owned(),
         schedule: query.schedule.trim().to_owned(),
+        parent: filter.parent,
         jobs: page.jobs.iter().map(JobRow::from).collect(),
         next,
         paged: filter.cursor.is_some(),
@@ -184,6 +197,9 @@ struct JobLive {
     finished_at: String,
     idempotency_key: Option<String>,
     schedule: Option<String>,
+    parent_id: Option<i64>,
+    /// Child jobs its completion enqueued.
+    children: u64,
     error_message: Option<String>,
     usage: Vec<(&'static str, String)>,
     limits: Vec<(&'static str, String)>,
@@ -228,6 +244,8 @@ impl JobLive {
                 .and_then(crate::schedule::schedule_of)
                 .map(str::to_owned),
             idempotency_key: summary.idempotency_key.clone(),
+            parent_id: summary.parent_id,
+            children: summary.usage.as_ref().map_or(0, |u| u.children),
             error_message: summary.error.as_ref().map(|e| e.message.clone()),
             usage,
             limits: format::limits(&summary.limits),

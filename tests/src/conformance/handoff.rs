@@ -65,6 +65,16 @@ pub(crate) async fn report_handed(
     outcome: Outcome,
 ) -> Job {
     let report = Finish::new(got.job.id, 1, outcome);
+    report_handed_finish(store, got, enqueue, report).await
+}
+
+/// [`report_handed`] with a whole report.
+async fn report_handed_finish(
+    store: &Arc<dyn Store>,
+    got: Handed,
+    enqueue: tokio::task::JoinHandle<Job>,
+    report: Finish,
+) -> Job {
     let report = match got.ahead {
         Some(ahead) => match ahead.report.send(report) {
             Ok(()) => return enqueue.await.unwrap(),
@@ -141,4 +151,59 @@ pub async fn a_job_for_a_taker_that_went_away_waits_for_a_claim(store: Arc<dyn S
         .unwrap();
     assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![e.id]);
     drop(taker);
+}
+
+/// A handed job that completes with children stores them with it, run ahead (in the
+/// insert of the job with its report) or not (in the finish).
+pub async fn a_handed_jobs_children_are_stored_with_it(store: Arc<dyn Store>) {
+    let handoff = declared_handoff(&store);
+    let t = tenant();
+    let digest = put(&store, &t, "m", b"m").await.digest;
+    let (taker, mut handed) = handoff.register("handed", "taker-1", Duration::from_secs(30));
+    taker.offer(1);
+    let enqueue = {
+        let (store, new) = (
+            store.clone(),
+            NewJob {
+                queue: "handed".into(),
+                ..job(&t, "m", b"parent")
+            },
+        );
+        tokio::spawn(async move { enqueue_one(&store, new).await })
+    };
+    let got = tokio::time::timeout(Duration::from_secs(10), handed.recv())
+        .await
+        .expect("the job is handed over")
+        .expect("the taker is registered");
+    let parent = got.job.id;
+    let ids = store.draw_ids(2).await.unwrap();
+    let children = ids
+        .iter()
+        .map(|&id| ChildJob {
+            id,
+            depth: 1,
+            job: NewJob {
+                digest: Some(digest.clone()),
+                queue: "leaves".into(),
+                ..job(&t, "m", b"child")
+            },
+        })
+        .collect();
+    let done = Outcome::Complete {
+        result: b"ok".to_vec(),
+    };
+    let report = Finish {
+        children,
+        ..Finish::new(parent, 1, done)
+    };
+    let answered = report_handed_finish(&store, got, enqueue, report).await;
+    assert_eq!(answered.id, parent);
+    assert_eq!(get(&store, &t, parent).await.state, JobState::Completed);
+    for id in ids {
+        let child = get(&store, &t, id).await;
+        assert_eq!(
+            (child.state, child.parent_id),
+            (JobState::Available, Some(parent))
+        );
+    }
 }

@@ -127,9 +127,11 @@ def log(job_id: int) -> Call[JobLog]:
 
 
 def list_jobs(filters: Mapping[str, Any], limit: Optional[int], cursor: Optional[str]) -> Call[JobPage]:
-    unknown = set(filters) - {"state", "module", "queue"}
+    unknown = set(filters) - {"state", "module", "queue", "schedule", "parent"}
     if unknown:
-        raise TypeError(f"jobs can be filtered by state, module and queue, not {', '.join(sorted(unknown))}")
+        raise TypeError(
+            f"jobs can be filtered by state, module, queue, schedule and parent, not {', '.join(sorted(unknown))}"
+        )
     given = {**filters, "limit": limit, "cursor": cursor}
     params = {k: v for k, v in given.items() if v is not None}
 

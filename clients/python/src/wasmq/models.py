@@ -97,6 +97,7 @@ class Job:
     cancel_requested: bool = False
     depends_on: List[int] = field(default_factory=list)
     dependents: int = 0
+    parent_id: Optional[int] = None
     duplicate: bool = False
     coalesced: bool = False
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -145,6 +146,7 @@ class Job:
             cancel_requested=bool(d.get("cancel_requested", False)),
             depends_on=[int(i) for i in d.get("depends_on") or []],
             dependents=int(d.get("dependents", 0)),
+            parent_id=None if d.get("parent_id") is None else int(d["parent_id"]),
             duplicate=duplicate,
             coalesced=coalesced,
             raw=dict(d),
@@ -223,11 +225,14 @@ class EnqueueOptions(TypedDict, total=False):
 
 
 class JobFilters(TypedDict, total=False):
-    """What a job listing may be narrowed to: a state, a module, a queue."""
+    """What a job listing may be narrowed to: a state, a module, a queue, a schedule's
+    ticks, a job's children."""
 
     state: str
     module: str
     queue: str
+    schedule: str
+    parent: int
 
 
 @dataclass
