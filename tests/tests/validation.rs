@@ -80,6 +80,19 @@ async fn rejects_a_component_importing_something_else_naming_it() {
     assert!(matches!(e, ValidateError::DisallowedImport(_)));
 }
 
+/// A resource the host does not have, in an interface it does: refused at upload by the
+/// link check, naming it, never found missing at run time.
+#[tokio::test]
+async fn rejects_a_component_importing_a_host_resource_that_does_not_exist() {
+    let wat = r#"(component
+        (import "wasmq:task/host@0.2.0" (instance
+            (export "vault" (type (sub resource)))
+        ))
+    )"#;
+    let e = refused(&runtime(), wat::parse_str(wat).unwrap()).await;
+    assert!(e.to_string().contains("vault"), "{e}");
+}
+
 #[tokio::test]
 async fn rejects_a_core_module_importing_outside_wasi_naming_it() {
     let wat = r#"(module
