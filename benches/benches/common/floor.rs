@@ -31,15 +31,23 @@ impl Floor {
         let component = Component::from_binary(&engine, bytes).unwrap();
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-        let mut host = linker.instance("wasmq:task/host@0.1.0").unwrap();
-        for f in ["log", "progress", "job"] {
-            host.func_new(f, |_, _, _, _| Ok(())).unwrap();
+        // Both contracts, as the host links them; `enqueue` (0.2.0 only) is never called.
+        for (version, funcs) in [
+            ("0.1.0", &["log", "progress", "job"][..]),
+            ("0.2.0", &["log", "progress", "job", "enqueue"][..]),
+        ] {
+            let mut host = linker
+                .instance(&format!("wasmq:task/host@{version}"))
+                .unwrap();
+            for f in funcs {
+                host.func_new(f, |_, _, _, _| Ok(())).unwrap();
+            }
+            host.func_new("set-result", |_, _, _, results| {
+                results[0] = Val::Result(Ok(None));
+                Ok(())
+            })
+            .unwrap();
         }
-        host.func_new("set-result", |_, _, _, results| {
-            results[0] = Val::Result(Ok(None));
-            Ok(())
-        })
-        .unwrap();
         let pre = linker.instantiate_pre(&component).unwrap();
         Self { engine, pre }
     }
