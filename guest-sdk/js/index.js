@@ -64,6 +64,9 @@ export class Context {
    *  queue defaults to this job's. Throws `Fatal` when the host refuses it (over the caps,
    *  an unknown module), `Retry` when the store was unavailable. */
   enqueue(module, input, { queue, priority, delayMs, idempotencyKey } = {}) {
+    if (delayMs != null && !(Number.isSafeInteger(delayMs) && delayMs >= 0)) {
+      throw new RangeError(`delayMs ${delayMs} is not a whole number of milliseconds ≥ 0`);
+    }
     const bytes = encodeResult(input) ?? new TextEncoder().encode("null");
     return this.#sink.enqueue({ module: String(module), input: bytes, queue, priority, delayMs, idempotencyKey });
   }

@@ -196,3 +196,33 @@ async fn a_component_of_the_0_1_contract_still_runs() {
     assert_eq!(new["result"], json!({"x": 1}));
     s.stop().await;
 }
+
+/// Children count against the tenant's `max_unfinished_jobs` as enqueued jobs do: past
+/// it `enqueue` is refused (the running parent is one of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_count_against_the_unfinished_jobs_quota() {
+    let s = Server::start().await;
+    s.push(&s.admin, "hostile", guests::HOSTILE).await;
+    s.push(&s.admin, "echo", guests::ECHO).await;
+    let operator = s
+        .key("default", &[wasmq_host::queue::Scope::Operator])
+        .await;
+    let r = s
+        .req(Method::PUT, "/v1/tenants/default", &operator)
+        .json(&json!({"max_unfinished_jobs": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let parent = run(
+        &s,
+        json!({"module": "hostile", "input": {"op": "spawn", "n": 10}}),
+    )
+    .await;
+    assert_eq!(parent["state"], "completed", "{parent}");
+    let refused = parent["result"]["refused"].as_str().unwrap_or_default();
+    assert!(refused.contains("quota of 5 unfinished jobs"), "{parent}");
+    assert_eq!(ids_in(&parent["result"], "ids").len(), 4, "{parent}");
+    assert_eq!(children_of(&s, id(&parent)).await.len(), 4);
+    s.stop().await;
+}

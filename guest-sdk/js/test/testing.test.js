@@ -65,3 +65,8 @@ test("a refused child is Fatal unless the store was unavailable", async () => {
   assert.ok(refusal("no module `x` is uploaded") instanceof Fatal);
   assert.ok(refusal("the store was unavailable; try again") instanceof Retry);
 });
+
+test("a negative or fractional delay is refused before the host", () => {
+  const late = task((input, cx) => cx.enqueue("notify", {}, { delayMs: input }));
+  for (const bad of [-1, 1.5]) assert.throws(() => run(late, bad), RangeError);
+});

@@ -134,3 +134,13 @@ def test_a_refused_child_is_fatal_unless_the_store_was_unavailable():
 
     assert isinstance(refusal("no module `x` is uploaded"), Fatal)
     assert isinstance(refusal("the store was unavailable; try again"), Retry)
+
+
+def test_a_negative_or_fractional_delay_is_refused_before_the_host():
+    @task
+    def late(input, cx):
+        return cx.enqueue("notify", {}, delay_ms=input)
+
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match="delay_ms"):
+            run(late, bad)

@@ -51,7 +51,10 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.pool.burst && args.no_workers {
         anyhow::bail!("--burst runs jobs until none is left: it needs workers (drop --no-workers)");
     }
-    let tenant_defaults = args.tenant_defaults.quotas(args.pool.tenant_max_running)?;
+    let tenant_defaults = args.tenant_defaults.quotas(
+        args.pool.tenant_max_running,
+        args.pool.tenant_max_unfinished_jobs,
+    )?;
     let choice = super::StoreChoice::from_args(args.database_url.as_deref(), &args.data_dir);
     match &choice {
         super::StoreChoice::Sqlite(path) => tracing::info!(

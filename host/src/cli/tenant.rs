@@ -12,9 +12,6 @@ use crate::queue::Quotas;
 /// The quotas of a tenant that sets none of its own (unset: not limited).
 #[derive(Debug, Clone, Default, Args)]
 pub struct TenantDefaultArgs {
-    /// Default `max_unfinished_jobs`: jobs of a tenant not finished at once.
-    #[arg(long, env = "WASMQ_TENANT_MAX_UNFINISHED_JOBS")]
-    pub tenant_max_unfinished_jobs: Option<u64>,
     /// Default `max_module_bytes`: bytes of a tenant's stored modules, e.g. 1GiB.
     #[arg(long, env = "WASMQ_TENANT_MAX_MODULE_BYTES", value_parser = super::parse_size)]
     pub tenant_max_module_bytes: Option<u64>,
@@ -30,11 +27,16 @@ pub struct TenantDefaultArgs {
 }
 
 impl TenantDefaultArgs {
-    /// The defaults, checked as a tenant's own quotas are; `max_running` is the worker
-    /// pool's flag (`wasmq worker` enforces it too).
-    pub fn quotas(&self, max_running: Option<u64>) -> anyhow::Result<Quotas> {
+    /// The defaults, checked as a tenant's own quotas are; `max_running` and
+    /// `max_unfinished_jobs` are the worker pool's flags (`wasmq worker` enforces them
+    /// too: its claims, and the child jobs its tasks enqueue).
+    pub fn quotas(
+        &self,
+        max_running: Option<u64>,
+        max_unfinished_jobs: Option<u64>,
+    ) -> anyhow::Result<Quotas> {
         let quotas = Quotas {
-            max_unfinished_jobs: self.tenant_max_unfinished_jobs,
+            max_unfinished_jobs,
             max_module_bytes: self.tenant_max_module_bytes,
             enqueue_rate: self.tenant_enqueue_rate,
             enqueue_burst: self.tenant_enqueue_burst,

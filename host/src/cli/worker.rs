@@ -64,6 +64,10 @@ pub struct PoolArgs {
     /// tenants without their own (`wasmq tenant set`). Give every node the same.
     #[arg(long, env = "WASMQ_TENANT_MAX_RUNNING")]
     pub tenant_max_running: Option<u64>,
+    /// Default `max_unfinished_jobs`: jobs of a tenant not finished at once, for tenants
+    /// without their own; enqueues over the API and child jobs count against it.
+    #[arg(long, env = "WASMQ_TENANT_MAX_UNFINISHED_JOBS")]
+    pub tenant_max_unfinished_jobs: Option<u64>,
     /// Database connections of this node.
     #[arg(long, env = "WASMQ_DB_CONNECTIONS", default_value_t = 16)]
     pub db_connections: u32,
@@ -165,6 +169,7 @@ impl PoolArgs {
             children: ChildCaps {
                 per_attempt: self.max_children,
                 depth: self.max_child_depth,
+                default_max_unfinished: self.tenant_max_unfinished_jobs,
                 ..ChildCaps::default()
             },
             ..WorkerConfig::default()

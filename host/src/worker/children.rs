@@ -18,8 +18,11 @@ pub struct ChildCaps {
     /// Bytes of one child's input. Default 1 MiB (the API's enqueue bound).
     pub input_bytes: usize,
     /// Bytes of all of one attempt's children's inputs, which the host holds until the
-    /// attempt ends. Default 64 MiB.
+    /// attempt ends. Default 16 MiB.
     pub attempt_bytes: usize,
+    /// The server's default `max_unfinished_jobs`, for tenants whose row sets none:
+    /// children count against it as enqueued jobs do. Default none.
+    pub default_max_unfinished: Option<u64>,
 }
 
 impl Default for ChildCaps {
@@ -28,7 +31,8 @@ impl Default for ChildCaps {
             per_attempt: 1000,
             depth: 16,
             input_bytes: 1 << 20,
-            attempt_bytes: 64 << 20,
+            attempt_bytes: 16 << 20,
+            default_max_unfinished: None,
         }
     }
 }
@@ -48,13 +52,20 @@ pub(super) struct JobSpawner {
 
 #[derive(Default)]
 struct State {
-    made: usize,
+    /// Calls answered from the store (a child made, a key's job found, a module found
+    /// missing): what the per-attempt cap counts, so a guest's store reads are bounded.
+    asked: usize,
+    /// Children made.
+    made: u64,
     bytes: usize,
-    /// Module name → the latest version's digest and default limits, read once.
-    modules: HashMap<String, (String, Limits)>,
-    /// Idempotency keys of this attempt's children → their ids.
+    /// Module name → the latest version's digest and default limits (`None`: no such
+    /// module), read once.
+    modules: HashMap<String, Option<(String, Limits)>>,
+    /// Idempotency keys asked for → the id answered.
     keys: HashMap<String, i64>,
     ids: VecDeque<i64>,
+    /// The tenant's `max_unfinished_jobs` and the room under it, read at the first child.
+    room: Option<Option<(u64, u64)>>,
 }
 
 impl JobSpawner {
@@ -79,7 +90,7 @@ impl JobSpawner {
                 let limits = state
                     .modules
                     .get(&r.module)
-                    .map(|(_, limits)| limits.clone())
+                    .and_then(|m| m.as_ref().map(|(_, limits)| limits.clone()))
                     .unwrap_or_default();
                 let run_at = r
                     .delay_ms
@@ -113,7 +124,7 @@ impl JobSpawner {
                 self.depth, self.caps.depth
             ));
         }
-        if state.made >= self.caps.per_attempt {
+        if state.asked >= self.caps.per_attempt {
             return Err(format!(
                 "an attempt may enqueue at most {} child jobs",
                 self.caps.per_attempt
@@ -173,35 +184,70 @@ fn unavailable(e: crate::queue::StoreError) -> String {
     "the store was unavailable; try again".into()
 }
 
+impl JobSpawner {
+    /// The tenant's `max_unfinished_jobs` (its row, else the server's default) and how
+    /// many more jobs fit under it, counted once an attempt (bounded by the quota).
+    async fn room(&self) -> Result<Option<(u64, u64)>, String> {
+        let row = self.store.tenant(&self.tenant).await.map_err(unavailable)?;
+        let quota = row
+            .and_then(|r| r.quotas.max_unfinished_jobs)
+            .or(self.caps.default_max_unfinished);
+        let Some(quota) = quota else {
+            return Ok(None);
+        };
+        let used = self.store.unfinished_jobs(&self.tenant, quota).await;
+        Ok(Some((
+            quota,
+            quota.saturating_sub(used.map_err(unavailable)?),
+        )))
+    }
+}
+
 #[async_trait::async_trait]
 impl Spawner for JobSpawner {
     async fn admit(&self, r: &ChildRequest) -> Result<Admitted, String> {
         let mut state = self.state.lock().await;
+        if let Some(&id) = r.idempotency_key.as_ref().and_then(|k| state.keys.get(k)) {
+            return Ok(Admitted::Existing(id));
+        }
         self.check(r, &state)?;
         if let Some(key) = &r.idempotency_key {
-            if let Some(&id) = state.keys.get(key) {
-                return Ok(Admitted::Existing(id));
-            }
             let stored = self.store.job_id_by_key(&self.tenant, key).await;
             if let Some(id) = stored.map_err(unavailable)? {
+                state.asked += 1;
+                state.keys.insert(key.clone(), id);
                 return Ok(Admitted::Existing(id));
             }
         }
         if !state.modules.contains_key(&r.module) {
             let module = self.store.get_module(&self.tenant, &r.module).await;
-            let module = module
-                .map_err(unavailable)?
-                .ok_or_else(|| format!("no module `{}` is uploaded", r.module))?;
-            state
-                .modules
-                .insert(r.module.clone(), (module.digest, module.limits));
+            let module = module.map_err(unavailable)?.map(|m| (m.digest, m.limits));
+            if module.is_none() {
+                state.asked += 1;
+            }
+            state.modules.insert(r.module.clone(), module);
+        }
+        let Some(Some((digest, _))) = state.modules.get(&r.module) else {
+            return Err(format!("no module `{}` is uploaded", r.module));
+        };
+        let digest = digest.clone();
+        let room = match state.room {
+            Some(room) => room,
+            None => *state.room.insert(self.room().await?),
+        };
+        if let Some((quota, room)) = room
+            && state.made >= room
+        {
+            return Err(format!(
+                "the tenant's quota of {quota} unfinished jobs is reached; try again"
+            ));
         }
         let id = match state.ids.pop_front() {
             Some(id) => id,
             None => {
-                let room = self.caps.per_attempt - state.made;
-                let n = (state.made + 1).next_power_of_two().clamp(4, MAX_ID_BLOCK);
-                let drawn = self.store.draw_ids(n.min(room).max(1)).await;
+                let left = self.caps.per_attempt - state.asked;
+                let n = (state.asked + 1).next_power_of_two().clamp(4, MAX_ID_BLOCK);
+                let drawn = self.store.draw_ids(n.min(left).max(1)).await;
                 state.ids.extend(drawn.map_err(unavailable)?);
                 state
                     .ids
@@ -209,12 +255,12 @@ impl Spawner for JobSpawner {
                     .ok_or("the store drew no job id; try again")?
             }
         };
+        state.asked += 1;
         state.made += 1;
         state.bytes += r.input.len();
         if let Some(key) = &r.idempotency_key {
             state.keys.insert(key.clone(), id);
         }
-        let digest = state.modules[&r.module].0.clone();
         Ok(Admitted::New { id, digest })
     }
 }

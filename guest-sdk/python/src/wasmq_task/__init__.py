@@ -164,6 +164,8 @@ class Context:
         as they are); the queue defaults to this job's. Raises `Fatal` when the host
         refuses it (over the caps, an unknown module), `Retry` when the store was
         unavailable; catch it to go on without the child."""
+        if delay_ms is not None and (not isinstance(delay_ms, int) or delay_ms < 0):
+            raise ValueError(f"delay_ms {delay_ms!r} is not a whole number of milliseconds >= 0")
         data = encode_result(input)
         child = Child(str(module), b"null" if data is None else data, queue, priority, delay_ms, idempotency_key)
         return self._sink.enqueue(child)

@@ -199,9 +199,10 @@ fn may_match(filter: &JobFilter) -> bool {
         .all(|name| super::keys::is_slug(name))
 }
 
-/// The distinct queues of `children` with a child due now: woken once they are stored.
+/// The distinct queues of `children` with a child due by the time they are stored (a
+/// second's margin: one due by the commit is stored available): woken after the commit.
 pub(super) fn children_due_now(children: &[crate::queue::ChildJob]) -> Vec<String> {
-    let now = chrono::Utc::now();
+    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
     let mut queues: Vec<String> = children
         .iter()
         .filter(|c| c.job.run_at.is_none_or(|at| at <= now))

@@ -33,6 +33,11 @@ woken AS (
 SELECT count(*) AS n FROM ins WHERE (SELECT count(*) FROM woken) >= 0
 "#;
 
+/// Bytes of inputs one statement carries at most: a finish batch of many attempts, each
+/// with megabytes of children, goes in several statements, never one message near
+/// PostgreSQL's 1 GB limit.
+const STATEMENT_BYTES: usize = 32 << 20;
+
 /// Inserts the children of parents `parents` (the completed ones), on `conn` inside
 /// the caller's transaction.
 pub(super) async fn insert(
@@ -40,16 +45,22 @@ pub(super) async fn insert(
     parents: &[(i64, &[ChildJob])],
     node: &str,
 ) -> Result<(), StoreError> {
-    let n: usize = parents.iter().map(|(_, c)| c.len()).sum();
-    if n == 0 {
-        return Ok(());
-    }
-    let mut cols = Columns::with_capacity(n);
+    let mut cols = Columns::default();
     for (parent, children) in parents {
         for child in *children {
+            if cols.bytes + child.job.input.len() > STATEMENT_BYTES && !cols.ids.is_empty() {
+                execute(&mut *conn, std::mem::take(&mut cols), node).await?;
+            }
             cols.push(*parent, child);
         }
     }
+    if !cols.ids.is_empty() {
+        execute(conn, cols, node).await?;
+    }
+    Ok(())
+}
+
+async fn execute(conn: &mut PgConnection, cols: Columns<'_>, node: &str) -> Result<(), StoreError> {
     sqlx::query(INSERT_CHILDREN)
         .bind(&cols.ids)
         .bind(&cols.tenants)
@@ -87,17 +98,11 @@ struct Columns<'a> {
     keys: Vec<Option<&'a str>>,
     parents: Vec<i64>,
     depths: Vec<i16>,
+    /// Bytes of `inputs`.
+    bytes: usize,
 }
 
 impl<'a> Columns<'a> {
-    fn with_capacity(n: usize) -> Self {
-        Self {
-            ids: Vec::with_capacity(n),
-            inputs: Vec::with_capacity(n),
-            ..Self::default()
-        }
-    }
-
     fn push(&mut self, parent: i64, child: &'a ChildJob) {
         let job = &child.job;
         self.ids.push(child.id);
@@ -107,6 +112,7 @@ impl<'a> Columns<'a> {
         self.queues.push(&job.queue);
         self.priorities.push(job.priority);
         self.inputs.push(&job.input);
+        self.bytes += job.input.len();
         self.run_ats.push(job.run_at);
         self.max_attempts.push(clamp_i32(job.max_attempts));
         self.limits.push(json(&job.limits));

@@ -13,7 +13,7 @@ INSERT INTO wasmq_jobs (id, tenant, module, digest, queue, priority, input, stat
                         max_attempts, limits, idempotency_key, parent_id, depth, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 > $13 THEN 'scheduled' ELSE 'available' END,
         max($8, $13), $9, $10, $11, $12, $14, $13)
-ON CONFLICT DO NOTHING
+ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 "#;
 
 /// Inserts the children of job `parent`, at `now_us`, inside the caller's transaction.
