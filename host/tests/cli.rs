@@ -57,6 +57,42 @@ fn run_reads_input_from_a_file_and_reports_json() {
     assert!(report["usage"]["fuel"].as_u64().unwrap() > 0);
 }
 
+/// A fan-out tried locally: its children are listed with their ids and inputs (none is
+/// enqueued: there is no store), in JSON and in the human summary.
+#[test]
+fn run_lists_the_children_a_task_would_enqueue() {
+    let input = r#"{"page": 7, "locales": ["en", "de"]}"#;
+    let out = wasmq()
+        .args(["run", guests::FANOUT, "--json", "--input", input])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"], json!({"page": 7, "children": [1, 2]}));
+    let children = report["children"].as_array().unwrap();
+    assert_eq!(children.len(), 2, "{report}");
+    assert_eq!(children[1]["id"], 2);
+    assert_eq!(children[1]["module"], "reindex");
+    assert_eq!(children[1]["input"], json!({"page": 7, "locale": "de"}));
+    let out = wasmq()
+        .args(["run", guests::FANOUT, "--input", input])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("children: 2 (listed, not enqueued"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(r#"#2 reindex {"locale":"de","page":7}"#),
+        "{summary}"
+    );
+}
+
 #[test]
 fn run_reports_a_limit_violation_with_its_kind_and_fails() {
     let out = wasmq()

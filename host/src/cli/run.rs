@@ -7,7 +7,9 @@ use anyhow::Context;
 use base64::Engine as _;
 use clap::Args;
 
-use crate::runtime::{AttemptReport, JobInfo, Limits, Outcome, RunRequest, Runtime, RuntimeConfig};
+use crate::runtime::{
+    AttemptReport, DryRun, JobInfo, Limits, Outcome, RunRequest, Runtime, RuntimeConfig,
+};
 
 /// Arguments of `wasmq run`.
 #[derive(Debug, Args)]
@@ -91,6 +93,10 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 attempt: 1,
                 max_attempts: 1,
             },
+            // No store: the children a task asks for are listed, not enqueued.
+            spawner: Some(std::sync::Arc::new(DryRun::new(
+                crate::worker::ChildCaps::default().per_attempt,
+            ))),
             ..RunRequest::default()
         },
     );
@@ -112,6 +118,7 @@ pub fn report_json(report: &AttemptReport) -> serde_json::Value {
         "log": report.log_text(),
         "log_dropped": report.log_dropped,
         "progress": report.progress,
+        "children": report.children.iter().map(child_json).collect::<Vec<_>>(),
     });
     match &report.outcome {
         Outcome::Success { result } => {
@@ -128,6 +135,24 @@ pub fn report_json(report: &AttemptReport) -> serde_json::Value {
         Outcome::Failure(f) => {
             v["outcome"] = "failure".into();
             v["error"] = serde_json::json!({ "kind": f.kind.as_str(), "message": f.message, "retryable": f.is_retryable() });
+        }
+    }
+    v
+}
+
+/// A child the task asked for, as `wasmq run --json` lists it.
+fn child_json(child: &crate::runtime::Child) -> serde_json::Value {
+    let r = &child.request;
+    let mut v = serde_json::json!({
+        "id": child.id, "module": r.module, "queue": r.queue, "priority": r.priority,
+        "delay_ms": r.delay_ms, "idempotency_key": r.idempotency_key,
+    });
+    match serde_json::from_slice::<serde_json::Value>(&r.input) {
+        Ok(json) => v["input"] = json,
+        Err(_) => {
+            v["input_base64"] = base64::engine::general_purpose::STANDARD
+                .encode(&r.input)
+                .into()
         }
     }
     v
@@ -176,5 +201,15 @@ fn print_human(report: &AttemptReport) {
     );
     for line in report.log_text().lines() {
         eprintln!("  | {line}");
+    }
+    if !report.children.is_empty() {
+        eprintln!(
+            "children: {} (listed, not enqueued: `wasmq run` has no store)",
+            report.children.len()
+        );
+        for child in &report.children {
+            let input = String::from_utf8_lossy(&child.request.input);
+            eprintln!("  #{} {} {input}", child.id, child.request.module);
+        }
     }
 }

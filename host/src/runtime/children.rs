@@ -58,13 +58,47 @@ pub trait Spawner: Send + Sync {
     async fn admit(&self, request: &ChildRequest) -> Result<Admitted, String>;
 }
 
-/// The spawner of an attempt that may not enqueue (`wasmq run` without one).
+/// The spawner of an attempt run without one: refuses every child.
 pub(crate) struct NoSpawner;
 
 #[async_trait::async_trait]
 impl Spawner for NoSpawner {
     async fn admit(&self, _request: &ChildRequest) -> Result<Admitted, String> {
         Err("this runner cannot enqueue jobs".into())
+    }
+}
+
+/// The spawner of a run with no store (`wasmq run`): admits up to `cap` children,
+/// numbered 1, 2, …, so a task's fan-out can be tried locally; none is enqueued.
+pub struct DryRun {
+    cap: usize,
+    made: std::sync::atomic::AtomicUsize,
+}
+
+impl DryRun {
+    /// Admits at most `cap` children.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            made: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Spawner for DryRun {
+    async fn admit(&self, _request: &ChildRequest) -> Result<Admitted, String> {
+        let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n >= self.cap {
+            return Err(format!(
+                "an attempt may enqueue at most {} child jobs",
+                self.cap
+            ));
+        }
+        Ok(Admitted::New {
+            id: n as i64 + 1,
+            digest: String::new(),
+        })
     }
 }
 

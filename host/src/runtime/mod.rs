@@ -28,7 +28,7 @@ mod run;
 mod validate;
 
 pub use cache::{CacheStats, ModuleCache};
-pub use children::{Admitted, Child, ChildRequest, Spawner};
+pub use children::{Admitted, Child, ChildRequest, DryRun, Spawner};
 pub use compile::{COMPILE_COMMAND, child_main as compile_child_main};
 pub use engine::{CompileMode, EpochTicker, RuntimeConfig};
 pub use limits::Limits;
