@@ -9,18 +9,10 @@ use crate::queue;
 
 /// Refuses a client's key (`field`): 1–255 bytes, not in the scheduler's namespace.
 pub(super) fn check_key(field: &str, key: &str) -> Result<(), ApiError> {
-    if key.is_empty() || key.len() > 255 {
-        return Err(ApiError::InvalidRequest(format!(
-            "`{field}` must be 1–255 bytes"
-        )));
+    match crate::queue::keys::job_key_problem(field, key) {
+        Some(problem) => Err(ApiError::InvalidRequest(problem)),
+        None => Ok(()),
     }
-    if key.starts_with(crate::schedule::KEY_PREFIX) {
-        return Err(ApiError::InvalidRequest(format!(
-            "`{field}` may not begin with `{}`: those are the scheduler's",
-            crate::schedule::KEY_PREFIX
-        )));
-    }
-    Ok(())
 }
 
 /// The request's coalescing, checked: `coalesce_ms` and `coalesce_max_ms` need a

@@ -196,6 +196,17 @@ pub fn validate_tenant(tenant: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Why `key` cannot be a job's idempotency or coalesce key, if it cannot: 1–255 bytes,
+/// and not the scheduler's prefix. `field` names it in the message.
+pub fn job_key_problem(field: &str, key: &str) -> Option<String> {
+    if key.is_empty() || key.len() > 255 {
+        return Some(format!("`{field}` must be 1–255 bytes"));
+    }
+    let prefix = crate::schedule::KEY_PREFIX;
+    key.starts_with(prefix)
+        .then(|| format!("`{field}` may not begin with `{prefix}`: those are the scheduler's"))
+}
+
 /// Whether `s` matches `^[a-z0-9][a-z0-9_-]{0,62}$` (module, queue and tenant names).
 pub fn is_slug(s: &str) -> bool {
     let b = s.as_bytes();

@@ -5,7 +5,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::queue::{ChildJob, Job, Limits, NewJob, Store, keys::is_slug};
+use crate::queue::keys::{is_slug, job_key_problem};
+use crate::queue::{ChildJob, Job, Limits, NewJob, Store};
 use crate::runtime::{Admitted, Child, ChildRequest, Spawner};
 
 /// The server's bounds on child jobs.
@@ -166,13 +167,12 @@ impl JobSpawner {
                 self.caps.attempt_bytes
             ));
         }
-        if let Some(key) = &r.idempotency_key
-            && (key.is_empty() || key.len() > 255 || key.starts_with(crate::schedule::KEY_PREFIX))
+        if let Some(problem) = r
+            .idempotency_key
+            .as_deref()
+            .and_then(|key| job_key_problem("idempotency-key", key))
         {
-            return Err(format!(
-                "an idempotency key must be 1–255 bytes and not begin with `{}`",
-                crate::schedule::KEY_PREFIX
-            ));
+            return Err(problem);
         }
         Ok(())
     }
