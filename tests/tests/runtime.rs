@@ -567,6 +567,35 @@ async fn a_reused_slot_never_shows_the_previous_jobs_memory() {
 }
 
 #[tokio::test]
+async fn a_reused_slot_is_clean_after_a_write_to_hundreds_of_scattered_pages() {
+    // 300 dirty regions apart: the reset scans them in batches (vendor/README.md), and
+    // every one must be reset or decommitted before the slot's next job.
+    let rt = Runtime::new(RuntimeConfig {
+        slots: 1,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let secret = "scattered-secret-over-three-hundred-pages";
+    for _ in 0..3 {
+        let w = hostile(
+            &rt,
+            json!({"op": "write_secret", "secret": secret, "n": 300}),
+            limits(),
+        )
+        .await;
+        result_json(&w);
+        let r = hostile(
+            &rt,
+            json!({"op": "read_secret", "secret": secret}),
+            limits(),
+        )
+        .await;
+        let v = result_json(&r);
+        assert_eq!(v["found_in_memory"], false, "{v}");
+    }
+}
+
+#[tokio::test]
 async fn a_spinning_guest_does_not_delay_a_normal_job() {
     // One guest thread: the spinning guest must yield for the echo to run at all.
     let rt = Runtime::new(RuntimeConfig {
