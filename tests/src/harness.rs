@@ -97,6 +97,15 @@ pub fn start_worker(store: Arc<dyn Store>, config: WorkerConfig, slots: u32) -> 
         ..RuntimeConfig::default()
     })
     .expect("runtime");
+    start_worker_on(store, config, runtime)
+}
+
+/// Starts a worker over `store` that runs its jobs on `runtime`.
+pub fn start_worker_on(
+    store: Arc<dyn Store>,
+    config: WorkerConfig,
+    runtime: Runtime,
+) -> RunningWorker {
     let shutdown = Shutdown::new();
     let task = tokio::spawn(Worker::new(store, runtime, config).run(shutdown.clone()));
     RunningWorker { shutdown, task }

@@ -539,29 +539,32 @@ async fn the_guest_sees_its_job_and_reports_progress() {
 
 // ---- isolation, fairness, cancellation ------------------------------------------------
 
-#[tokio::test]
-async fn a_reused_slot_never_shows_the_previous_jobs_memory() {
-    // One slot, so the second job necessarily reuses the first one's instance slot.
-    let rt = Runtime::new(RuntimeConfig {
-        slots: 1,
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let secret = "correct-horse-battery-staple-4242";
+/// Writes `secret` in one job (`scattered`: also over that many separate pages), then
+/// returns what the next job on the same slot finds of it. One slot, so the second job
+/// necessarily reuses the first one's instance slot.
+async fn secret_after_reuse(rt: &Runtime, secret: &str, scattered: u64) -> Value {
     let w = hostile(
-        &rt,
-        json!({"op": "write_secret", "secret": secret}),
+        rt,
+        json!({"op": "write_secret", "secret": secret, "n": scattered}),
         limits(),
     )
     .await;
     result_json(&w);
-    let r = hostile(
-        &rt,
-        json!({"op": "read_secret", "secret": secret}),
-        limits(),
-    )
-    .await;
-    let v = result_json(&r);
+    let r = hostile(rt, json!({"op": "read_secret", "secret": secret}), limits()).await;
+    result_json(&r)
+}
+
+fn one_slot() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        slots: 1,
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_reused_slot_never_shows_the_previous_jobs_memory() {
+    let v = secret_after_reuse(&one_slot(), "correct-horse-battery-staple-4242", 0).await;
     assert_eq!(v["found_in_memory"], false, "{v}");
     assert!(!v["static"].as_str().unwrap().contains("horse"), "{v}");
 }
@@ -570,27 +573,9 @@ async fn a_reused_slot_never_shows_the_previous_jobs_memory() {
 async fn a_reused_slot_is_clean_after_a_write_to_hundreds_of_scattered_pages() {
     // 300 dirty regions apart: the reset scans them in batches (vendor/README.md), and
     // every one must be reset or decommitted before the slot's next job.
-    let rt = Runtime::new(RuntimeConfig {
-        slots: 1,
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let secret = "scattered-secret-over-three-hundred-pages";
+    let rt = one_slot();
     for _ in 0..3 {
-        let w = hostile(
-            &rt,
-            json!({"op": "write_secret", "secret": secret, "n": 300}),
-            limits(),
-        )
-        .await;
-        result_json(&w);
-        let r = hostile(
-            &rt,
-            json!({"op": "read_secret", "secret": secret}),
-            limits(),
-        )
-        .await;
-        let v = result_json(&r);
+        let v = secret_after_reuse(&rt, "scattered-secret-over-three-hundred-pages", 300).await;
         assert_eq!(v["found_in_memory"], false, "{v}");
     }
 }

@@ -14,6 +14,7 @@ use super::extract::{Auth, Path};
 use super::views::{ModuleList, ModuleView};
 use super::{ApiError, AppState};
 use crate::queue::{self, NewModule, Scope, keys::is_slug};
+use crate::runtime::Language;
 
 /// The module's default limits, as query parameters of the upload.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
@@ -64,6 +65,29 @@ pub(super) fn check_limits(
         }
     }
     Ok(())
+}
+
+/// `limits` with the fuel of a Python or JavaScript component's language when the
+/// upload sets none: an interpreter spends far more fuel per line than compiled code.
+/// A compiled module's stays unset, so the worker's default applies.
+async fn with_language_fuel(
+    state: &AppState,
+    mut limits: queue::Limits,
+    bytes: &Arc<Vec<u8>>,
+) -> queue::Limits {
+    if limits.fuel.is_some() {
+        return limits;
+    }
+    let scan = bytes.clone();
+    // A scan of every section: off the async threads, like the compile.
+    let language = tokio::task::spawn_blocking(move || Language::of(&scan))
+        .await
+        .unwrap_or(Language::Compiled);
+    if language != Language::Compiled {
+        let config = state.runtime.config();
+        limits.fuel = Some(language.default_fuel(config).min(config.max_limits.fuel));
+    }
+    limits
 }
 
 pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
@@ -187,6 +211,7 @@ pub(crate) async fn upload(
         .await?;
     let bytes = Arc::new(bytes.to_vec());
     let (kind, digest) = state.runtime.validate(bytes.clone()).await?;
+    let limits = with_language_fuel(state, limits, &bytes).await;
     let kind = match kind {
         crate::runtime::ModuleKind::Component => queue::ModuleKind::Component,
         crate::runtime::ModuleKind::Command => queue::ModuleKind::Command,

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use clap::Args;
 
 use crate::runtime::{
-    AttemptReport, DryRun, JobInfo, Limits, Outcome, RunRequest, Runtime, RuntimeConfig,
+    AttemptReport, DryRun, JobInfo, Language, Limits, Outcome, RunRequest, Runtime, RuntimeConfig,
 };
 
 /// Arguments of `wasmq run`.
@@ -19,7 +19,8 @@ pub struct RunArgs {
     /// The job's input: JSON text, or `@path` to read it from a file.
     #[arg(long, default_value = "null")]
     pub input: String,
-    /// Fuel limit (Wasm instructions).
+    /// Fuel limit (Wasm instructions) [default: 1e9; 2e10 for a Python or JavaScript
+    /// component].
     #[arg(long)]
     pub fuel: Option<u64>,
     /// Memory limit, e.g. 64MiB.
@@ -50,7 +51,8 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(path) => std::fs::read(path).with_context(|| format!("reading input file {path}"))?,
         None => args.input.clone().into_bytes(),
     };
-    let mut max = Limits::default_max();
+    let defaults = RuntimeConfig::default();
+    let mut max = defaults.max_limits;
     // The command line is the operator: let it raise the maxima it asks for.
     if let Some(f) = args.fuel {
         max.fuel = f;
@@ -64,6 +66,13 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(o) = args.output {
         max.output_bytes = o;
     }
+    // Without `--fuel`, the fuel a server gives a module of this language.
+    let limits = Limits {
+        fuel: args
+            .fuel
+            .unwrap_or_else(|| Language::of(&bytes).default_fuel(&defaults)),
+        ..max
+    };
     let runtime = Runtime::new(RuntimeConfig {
         slots: 1,
         max_limits: max,
@@ -86,7 +95,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         &prepared,
         RunRequest {
             input,
-            limits: max,
+            limits,
             job: JobInfo {
                 id: "local".into(),
                 module: name,

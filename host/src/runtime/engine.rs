@@ -9,6 +9,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::Limits;
+use super::limits::{DEFAULT_FUEL, INTERPRETED_FUEL};
 
 /// How often the epoch advances. Timeouts and cancellation are noticed within one tick.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
@@ -30,8 +31,14 @@ pub struct RuntimeConfig {
     /// Instance slots: attempts that may run at once. Default 16.
     pub slots: u32,
     /// Server-wide maximum limits; per-job limits are clamped to these.
-    /// Default: see [`Limits::default_max`].
+    /// Default: [`Limits::default_max`] with [`INTERPRETED_FUEL`] as the fuel.
     pub max_limits: Limits,
+    /// Fuel of a compiled task's attempt that neither its module nor its job sets.
+    /// At most `max_limits.fuel`. Default [`DEFAULT_FUEL`].
+    pub default_fuel: u64,
+    /// The same for a Python or JavaScript task: its module's fuel at upload unless the
+    /// upload sets one. At most `max_limits.fuel`. Default [`INTERPRETED_FUEL`].
+    pub interpreted_fuel: u64,
     /// Largest module accepted, in bytes. Default 64 MiB.
     pub max_module_bytes: usize,
     /// Longest a compile may take before the upload is refused (wall clock; in a
@@ -69,7 +76,12 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             slots: 16,
-            max_limits: Limits::default_max(),
+            max_limits: Limits {
+                fuel: INTERPRETED_FUEL,
+                ..Limits::default_max()
+            },
+            default_fuel: DEFAULT_FUEL,
+            interpreted_fuel: INTERPRETED_FUEL,
             max_module_bytes: 64 << 20,
             compile_timeout: Duration::from_secs(120),
             compile_memory_bytes: 3 << 30,

@@ -20,6 +20,7 @@ mod children;
 mod compile;
 mod engine;
 mod host;
+mod language;
 mod limits;
 mod outbound;
 mod outcome;
@@ -31,7 +32,8 @@ pub use cache::{CacheStats, ModuleCache};
 pub use children::{Admitted, Child, ChildRequest, DryRun, Spawner};
 pub use compile::{COMPILE_COMMAND, child_main as compile_child_main};
 pub use engine::{CompileMode, EpochTicker, RuntimeConfig};
-pub use limits::Limits;
+pub use language::Language;
+pub use limits::{DEFAULT_FUEL, INTERPRETED_FUEL, Limits};
 pub use outbound::{
     AllowedHost, DEFAULT_DENY, DenyRanges, Grants, MAX_ALLOWED_HOSTS, OutboundConfig, REDACTED,
     parse_allowed_hosts,
@@ -191,6 +193,17 @@ impl Runtime {
     /// The server-wide maximum limits; a job's limits are clamped to these.
     pub fn max_limits(&self) -> Limits {
         self.config.max_limits
+    }
+
+    /// The limits of an attempt that neither its module nor its job sets: the maxima,
+    /// but for fuel, which is the compiled default (an interpreted module's is set at
+    /// upload, [`Language::default_fuel`]).
+    pub fn default_limits(&self) -> Limits {
+        let max = self.config.max_limits;
+        Limits {
+            fuel: self.config.default_fuel.min(max.fuel),
+            ..max
+        }
     }
 
     /// Validates untrusted bytes as an upload would: size, kind, initial memory, compile

@@ -11,7 +11,7 @@ use wasmq_host::api::{self, ApiConfig, AppState};
 use wasmq_host::queue::{Scope, Store};
 use wasmq_host::runtime::{Runtime, RuntimeConfig};
 use wasmq_host::worker::{Shutdown, WorkerConfig};
-use wasmq_tests::harness::{RunningWorker, fresh_store, start_worker};
+use wasmq_tests::harness::{RunningWorker, fresh_store, start_worker, start_worker_on};
 
 /// Largest module the test server accepts (the example guests are ≤ 512 KiB).
 pub const MAX_MODULE: usize = 1 << 20;
@@ -47,16 +47,28 @@ impl Server {
             ..RuntimeConfig::default()
         })
         .expect("runtime");
-        let worker = start_worker(
+        let worker = start_worker(store.clone(), worker_config(&config), 4);
+        Server::serve(store, config, runtime, worker).await
+    }
+
+    /// A server whose API and worker both run on sandboxes of `runtime`'s settings.
+    pub async fn start_with_runtime(store: Arc<dyn Store>, runtime: RuntimeConfig) -> Server {
+        let config = ApiConfig::default();
+        let worker = start_worker_on(
             store.clone(),
-            WorkerConfig {
-                queues: vec![("default".into(), 4)],
-                // The same process: the API seals secrets, the worker opens them.
-                secret_key: config.secret_key.clone(),
-                ..WorkerConfig::default()
-            },
-            4,
+            worker_config(&config),
+            Runtime::new(runtime.clone()).expect("worker runtime"),
         );
+        let runtime = Runtime::new(runtime).expect("runtime");
+        Server::serve(store, config, runtime, worker).await
+    }
+
+    async fn serve(
+        store: Arc<dyn Store>,
+        config: ApiConfig,
+        runtime: Runtime,
+        worker: RunningWorker,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = Shutdown::new();
@@ -179,6 +191,15 @@ impl Server {
 }
 
 /// Asserts a problem+json answer with `status` and type slug `kind`.
+fn worker_config(api: &ApiConfig) -> WorkerConfig {
+    WorkerConfig {
+        queues: vec![("default".into(), 4)],
+        // The same process: the API seals secrets, the worker opens them.
+        secret_key: api.secret_key.clone(),
+        ..WorkerConfig::default()
+    }
+}
+
 pub async fn problem(response: reqwest::Response, status: StatusCode, kind: &str) -> Value {
     assert_eq!(response.status(), status);
     let content_type = response.headers()["content-type"]

@@ -76,7 +76,26 @@ def build(
         done = subprocess.run(cmd)
         if done.returncode != 0:
             raise SystemExit(f"wasmq-task: componentize-py failed (exit {done.returncode})")
+    stamp_language(output)
     return output.stat().st_size
+
+
+def _leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def stamp_language(component: Path) -> None:
+    """Appends the custom section `wasmq-task-language` = `python`: the server then gives
+    the module an interpreter's default fuel (componentize-py records no name of its own)."""
+    name = b"wasmq-task-language"
+    body = _leb128(len(name)) + name + b"python"
+    with component.open("ab") as f:
+        f.write(b"\x00" + _leb128(len(body)) + body)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,8 @@ pub struct ModuleView {
     pub size: u64,
     /// What it is.
     pub kind: ModuleKind,
-    /// Default limits of its jobs (unset fields: the server maximum).
+    /// Default limits of its jobs (unset: the server's default, which is its maximum but
+    /// for fuel). A Python or JavaScript component gets an interpreter's fuel at upload.
     pub limits: Limits,
     /// When this version was stored.
     pub created_at: DateTime<Utc>,
