@@ -1,6 +1,6 @@
-//! A Python or JavaScript module gets an interpreter's fuel at upload: with no limit set,
-//! its task does seconds of work that the compiled default would stop, while a compiled
-//! module keeps the server's default and an upload that names its fuel keeps that.
+//! A Python or JavaScript task gets an interpreter's fuel: with no limit set it does
+//! seconds of work that the compiled maximum would stop, and its module may ask for more
+//! fuel at upload than a compiled one may.
 //!
 //! The components are tens of MiB: the API and the worker share the artifact directory
 //! of the interpreted tests, so each is compiled once per build directory.
@@ -47,19 +47,26 @@ async fn count(server: &Server, module: &str, limits: Value) -> Value {
         .await
 }
 
+async fn upload(server: &Server, name: &str, path: &str, query: &str) -> (StatusCode, Value) {
+    let r = server
+        .req(
+            Method::PUT,
+            &format!("/v1/modules/{name}{query}"),
+            &server.admin,
+        )
+        .body(wasmq_tests::guest_bytes(path))
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
 #[tokio::test]
-async fn interpreted_modules_get_an_interpreters_fuel_at_upload() {
+async fn interpreted_tasks_get_an_interpreters_fuel() {
     let server = server().await;
-    let key = server.admin.clone();
-
-    let (status, rust) = server.push(&key, "echo", guests::ECHO).await;
-    assert_eq!(status, StatusCode::CREATED, "{rust}");
-    assert!(rust["limits"].get("fuel").is_none(), "{rust}");
-
     for (name, path) in [("py", guests::PY_HOSTILE), ("js", guests::JS_HOSTILE)] {
-        let (status, module) = server.push(&key, name, path).await;
+        let (status, module) = upload(&server, name, path, "").await;
         assert_eq!(status, StatusCode::CREATED, "{module}");
-        assert_eq!(module["limits"]["fuel"], INTERPRETED_FUEL, "{module}");
 
         let done = count(&server, name, json!({})).await;
         assert_eq!(done["state"], "completed", "{name}: {done}");
@@ -68,21 +75,25 @@ async fn interpreted_modules_get_an_interpreters_fuel_at_upload() {
             "{name}: {done}"
         );
 
-        // The compiled default stops the same work.
+        // The compiled maximum stops the same work.
         let stopped = count(&server, name, json!({"fuel": DEFAULT_FUEL})).await;
         assert_eq!(stopped["state"], "failed", "{name}: {stopped}");
         assert_eq!(stopped["error"]["kind"], "out_of_fuel", "{name}: {stopped}");
     }
 
-    // An upload that names its fuel keeps it.
-    let r = server
-        .req(Method::PUT, "/v1/modules/py-small?fuel=5000000", &key)
-        .body(wasmq_tests::guest_bytes(guests::PY_HOSTILE))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let module: Value = r.json().await.unwrap();
-    assert_eq!(module["limits"]["fuel"], 5_000_000, "{module}");
+    // At upload, a module's fuel may go up to its language's maximum, and no further.
+    let more = format!("?fuel={}", 5 * DEFAULT_FUEL);
+    let (status, module) = upload(&server, "py-more", guests::PY_HOSTILE, &more).await;
+    assert_eq!(status, StatusCode::CREATED, "{module}");
+    assert_eq!(module["limits"]["fuel"], 5 * DEFAULT_FUEL, "{module}");
+    let (status, problem) = upload(&server, "echo-more", guests::ECHO, &more).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("fuel"),
+        "{problem}"
+    );
+    let over = format!("?fuel={}", INTERPRETED_FUEL + 1);
+    let (status, problem) = upload(&server, "py-over", guests::PY_HOSTILE, &over).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     server.stop().await;
 }

@@ -540,8 +540,8 @@ async fn the_guest_sees_its_job_and_reports_progress() {
 // ---- isolation, fairness, cancellation ------------------------------------------------
 
 /// Writes `secret` in one job (`scattered`: also over that many separate pages), then
-/// returns what the next job on the same slot finds of it. One slot, so the second job
-/// necessarily reuses the first one's instance slot.
+/// returns what the next job on the same slot finds of it, having grown its memory past
+/// all the first one wrote. One slot, so the second job reuses the first one's slot.
 async fn secret_after_reuse(rt: &Runtime, secret: &str, scattered: u64) -> Value {
     let w = hostile(
         rt,
@@ -550,7 +550,9 @@ async fn secret_after_reuse(rt: &Runtime, secret: &str, scattered: u64) -> Value
     )
     .await;
     result_json(&w);
-    let r = hostile(rt, json!({"op": "read_secret", "secret": secret}), limits()).await;
+    // 64 pages of 64 KiB: more than the 1 MiB block and the scattered pages take.
+    let read = json!({"op": "read_secret", "secret": secret, "n": 64});
+    let r = hostile(rt, read, limits()).await;
     result_json(&r)
 }
 

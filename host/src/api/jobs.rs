@@ -219,10 +219,12 @@ pub(super) fn new_job(
         check_key("idempotency_key", key)?;
     }
     let own = queue::Limits::from(req.limits.unwrap_or_default());
-    check_limits(&own, &state.runtime.max_limits())?;
+    // The module's language is not known here: the highest maximum, and the worker keeps
+    // an attempt within its language's (`Runtime::max_limits_for`).
+    check_limits(&own, &state.runtime.max_limits_any())?;
     let defaults = &module.limits;
     let limits = own.over(defaults);
-    check_limits(&limits, &state.runtime.max_limits())?;
+    check_limits(&limits, &state.runtime.max_limits_any())?;
     Ok(NewJob {
         tenant: tenant.to_owned(),
         module: module.name.clone(),

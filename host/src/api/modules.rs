@@ -14,7 +14,6 @@ use super::extract::{Auth, Path};
 use super::views::{ModuleList, ModuleView};
 use super::{ApiError, AppState};
 use crate::queue::{self, NewModule, Scope, keys::is_slug};
-use crate::runtime::Language;
 
 /// The module's default limits, as query parameters of the upload.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
@@ -65,29 +64,6 @@ pub(super) fn check_limits(
         }
     }
     Ok(())
-}
-
-/// `limits` with the fuel of a Python or JavaScript component's language when the
-/// upload sets none: an interpreter spends far more fuel per line than compiled code.
-/// A compiled module's stays unset, so the worker's default applies.
-async fn with_language_fuel(
-    state: &AppState,
-    mut limits: queue::Limits,
-    bytes: &Arc<Vec<u8>>,
-) -> queue::Limits {
-    if limits.fuel.is_some() {
-        return limits;
-    }
-    let scan = bytes.clone();
-    // A scan of every section: off the async threads, like the compile.
-    let language = tokio::task::spawn_blocking(move || Language::of(&scan))
-        .await
-        .unwrap_or(Language::Compiled);
-    if language != Language::Compiled {
-        let config = state.runtime.config();
-        limits.fuel = Some(language.default_fuel(config).min(config.max_limits.fuel));
-    }
-    limits
 }
 
 pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
@@ -177,7 +153,8 @@ pub(crate) async fn upload(
         .map(|h| super::settings::check_allowed_hosts(&h))
         .transpose()?;
     let limits = queue::Limits::from(params);
-    check_limits(&limits, &state.runtime.max_limits())?;
+    // Again once the module's language is known: an interpreter's fuel may be higher.
+    check_limits(&limits, &state.runtime.max_limits_any())?;
     let max = state.runtime.config().max_module_bytes;
     // Refuse an announced oversize body before reading any of it...
     let announced = headers
@@ -210,8 +187,9 @@ pub(crate) async fn upload(
         .check_module(&*state.store, tenant, &bytes)
         .await?;
     let bytes = Arc::new(bytes.to_vec());
-    let (kind, digest) = state.runtime.validate(bytes.clone()).await?;
-    let limits = with_language_fuel(state, limits, &bytes).await;
+    let prepared = state.runtime.load_bytes(bytes.clone()).await?;
+    check_limits(&limits, &state.runtime.max_limits_for(prepared.language()))?;
+    let (kind, digest) = (prepared.kind(), prepared.digest().to_owned());
     let kind = match kind {
         crate::runtime::ModuleKind::Component => queue::ModuleKind::Component,
         crate::runtime::ModuleKind::Command => queue::ModuleKind::Command,

@@ -7,9 +7,7 @@ use anyhow::Context;
 use base64::Engine as _;
 use clap::Args;
 
-use crate::runtime::{
-    AttemptReport, DryRun, JobInfo, Language, Limits, Outcome, RunRequest, Runtime, RuntimeConfig,
-};
+use crate::runtime::{AttemptReport, DryRun, JobInfo, Outcome, RunRequest, Runtime, RuntimeConfig};
 
 /// Arguments of `wasmq run`.
 #[derive(Debug, Args)]
@@ -20,7 +18,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "null")]
     pub input: String,
     /// Fuel limit (Wasm instructions) [default: 1e9; 2e10 for a Python or JavaScript
-    /// component].
+    /// component, as on a server].
     #[arg(long)]
     pub fuel: Option<u64>,
     /// Memory limit, e.g. 64MiB.
@@ -51,11 +49,12 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(path) => std::fs::read(path).with_context(|| format!("reading input file {path}"))?,
         None => args.input.clone().into_bytes(),
     };
-    let defaults = RuntimeConfig::default();
-    let mut max = defaults.max_limits;
+    let mut config = RuntimeConfig::default();
+    let mut max = config.max_limits;
     // The command line is the operator: let it raise the maxima it asks for.
     if let Some(f) = args.fuel {
         max.fuel = f;
+        config.max_fuel_interpreted = f;
     }
     if let Some(m) = args.memory {
         max.memory_bytes = m;
@@ -66,16 +65,10 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(o) = args.output {
         max.output_bytes = o;
     }
-    // Without `--fuel`, the fuel a server gives a module of this language.
-    let limits = Limits {
-        fuel: args
-            .fuel
-            .unwrap_or_else(|| Language::of(&bytes).default_fuel(&defaults)),
-        ..max
-    };
     let runtime = Runtime::new(RuntimeConfig {
         slots: 1,
         max_limits: max,
+        max_fuel_interpreted: config.max_fuel_interpreted,
         artifact_dir: if args.no_cache {
             None
         } else {
@@ -95,7 +88,8 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         &prepared,
         RunRequest {
             input,
-            limits,
+            // As a worker: the maxima of the module's language are its limits.
+            limits: runtime.max_limits_for(prepared.language()),
             job: JobInfo {
                 id: "local".into(),
                 module: name,

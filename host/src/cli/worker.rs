@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::queue::TenantStore;
 use crate::queue::postgres::PgStore;
-use crate::runtime::{DEFAULT_FUEL, INTERPRETED_FUEL, Limits, Runtime, RuntimeConfig};
+use crate::runtime::{INTERPRETED_FUEL, Limits, Runtime, RuntimeConfig};
 use crate::worker::{ChildCaps, Shutdown, Worker, WorkerConfig};
 
 /// Arguments of `wasmq worker`.
@@ -47,16 +47,14 @@ pub struct PoolArgs {
     /// again once this has passed.
     #[arg(long, env = "WASMQ_LEASE", value_parser = super::parse_duration, default_value = "30s")]
     pub lease: Duration,
-    /// Server-wide maximum fuel per attempt (modules and jobs may ask for less).
-    #[arg(long, env = "WASMQ_MAX_FUEL", default_value_t = INTERPRETED_FUEL)]
+    /// Server-wide maximum fuel per attempt of compiled code, and the fuel of one whose
+    /// module and job set none.
+    #[arg(long, env = "WASMQ_MAX_FUEL", default_value_t = Limits::default_max().fuel)]
     pub max_fuel: u64,
-    /// Fuel of an attempt that neither its module nor its job sets (compiled tasks).
-    #[arg(long, env = "WASMQ_DEFAULT_FUEL", default_value_t = DEFAULT_FUEL)]
-    pub default_fuel: u64,
-    /// Fuel a Python or JavaScript module gets at upload unless the upload sets one:
-    /// an interpreter spends far more per line than compiled code.
-    #[arg(long, env = "WASMQ_INTERPRETED_FUEL", default_value_t = INTERPRETED_FUEL)]
-    pub interpreted_fuel: u64,
+    /// The same for a Python or JavaScript task: an interpreter spends far more fuel per
+    /// line than compiled code.
+    #[arg(long, env = "WASMQ_MAX_FUEL_INTERPRETED", default_value_t = INTERPRETED_FUEL)]
+    pub max_fuel_interpreted: u64,
     /// Server-wide maximum wall clock per attempt.
     #[arg(long, env = "WASMQ_MAX_TIMEOUT", value_parser = super::parse_duration, default_value = "30s")]
     pub max_timeout: Duration,
@@ -138,20 +136,9 @@ impl PoolArgs {
     pub fn runtime_config(&self) -> anyhow::Result<RuntimeConfig> {
         let deny = crate::runtime::DenyRanges::parse(&self.outbound_deny)
             .map_err(|e| anyhow::anyhow!("--outbound-deny: {e}"))?;
-        for (flag, fuel) in [
-            ("--default-fuel", self.default_fuel),
-            ("--interpreted-fuel", self.interpreted_fuel),
-        ] {
-            anyhow::ensure!(
-                fuel <= self.max_fuel,
-                "{flag} {fuel} is above --max-fuel {}",
-                self.max_fuel
-            );
-        }
         Ok(RuntimeConfig {
             slots: self.slots,
-            default_fuel: self.default_fuel,
-            interpreted_fuel: self.interpreted_fuel,
+            max_fuel_interpreted: self.max_fuel_interpreted,
             max_limits: Limits {
                 fuel: self.max_fuel,
                 timeout_ms: u64::try_from(self.max_timeout.as_millis()).unwrap_or(u64::MAX),

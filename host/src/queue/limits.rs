@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 /// Resource limits of an attempt. `None` means "not set here": the worker takes the
-/// module's default, then the server's maximum. Stored as JSON without the unset fields.
+/// module's default, then the server's maximum for the module's language. Stored as JSON
+/// without the unset fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Limits {
     /// Wasm fuel (instructions).

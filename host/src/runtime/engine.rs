@@ -9,7 +9,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::Limits;
-use super::limits::{DEFAULT_FUEL, INTERPRETED_FUEL};
+use super::limits::INTERPRETED_FUEL;
 
 /// How often the epoch advances. Timeouts and cancellation are noticed within one tick.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
@@ -30,15 +30,12 @@ pub(crate) const TABLE_ELEMENTS: usize = 100_000;
 pub struct RuntimeConfig {
     /// Instance slots: attempts that may run at once. Default 16.
     pub slots: u32,
-    /// Server-wide maximum limits; per-job limits are clamped to these.
-    /// Default: [`Limits::default_max`] with [`INTERPRETED_FUEL`] as the fuel.
+    /// Server-wide maximum limits; per-job limits are clamped to these, and a limit that
+    /// neither the module nor the job sets is the maximum. Default: [`Limits::default_max`].
     pub max_limits: Limits,
-    /// Fuel of a compiled task's attempt that neither its module nor its job sets.
-    /// At most `max_limits.fuel`. Default [`DEFAULT_FUEL`].
-    pub default_fuel: u64,
-    /// The same for a Python or JavaScript task: its module's fuel at upload unless the
-    /// upload sets one. At most `max_limits.fuel`. Default [`INTERPRETED_FUEL`].
-    pub interpreted_fuel: u64,
+    /// The maximum (and default) fuel of a Python or JavaScript task in place of
+    /// `max_limits.fuel` ([`Language`](super::Language)). Default [`INTERPRETED_FUEL`].
+    pub max_fuel_interpreted: u64,
     /// Largest module accepted, in bytes. Default 64 MiB.
     pub max_module_bytes: usize,
     /// Longest a compile may take before the upload is refused (wall clock; in a
@@ -76,12 +73,8 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             slots: 16,
-            max_limits: Limits {
-                fuel: INTERPRETED_FUEL,
-                ..Limits::default_max()
-            },
-            default_fuel: DEFAULT_FUEL,
-            interpreted_fuel: INTERPRETED_FUEL,
+            max_limits: Limits::default_max(),
+            max_fuel_interpreted: INTERPRETED_FUEL,
             max_module_bytes: 64 << 20,
             compile_timeout: Duration::from_secs(120),
             compile_memory_bytes: 3 << 30,
@@ -167,7 +160,7 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(16 << 10)
         .pagemap_scan(pagemap_scan_setting(
-            &std::fs::read_to_string("/proc/swaps").unwrap_or_default(),
+            std::fs::read_to_string("/proc/swaps").ok().as_deref(),
         ));
 
     let mut c = code_config(config.max_wasm_stack);
@@ -175,13 +168,16 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
     Engine::new(&c)
 }
 
-/// Whether slots are reset through `PAGEMAP_SCAN`, given `/proc/swaps`. wasmtime 48's scan
-/// resets only *present* dirty pages: one swapped out would be neither reset nor
-/// decommitted and the slot's next job could read it, so with swap on, memset/madvise.
-fn pagemap_scan_setting(proc_swaps: &str) -> wasmtime::Enabled {
-    let swap_on = proc_swaps.lines().skip(1).any(|l| !l.trim().is_empty());
+/// Whether slots are reset through `PAGEMAP_SCAN`, given `/proc/swaps` (read at start).
+/// The scan resets only *present* dirty pages: one swapped out would be neither reset nor
+/// decommitted and the slot's next job could read it, so with swap on, or when
+/// `/proc/swaps` cannot be read, memset/madvise.
+fn pagemap_scan_setting(proc_swaps: Option<&str>) -> wasmtime::Enabled {
+    let swap_on = proc_swaps.is_none_or(|s| s.lines().skip(1).any(|l| !l.trim().is_empty()));
     if swap_on {
-        tracing::warn!("swap is on: sandboxes are reset without PAGEMAP_SCAN (slower)");
+        tracing::warn!(
+            "swap is on, or /proc/swaps unreadable: sandboxes are reset without PAGEMAP_SCAN (slower)"
+        );
         wasmtime::Enabled::No
     } else {
         wasmtime::Enabled::Auto
@@ -232,12 +228,19 @@ mod tests {
     fn a_host_with_swap_resets_slots_without_the_scan() {
         let none = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
         assert!(matches!(
-            pagemap_scan_setting(none),
+            pagemap_scan_setting(Some(none)),
             wasmtime::Enabled::Auto
         ));
-        assert!(matches!(pagemap_scan_setting(""), wasmtime::Enabled::Auto));
+        assert!(matches!(
+            pagemap_scan_setting(Some("")),
+            wasmtime::Enabled::Auto
+        ));
         let swap =
             format!("{none}/swapfile                               file\t\t4194300\t\t0\t\t-2\n");
-        assert!(matches!(pagemap_scan_setting(&swap), wasmtime::Enabled::No));
+        assert!(matches!(
+            pagemap_scan_setting(Some(&swap)),
+            wasmtime::Enabled::No
+        ));
+        assert!(matches!(pagemap_scan_setting(None), wasmtime::Enabled::No));
     }
 }

@@ -1,8 +1,6 @@
-//! Which language a component's task is written in, read from its `producers` sections:
-//! an interpreter spends far more fuel per line than compiled code, so a Python or
-//! JavaScript task gets a larger default fuel ([`Language::default_fuel`]).
-
-use super::RuntimeConfig;
+//! Which language a component's task is written in, read from its custom sections: an
+//! interpreter spends far more fuel per line than compiled code, so a Python or
+//! JavaScript task gets a larger maximum and default fuel (`Runtime::max_limits_for`).
 
 /// The custom section a guest SDK's build appends to name the task's language:
 /// `python` or `javascript`.
@@ -64,14 +62,6 @@ impl Language {
             Language::Compiled => "compiled",
             Language::Python => "python",
             Language::JavaScript => "javascript",
-        }
-    }
-
-    /// The fuel an attempt gets when neither its module nor its job sets one.
-    pub fn default_fuel(self, config: &RuntimeConfig) -> u64 {
-        match self {
-            Language::Compiled => config.default_fuel,
-            Language::Python | Language::JavaScript => config.interpreted_fuel,
         }
     }
 }

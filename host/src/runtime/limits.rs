@@ -3,11 +3,10 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Fuel of an attempt of compiled code (Rust, C, Go) that neither its module nor its
-/// job sets: SPEC's 1e9.
+/// Maximum (and default) fuel of an attempt of compiled code (Rust, C, Go): SPEC's 1e9.
 pub const DEFAULT_FUEL: u64 = 1_000_000_000;
-/// Fuel of a Python or JavaScript attempt that neither its module nor its job sets. An
-/// interpreter runs many Wasm instructions per line: this buys about 2 s of pure Python.
+/// Maximum (and default) fuel of a Python or JavaScript attempt. An interpreter runs many
+/// Wasm instructions per line: this buys about 2 s of pure Python, 1 s of JavaScript.
 pub const INTERPRETED_FUEL: u64 = 20_000_000_000;
 
 /// The caps one attempt runs under. Each has a server-wide maximum, a module default
@@ -28,7 +27,6 @@ pub struct Limits {
 
 impl Limits {
     /// The defaults of SPEC.md: 1e9 fuel, 30 s, 64 MiB memory, 1 MiB output, 64 KiB log.
-    /// The server's maxima are these but for fuel, which has room for [`INTERPRETED_FUEL`].
     pub const fn default_max() -> Self {
         Self {
             fuel: DEFAULT_FUEL,

@@ -63,6 +63,7 @@ pub enum RunError {
 #[derive(Clone)]
 pub struct Prepared {
     inner: Arc<run::PreparedInner>,
+    language: Language,
 }
 
 impl Prepared {
@@ -81,6 +82,11 @@ impl Prepared {
     pub fn wants_grants(&self) -> bool {
         self.inner.wants_grants
     }
+
+    /// The language its task is written in, which sets its maximum fuel.
+    pub fn language(&self) -> Language {
+        self.language
+    }
 }
 
 impl std::fmt::Debug for Prepared {
@@ -90,6 +96,14 @@ impl std::fmt::Debug for Prepared {
             .field("kind", &self.kind())
             .finish()
     }
+}
+
+/// What was found of a module's bytes before compiling them.
+struct Checked {
+    digest: String,
+    kind: ModuleKind,
+    initial_memory: u64,
+    language: Language,
 }
 
 /// What to write to the artifact directory once a module is accepted.
@@ -190,18 +204,30 @@ impl Runtime {
         &self.config
     }
 
-    /// The server-wide maximum limits; a job's limits are clamped to these.
+    /// The server-wide maximum limits of a compiled task; a job's limits are clamped to
+    /// these, and a limit it leaves unset is the maximum.
     pub fn max_limits(&self) -> Limits {
         self.config.max_limits
     }
 
-    /// The limits of an attempt that neither its module nor its job sets: the maxima,
-    /// but for fuel, which is the compiled default (an interpreted module's is set at
-    /// upload, [`Language::default_fuel`]).
-    pub fn default_limits(&self) -> Limits {
+    /// The maximum limits of a task in `language`: an interpreter's fuel is larger.
+    pub fn max_limits_for(&self, language: Language) -> Limits {
+        let max = self.config.max_limits;
+        match language {
+            Language::Compiled => max,
+            Language::Python | Language::JavaScript => Limits {
+                fuel: self.config.max_fuel_interpreted,
+                ..max
+            },
+        }
+    }
+
+    /// The highest limits any module may have: what an enqueue is checked against
+    /// before the module's language is known.
+    pub fn max_limits_any(&self) -> Limits {
         let max = self.config.max_limits;
         Limits {
-            fuel: self.config.default_fuel.min(max.fuel),
+            fuel: max.fuel.max(self.config.max_fuel_interpreted),
             ..max
         }
     }
@@ -245,6 +271,11 @@ impl Runtime {
             return Ok(p);
         }
         let (kind, initial_memory) = self.precheck(&bytes)?;
+        let scan = bytes.clone();
+        // A pass over every section, off the async threads like the compile.
+        let language = tokio::task::spawn_blocking(move || Language::of(&scan))
+            .await
+            .map_err(|e| RunError::Internal(format!("reading a module's language: {e}")))?;
         let permit = self
             .compiles
             .clone()
@@ -260,8 +291,14 @@ impl Runtime {
             tokio::task::spawn_blocking(move || this.cache.load_artifact(&this.engine, &d, kind))
                 .await
                 .map_err(|e| RunError::Internal(format!("loading an artifact: {e}")))?;
+        let checked = Checked {
+            digest,
+            kind,
+            initial_memory,
+            language,
+        };
         if let Some(compiled) = from_disk {
-            return self.accept(digest, kind, initial_memory, compiled, Artifact::OnDisk);
+            return self.accept(checked, compiled, Artifact::OnDisk);
         }
         self.cache.count_compile();
         let (compiled, artifact) = match &*self.compile_mode {
@@ -289,7 +326,7 @@ impl Runtime {
                 (c, Artifact::Serialize)
             }
         };
-        self.accept(digest, kind, initial_memory, compiled, artifact)
+        self.accept(checked, compiled, artifact)
     }
 
     /// Blocking variant of [`Runtime::load_bytes`] for callers outside an async
@@ -301,7 +338,16 @@ impl Runtime {
             return Ok(p);
         }
         let (kind, initial_memory) = self.precheck(bytes)?;
-        let (compiled, artifact) = match self.cache.load_artifact(&self.engine, &digest, kind) {
+        let checked = Checked {
+            digest,
+            kind,
+            initial_memory,
+            language: Language::of(bytes),
+        };
+        let loaded = self
+            .cache
+            .load_artifact(&self.engine, &checked.digest, kind);
+        let (compiled, artifact) = match loaded {
             Some(c) => (c, Artifact::OnDisk),
             None => {
                 self.cache.count_compile();
@@ -311,7 +357,7 @@ impl Runtime {
                 )
             }
         };
-        self.accept(digest, kind, initial_memory, compiled, artifact)
+        self.accept(checked, compiled, artifact)
     }
 
     /// The checks that need no compiler: size, kind, initial memory (returned too).
@@ -328,12 +374,16 @@ impl Runtime {
     /// here), so a refused module leaves nothing behind.
     fn accept(
         &self,
-        digest: String,
-        kind: ModuleKind,
-        initial_memory: u64,
+        checked: Checked,
         compiled: cache::Compiled,
         artifact: Artifact,
     ) -> Result<Prepared, RunError> {
+        let Checked {
+            digest,
+            kind,
+            initial_memory,
+            language,
+        } = checked;
         match &compiled {
             cache::Compiled::Component(c) => validate::check_component_imports(&self.engine, c)?,
             cache::Compiled::Command(m) => validate::check_command_module(m)?,
@@ -351,6 +401,7 @@ impl Runtime {
         }
         let prepared = Prepared {
             inner: Arc::new(inner),
+            language,
         };
         self.cache.insert(digest, prepared.clone(), size);
         Ok(prepared)
@@ -389,7 +440,9 @@ impl Runtime {
     }
 
     async fn run_unpermitted(&self, prepared: &Prepared, request: RunRequest) -> AttemptReport {
-        let limits = request.limits.clamp_to(&self.config.max_limits);
+        let limits = request
+            .limits
+            .clamp_to(&self.max_limits_for(prepared.language));
         run::run_attempt(
             &self.engine,
             &prepared.inner,

@@ -4,14 +4,14 @@ use crate::queue::{self, ErrorKind, Finish, Job, JobError, Outcome as StoreOutco
 use crate::runtime::{AttemptReport, FailureKind, Limits, Outcome};
 
 /// The limits an attempt runs under: the job's (which carry the module's defaults,
-/// merged at enqueue) over the server's `defaults`, never above its maxima.
-pub fn effective_limits(job: &queue::Limits, defaults: &Limits, max: &Limits) -> Limits {
+/// merged at enqueue) over the maxima of the module's language, never above them.
+pub fn effective_limits(job: &queue::Limits, max: &Limits) -> Limits {
     Limits {
-        fuel: job.fuel.unwrap_or(defaults.fuel),
-        timeout_ms: job.timeout_ms.unwrap_or(defaults.timeout_ms),
-        memory_bytes: job.memory_bytes.unwrap_or(defaults.memory_bytes),
-        output_bytes: job.output_bytes.unwrap_or(defaults.output_bytes),
-        log_bytes: job.log_bytes.unwrap_or(defaults.log_bytes),
+        fuel: job.fuel.unwrap_or(max.fuel),
+        timeout_ms: job.timeout_ms.unwrap_or(max.timeout_ms),
+        memory_bytes: job.memory_bytes.unwrap_or(max.memory_bytes),
+        output_bytes: job.output_bytes.unwrap_or(max.output_bytes),
+        log_bytes: job.log_bytes.unwrap_or(max.log_bytes),
     }
     .clamp_to(max)
 }

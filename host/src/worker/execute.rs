@@ -187,11 +187,7 @@ async fn execute(attempt: &Attempt, job: Job, cancel: CancelHandle, ahead: bool)
     let spawner = Arc::new(JobSpawner::new(store.clone(), &job, *caps));
     let request = RunRequest {
         input: job.input.clone(),
-        limits: effective_limits(
-            &job.limits,
-            &runtime.default_limits(),
-            &runtime.max_limits(),
-        ),
+        limits: effective_limits(&job.limits, &runtime.max_limits_for(prepared.language())),
         job: JobInfo {
             id: job.id.to_string(),
             module: job.module.clone(),

@@ -190,7 +190,6 @@ impl Server {
     }
 }
 
-/// Asserts a problem+json answer with `status` and type slug `kind`.
 fn worker_config(api: &ApiConfig) -> WorkerConfig {
     WorkerConfig {
         queues: vec![("default".into(), 4)],
@@ -200,6 +199,7 @@ fn worker_config(api: &ApiConfig) -> WorkerConfig {
     }
 }
 
+/// Asserts a problem+json answer with `status` and type slug `kind`.
 pub async fn problem(response: reqwest::Response, status: StatusCode, kind: &str) -> Value {
     assert_eq!(response.status(), status);
     let content_type = response.headers()["content-type"]

@@ -20,7 +20,7 @@ pub use schedule::{ScheduleList, ScheduleView};
 pub use tenant::TenantView;
 
 /// Limits of an attempt; a field left out is not set here (a job takes its module's
-/// default, then the server's maximum).
+/// default, then the server's maximum for the module's language).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Limits {
     /// Fuel (Wasm instructions).

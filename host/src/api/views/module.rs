@@ -20,8 +20,8 @@ pub struct ModuleView {
     pub size: u64,
     /// What it is.
     pub kind: ModuleKind,
-    /// Default limits of its jobs (unset: the server's default, which is its maximum but
-    /// for fuel). A Python or JavaScript component gets an interpreter's fuel at upload.
+    /// Default limits of its jobs (unset: the server's maximum, which for fuel depends on
+    /// the task's language: a Python or JavaScript task's is higher).
     pub limits: Limits,
     /// When this version was stored.
     pub created_at: DateTime<Utc>,

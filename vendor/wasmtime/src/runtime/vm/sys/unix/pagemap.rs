@@ -211,10 +211,9 @@ impl PageMap {
 ///   a region of memory to store a list of `page_region` structures. Below this
 ///   is always `MAX_REGIONS`. If there are more than this number of disjoint
 ///   regions of memory that need to be reported then the ioctl will also return
-///   early without reaching the end of memory. Note that this means that all
-///   further memory will be `decommit`'d with reported regions still going to
-///   `reset_manually`. This is arguably something we should detect and improve
-///   in Wasmtime, but for now `MAX_REGIONS` is hardcoded.
+///   early without reaching the end of memory. The scan is then resumed at
+///   `walk_end` while the `keep_resident` budget lasts (wasmq patch), so only
+///   memory past the budget is `decommit`'d.
 ///
 /// In the end this ends up being a "more clever" version of this function than
 /// the one in the `pagemap_disabled` module. By using `PAGEMAP_SCAN` we can
@@ -338,7 +337,7 @@ pub unsafe fn reset_with_pagemap(
                 reset_manually(&mut *region.region().cast_mut());
             }
             bytes_resident += region.len();
-            pages_left -= region.len() / host_page_size;
+            pages_left = pages_left.saturating_sub(region.len() / host_page_size);
         }
 
         let walk_end = result.walk_end();
