@@ -57,6 +57,36 @@ fn run_reads_input_from_a_file_and_reports_json() {
     assert!(report["usage"]["fuel"].as_u64().unwrap() > 0);
 }
 
+/// `wasmq run` gives a Python or JavaScript task an interpreter's fuel, as a worker does:
+/// work the compiled maximum would stop completes, and `--fuel` still caps it.
+#[test]
+fn run_gives_interpreted_tasks_an_interpreters_fuel() {
+    let artifacts = wasmq_tests::interpreter_artifact_dir();
+    for path in [guests::PY_HOSTILE, guests::JS_HOSTILE] {
+        let run = |extra: &[&str]| {
+            let out = wasmq()
+                .args(["run", path, "--json", "--artifact-dir"])
+                .arg(&artifacts)
+                .args(["--input", r#"{"attack": "count", "n": 3000000}"#])
+                .args(extra)
+                .output()
+                .unwrap();
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+                panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+            });
+            report
+        };
+        let done = run(&[]);
+        assert_eq!(done["outcome"], "success", "{path}: {done}");
+        assert!(
+            done["usage"]["fuel"].as_u64().unwrap() > wasmq_host::runtime::DEFAULT_FUEL,
+            "{path}: {done}"
+        );
+        let capped = run(&["--fuel", "1000000000"]);
+        assert_eq!(capped["error"]["kind"], "out_of_fuel", "{path}: {capped}");
+    }
+}
+
 /// A fan-out tried locally: its children are listed with their ids and inputs (none is
 /// enqueued: there is no store), in JSON and in the human summary.
 #[test]

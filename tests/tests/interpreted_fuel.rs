@@ -95,5 +95,26 @@ async fn interpreted_tasks_get_an_interpreters_fuel() {
     let over = format!("?fuel={}", INTERPRETED_FUEL + 1);
     let (status, problem) = upload(&server, "py-over", guests::PY_HOSTILE, &over).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+
+    // A compiled task's job may ask for more at enqueue (its language is not read there)
+    // but runs with at most the compiled maximum.
+    let (status, module) = upload(&server, "rust", guests::HOSTILE, "").await;
+    assert_eq!(status, StatusCode::CREATED, "{module}");
+    let (status, job) = server
+        .enqueue(
+            &server.admin,
+            json!({"module": "rust", "input": {"op": "spin"}, "max_attempts": 1,
+                   "limits": {"fuel": 5 * DEFAULT_FUEL, "timeout_ms": 20_000}}),
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {job}");
+    let spun = server
+        .wait(&server.admin, job["id"].as_i64().unwrap())
+        .await;
+    assert_eq!(spun["error"]["kind"], "out_of_fuel", "{spun}");
+    assert!(
+        spun["usage"]["fuel"].as_u64().unwrap() <= DEFAULT_FUEL,
+        "{spun}"
+    );
     server.stop().await;
 }

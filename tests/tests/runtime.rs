@@ -550,8 +550,10 @@ async fn secret_after_reuse(rt: &Runtime, secret: &str, scattered: u64) -> Value
     )
     .await;
     result_json(&w);
-    // 64 pages of 64 KiB: more than the 1 MiB block and the scattered pages take.
-    let read = json!({"op": "read_secret", "secret": secret, "n": 64});
+    // Pages of 64 KiB: the 1 MiB block, the scattered pages (every other one of 4 KiB),
+    // and room for the allocator's own.
+    let grow = 16 + (2 * scattered * 4096).div_ceil(65536) + 16;
+    let read = json!({"op": "read_secret", "secret": secret, "n": grow});
     let r = hostile(rt, read, limits()).await;
     result_json(&r)
 }

@@ -14,6 +14,7 @@ use super::extract::{Auth, Path};
 use super::views::{ModuleList, ModuleView};
 use super::{ApiError, AppState};
 use crate::queue::{self, NewModule, Scope, keys::is_slug};
+use crate::runtime::Language;
 
 /// The module's default limits, as query parameters of the upload.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
@@ -187,8 +188,16 @@ pub(crate) async fn upload(
         .check_module(&*state.store, tenant, &bytes)
         .await?;
     let bytes = Arc::new(bytes.to_vec());
+    // Before the compile too: a fuel over the language's maximum costs no compile.
+    let scan = bytes.clone();
+    let language = tokio::task::spawn_blocking(move || Language::of(&scan))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading a module's language failed");
+            ApiError::Internal
+        })?;
+    check_limits(&limits, &state.runtime.max_limits_for(language))?;
     let prepared = state.runtime.load_bytes(bytes.clone()).await?;
-    check_limits(&limits, &state.runtime.max_limits_for(prepared.language()))?;
     let (kind, digest) = (prepared.kind(), prepared.digest().to_owned());
     let kind = match kind {
         crate::runtime::ModuleKind::Component => queue::ModuleKind::Component,

@@ -51,8 +51,8 @@ pub struct PoolArgs {
     /// module and job set none.
     #[arg(long, env = "WASMQ_MAX_FUEL", default_value_t = Limits::default_max().fuel)]
     pub max_fuel: u64,
-    /// The same for a Python or JavaScript task: an interpreter spends far more fuel per
-    /// line than compiled code.
+    /// The same for a Python or JavaScript task (when larger): an interpreter spends far
+    /// more fuel per line. A module names its own language, so any tenant may use this.
     #[arg(long, env = "WASMQ_MAX_FUEL_INTERPRETED", default_value_t = INTERPRETED_FUEL)]
     pub max_fuel_interpreted: u64,
     /// Server-wide maximum wall clock per attempt.

@@ -34,7 +34,9 @@ pub struct RuntimeConfig {
     /// neither the module nor the job sets is the maximum. Default: [`Limits::default_max`].
     pub max_limits: Limits,
     /// The maximum (and default) fuel of a Python or JavaScript task in place of
-    /// `max_limits.fuel` ([`Language`](super::Language)). Default [`INTERPRETED_FUEL`].
+    /// `max_limits.fuel` when larger ([`Language`](super::Language)). A module names its
+    /// own language, so this bounds any tenant's attempt; the timeout still applies.
+    /// Default [`INTERPRETED_FUEL`].
     pub max_fuel_interpreted: u64,
     /// Largest module accepted, in bytes. Default 64 MiB.
     pub max_module_bytes: usize,

@@ -210,20 +210,17 @@ impl Runtime {
         self.config.max_limits
     }
 
-    /// The maximum limits of a task in `language`: an interpreter's fuel is larger.
+    /// The maximum limits of a task in `language`: an interpreter's fuel is
+    /// `max_fuel_interpreted`, never less than a compiled task's.
     pub fn max_limits_for(&self, language: Language) -> Limits {
-        let max = self.config.max_limits;
         match language {
-            Language::Compiled => max,
-            Language::Python | Language::JavaScript => Limits {
-                fuel: self.config.max_fuel_interpreted,
-                ..max
-            },
+            Language::Compiled => self.config.max_limits,
+            Language::Python | Language::JavaScript => self.max_limits_any(),
         }
     }
 
-    /// The highest limits any module may have: what an enqueue is checked against
-    /// before the module's language is known.
+    /// The highest limits any module may have: what an enqueue is checked against, the
+    /// module's language being unknown there.
     pub fn max_limits_any(&self) -> Limits {
         let max = self.config.max_limits;
         Limits {
