@@ -28,7 +28,8 @@ if [ "$(cat "$VENV/.pins" 2>/dev/null)" != "$PIN" ]; then
 fi
 
 # The server's flags say everything; an inherited WASMQ_* variable must not.
-clean_env() { env $(env | awk -F= '/^WASMQ_/ { printf "-u %s ", $1 }') "$@"; }
+read -r -a unset_wasmq <<<"$(env | awk -F= '/^WASMQ_/ { printf "-u %s ", $1 }')"
+clean_env() { env "${unset_wasmq[@]}" "$@"; }
 
 failed=0
 for store in "${STORES[@]}"; do
@@ -49,8 +50,11 @@ for store in "${STORES[@]}"; do
     key=$(clean_env "$BIN" key create "${store_args[@]}" 2>/dev/null)
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     url=http://127.0.0.1:$port
-    clean_env "$BIN" serve --listen "127.0.0.1:$port" --artifact-dir "$tmp/artifacts" \
-        --queue default=2 "${store_args[@]}" >"$tmp/serve.log" 2>&1 &
+    # `env`, not the function: a function in the background runs in a subshell, and `$!`
+    # would name that shell, so the TERM below would orphan the server instead.
+    env "${unset_wasmq[@]}" "$BIN" serve --listen "127.0.0.1:$port" \
+        --artifact-dir "$tmp/artifacts" --queue default=2 "${store_args[@]}" \
+        >"$tmp/serve.log" 2>&1 &
     pid=$!
     for _ in $(seq 600); do
         curl -fs "$url/readyz" >/dev/null 2>&1 && break
