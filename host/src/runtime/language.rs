@@ -55,15 +55,6 @@ impl Language {
         }
         Language::Compiled
     }
-
-    /// `compiled`, `python` or `javascript`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Language::Compiled => "compiled",
-            Language::Python => "python",
-            Language::JavaScript => "javascript",
-        }
-    }
 }
 
 #[cfg(test)]

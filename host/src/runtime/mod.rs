@@ -204,13 +204,8 @@ impl Runtime {
         &self.config
     }
 
-    /// The server-wide maximum limits of a compiled task; a job's limits are clamped to
-    /// these, and a limit it leaves unset is the maximum.
-    pub fn max_limits(&self) -> Limits {
-        self.config.max_limits
-    }
-
-    /// The maximum limits of a task in `language`: an interpreter's fuel is
+    /// The maximum limits of a task in `language` (a job's limits are clamped to these,
+    /// and a limit it leaves unset is the maximum): an interpreter's fuel is
     /// `max_fuel_interpreted`, never less than a compiled task's.
     pub fn max_limits_for(&self, language: Language) -> Limits {
         match language {
